@@ -1,0 +1,36 @@
+// Threading for CPU kernels: OpenMP when built with it, serial otherwise.
+#pragma once
+#include <cstdint>
+#ifdef KN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace kn {
+
+int num_threads();
+void set_num_threads(int n);
+
+// Run f(begin, end) over [0, n) split in contiguous chunks across threads. Work smaller than
+// `grain` elements per thread runs inline: a thread wake-up costs more than a small loop.
+template <typename F>
+inline void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
+  if (n <= 0) return;
+#ifdef KN_HAVE_OPENMP
+  int nt = num_threads();
+  if (nt > 1 && n > grain && !omp_in_parallel()) {
+    std::int64_t chunks = (n + grain - 1) / grain;
+    if (chunks < nt) nt = (int)chunks;
+#pragma omp parallel num_threads(nt)
+    {
+      int t = omp_get_thread_num();
+      int T = omp_get_num_threads();
+      std::int64_t b = n * t / T, e = n * (t + 1) / T;
+      if (b < e) f(b, e);
+    }
+    return;
+  }
+#endif
+  f(0, n);
+}
+
+}  // namespace kn

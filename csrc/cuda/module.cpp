@@ -1,0 +1,32 @@
+// The CUDA backend module, kernelnet._cuda. Imported lazily by the Python layer: a machine with
+// the module but no driver or GPU imports it fine and reports device_count() == 0.
+#include <cuda_runtime.h>
+
+#include "common/kn.h"
+
+namespace kn {
+std::vector<std::pair<const char*, BindFn>>& registry() {
+  static std::vector<std::pair<const char*, BindFn>> r;
+  return r;
+}
+Registrar::Registrar(const char* name, BindFn fn) { registry().emplace_back(name, fn); }
+}  // namespace kn
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "kernelnet CUDA kernels";
+  m.attr("__device_name__") = "cuda";
+  m.def("device_count", [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no driver" error
+      return 0;
+    }
+    return n;
+  });
+  kn::py::list families;
+  for (auto& [name, fn] : kn::registry()) {
+    fn(m);
+    families.append(name);
+  }
+  m.attr("__families__") = families;
+}
