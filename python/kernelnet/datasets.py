@@ -48,10 +48,6 @@ def read_idx(path):
     return arr.astype(dtype.newbyteorder("="), copy=True) if dtype.itemsize > 1 else arr.copy()
 
 
-def _to_numpy_image(img):
-    return img
-
-
 class MNIST(Dataset):
     """MNIST digits: 60000 training / 10000 test images, 28x28 uint8, labels 0..9."""
 
@@ -160,10 +156,14 @@ class MNIST(Dataset):
         return self._images.shape[0]
 
     def __getitem__(self, index):
-        img = _kn.from_numpy(self._images[index])  # uint8 [H, W]; torchvision gives a PIL image here
+        # torchvision hands transforms a PIL image; the closest raw image here is the uint8 [H, W]
+        # numpy array (what np.asarray(pil_image) gives). Without a transform: an int64 tensor.
+        img = self._images[index]
         target = int(self._labels[index])
         if self.transform is not None:
             img = self.transform(img)
+        else:
+            img = _kn.from_numpy(img)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return img, target

@@ -30,7 +30,7 @@ def _encode(obj, arrays, seen, path):
         key = id(obj)
         if key not in seen:  # a tensor stored twice (tied weights) is saved once and shared on load
             t = obj.detach()
-            arr = np.ascontiguousarray(t.cpu().numpy())
+            arr = np.array(t.cpu().numpy(), order="C", copy=True)  # (ascontiguousarray makes 0-d 1-d)
             seen[key] = len(arrays)
             arrays.append((arr, str(obj.device), bool(obj.requires_grad), obj))
         return {"T": "tensor", "i": seen[key]}

@@ -129,7 +129,8 @@ class Lambda:
 
 
 class ToTensor(_Transform):
-    """uint8 [H,W] or [H,W,C] -> float32 [C,H,W] scaled to [0,1]; float arrays keep their values."""
+    """uint8 [H,W] or [H,W,C] -> float32 [C,H,W] scaled to [0,1]; float arrays keep their values.
+    kernelnet has no uint8 dtype, so integer tensors (int64 images) are scaled by 1/255 too."""
 
     def __call__(self, img):
         arr, _ = _sample_to_numpy(img)
@@ -144,7 +145,7 @@ class ToTensor(_Transform):
             x = x.transpose(0, 3, 1, 2)
         else:
             raise ValueError(f"ToTensor: expected a batch [N,H,W] or [N,H,W,C], got shape {x.shape}")
-        if x.dtype == np.uint8:
+        if x.dtype == np.uint8 or np.issubdtype(x.dtype, np.integer):
             return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
         return np.ascontiguousarray(x, dtype=np.float32)
 

@@ -143,6 +143,36 @@ class DataLoader:
         return self.collate_fn([self.dataset[int(i)] for i in b])
 
 
+def _produce_with_rng(loader, b, rng):
+    from ... import transforms as T
+    T._set_thread_rng(rng)
+    try:
+        return loader._produce(b)
+    finally:
+        T._set_thread_rng(None)
+
+
+def _prefetch_worker(loader, batches, rng, q, stop):
+    """Background thread body. It holds no reference to the iterator, so an abandoned iterator
+    is collected, its __del__ sets `stop`, and this thread ends."""
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for b in batches:
+            if stop.is_set() or not put(_produce_with_rng(loader, b, rng)):
+                return
+        put(_END)
+    except BaseException as ex:  # re-raised in the consuming thread
+        put(_Failure(ex))
+
+
 class _LoaderIter:
     def __init__(self, loader, batches, rng):
         self._loader = loader
@@ -153,7 +183,8 @@ class _LoaderIter:
         if loader.prefetch and len(batches) > 1:
             self._queue = queue.Queue(maxsize=loader.prefetch_factor)
             self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="kernelnet-dataloader", daemon=True)
+            self._thread = threading.Thread(target=_prefetch_worker, name="kernelnet-dataloader", daemon=True,
+                                            args=(loader, batches, rng, self._queue, self._stop))
             self._thread.start()
 
     def __iter__(self):
@@ -162,41 +193,13 @@ class _LoaderIter:
     def __len__(self):
         return len(self._batches)
 
-    def _produce_with_rng(self, b):
-        from ... import transforms as T
-        T._set_thread_rng(self._rng)
-        try:
-            return self._loader._produce(b)
-        finally:
-            T._set_thread_rng(None)
-
-    def _put(self, item):
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self):
-        try:
-            for b in self._batches:
-                if self._stop.is_set():
-                    return
-                if not self._put(self._produce_with_rng(b)):
-                    return
-            self._put(_END)
-        except BaseException as ex:  # re-raised in the consuming thread
-            self._put(_Failure(ex))
-
     def __next__(self):
         if self._thread is None:
             if self._next >= len(self._batches):
                 raise StopIteration
             b = self._batches[self._next]
             self._next += 1
-            return self._produce_with_rng(b)
+            return _produce_with_rng(self._loader, b, self._rng)
         if self._next > len(self._batches):
             raise StopIteration
         item = self._queue.get()
