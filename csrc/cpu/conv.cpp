@@ -1,0 +1,336 @@
+// 2-D convolution (NCHW, float32, contiguous) as im2col + the packed GEMM (cpu/gemm/gemm.h).
+//
+// Bindings (all pointers are ints, sizes int64; the Python layer allocates outputs):
+//   conv2d_forward(x, w, bias, y, N, C, H, W, K, R, S, stride_h, stride_w, pad_h, pad_w,
+//                  dil_h, dil_w, groups, act)
+//       y[N,K,P,Q] = conv(x[N,C,H,W], w[K,C/groups,R,S]) + bias[K]; bias = 0: none; act 0 none, 1 relu
+//   conv2d_backward_input(dy, w, dx, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups)
+//       dx[N,C,H,W] = d(conv)/dx applied to dy[N,K,P,Q] (dx is overwritten)
+//   conv2d_backward_weight(x, dy, dw, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, accumulate)
+//       dw[K,C/groups,R,S] (+)= sum over the batch; accumulate = false overwrites
+//   conv2d_backward_bias(dy, db, N, K, PQ)      db[K] = sum of dy[N,K,PQ] over N and PQ (overwrites)
+//   conv2d_output_size(H, R, stride, pad, dil) -> (H + 2 pad - dil (R-1) - 1) / stride + 1
+//
+// Why this shape of algorithm:
+// - One image (and one group) at a time is a GEMM  Y[Kg, PQ] = W[Kg, CgRS] @ col[CgRS, PQ], where col
+//   is the im2col unfolding of the image. The bias and ReLU ride in the GEMM epilogue (BIAS_ROW),
+//   so the output is written once.
+// - Threads split the batch, each with its own reused im2col buffer (thread_local, grows once),
+//   and each GEMM then runs single-threaded inside: no synchronisation per GEMM and no
+//   allocation in the hot path (im2col + BLAS that allocates per call and threads over the batch
+//   only is what makes naive convolutions 2-3x slower; we keep the batch threading, drop the
+//   allocations and keep the col tile in cache). When the batch is smaller than the thread
+//   count the batch loop runs serially and the GEMM threads itself instead.
+// - The im2col tile covers a band of output rows sized to stay within ~1 MiB (cache-resident
+//   between im2col and the GEMM's packing); small images are one band.
+// - 1x1, stride 1, no padding: the image itself is the col matrix; no copy at all.
+// - Backward input:  dcol = W^T @ dY, then col2im scatters dcol back (overlapping windows add).
+// - Backward weight: dW += dY @ col^T summed over the batch; each thread accumulates its images
+//   into a private dW (GEMM beta = 1), then the partial sums are added. The GEMM inner dimension
+//   is PQ, long enough to run at speed.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/kn.h"
+#include "common/ops.h"
+#include "cpu/gemm/gemm.h"
+#include "cpu/parallel.h"
+
+namespace kn {
+namespace {
+
+struct ConvGeom {
+  i64 N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups;
+  i64 P, Q;         // output height, width
+  i64 Cg, Kg;       // channels per group (input, output)
+  i64 CRS;          // Cg * R * S: rows of the col matrix, columns of a weight row
+  bool direct;      // 1x1, stride 1, no padding: col == the image itself
+};
+
+i64 conv_out(i64 H, i64 R, i64 s, i64 p, i64 d) { return (H + 2 * p - d * (R - 1) - 1) / s + 1; }
+
+ConvGeom make_geom(const char* op, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
+                   i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
+  KN_CHECK(N >= 0 && C >= 1 && H >= 1 && W >= 1 && K >= 1 && R >= 1 && S >= 1, op,
+           ": bad sizes N=", N, " C=", C, " H=", H, " W=", W, " K=", K, " R=", R, " S=", S);
+  KN_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, op,
+           ": stride and dilation must be >= 1 and padding >= 0, got stride=(", sh, ",", sw,
+           ") padding=(", ph, ",", pw, ") dilation=(", dh, ",", dw, ")");
+  KN_CHECK(groups >= 1 && C % groups == 0 && K % groups == 0, op, ": groups=", groups,
+           " must divide in_channels=", C, " and out_channels=", K);
+  ConvGeom g{N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, 0, 0, 0, 0, 0, false};
+  g.P = conv_out(H, R, sh, ph, dh);
+  g.Q = conv_out(W, S, sw, pw, dw);
+  KN_CHECK(g.P >= 1 && g.Q >= 1, op, ": kernel (", R, "x", S, ", dilation ", dh, "x", dw,
+           ") larger than padded input (", H, "x", W, ", padding ", ph, "x", pw, ")");
+  g.Cg = C / groups;
+  g.Kg = K / groups;
+  g.CRS = g.Cg * R * S;
+  g.direct = R == 1 && S == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+  return g;
+}
+
+i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
+
+// Output columns q whose input column q*sw - pw + s*dw lies inside [0, W): [q0, q1).
+inline void valid_q(const ConvGeom& g, i64 s, i64& q0, i64& q1) {
+  i64 off = s * g.dw - g.pw;
+  q0 = off >= 0 ? 0 : ceil_div(-off, g.sw);
+  q1 = g.W - off <= 0 ? 0 : ceil_div(g.W - off, g.sw);
+  q0 = std::min(q0, g.Q);
+  q1 = std::max(q0, std::min(q1, g.Q));
+}
+
+// Unfold output rows [p0, p1) of one group of one image: x is [Cg, H, W]; col is
+// [CRS, (p1-p0)*Q] with row (c*R + r)*S + s holding x[c, p*sh - ph + r*dh, q*sw - pw + s*dw].
+void im2col(const ConvGeom& g, const float* x, i64 p0, i64 p1, float* col) {
+  const i64 HW = g.H * g.W, Q = g.Q, L = (p1 - p0) * Q;
+  for (i64 c = 0; c < g.Cg; ++c) {
+    const float* xc = x + c * HW;
+    for (i64 r = 0; r < g.R; ++r) {
+      for (i64 s = 0; s < g.S; ++s) {
+        float* dst = col + ((c * g.R + r) * g.S + s) * L;
+        i64 q0, q1;
+        valid_q(g, s, q0, q1);
+        const i64 woff = s * g.dw - g.pw;
+        for (i64 p = p0; p < p1; ++p, dst += Q) {
+          const i64 ih = p * g.sh - g.ph + r * g.dh;
+          if (ih < 0 || ih >= g.H) {
+            std::memset(dst, 0, sizeof(float) * Q);
+            continue;
+          }
+          const float* src = xc + ih * g.W + woff;  // src[q * sw] for q in [q0, q1)
+          for (i64 q = 0; q < q0; ++q) dst[q] = 0.f;
+          if (g.sw == 1) {
+            std::memcpy(dst + q0, src + q0, sizeof(float) * (q1 - q0));
+          } else {
+            for (i64 q = q0; q < q1; ++q) dst[q] = src[q * g.sw];
+          }
+          for (i64 q = q1; q < Q; ++q) dst[q] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: dx[c, ih, iw] += col[...] for every window position (dx pre-zeroed).
+void col2im(const ConvGeom& g, const float* col, i64 p0, i64 p1, float* dx) {
+  const i64 HW = g.H * g.W, Q = g.Q, L = (p1 - p0) * Q;
+  for (i64 c = 0; c < g.Cg; ++c) {
+    float* xc = dx + c * HW;
+    for (i64 r = 0; r < g.R; ++r) {
+      for (i64 s = 0; s < g.S; ++s) {
+        const float* src = col + ((c * g.R + r) * g.S + s) * L;
+        i64 q0, q1;
+        valid_q(g, s, q0, q1);
+        const i64 woff = s * g.dw - g.pw;
+        for (i64 p = p0; p < p1; ++p, src += Q) {
+          const i64 ih = p * g.sh - g.ph + r * g.dh;
+          if (ih < 0 || ih >= g.H) continue;
+          float* dst = xc + ih * g.W + woff;
+          if (g.sw == 1) {
+            for (i64 q = q0; q < q1; ++q) dst[q] += src[q];
+          } else {
+            for (i64 q = q0; q < q1; ++q) dst[q * g.sw] += src[q];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Output rows per im2col band: as many as fit ~1 MiB of col, at least one.
+i64 band_rows(const ConvGeom& g) {
+  const i64 budget = (1 << 20) / sizeof(float);
+  i64 rows = budget / std::max<i64>(1, g.CRS * g.Q);
+  return std::max<i64>(1, std::min(rows, g.P));
+}
+
+// A per-thread scratch buffer that only grows: no allocation once the first batch has run.
+float* scratch(i64 n) {
+  static thread_local std::vector<float> buf;
+  if ((i64)buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// Split [0, N) images into `chunks` contiguous ranges, run f(chunk, begin, end) on the threads.
+// Batch threading when there are enough images; otherwise one chunk, so the GEMM threads itself.
+template <typename F>
+void over_batch(i64 N, i64 chunks, F&& f) {
+  parallel_for(chunks, 1, [&](i64 c0, i64 c1) {
+    for (i64 c = c0; c < c1; ++c) f(c, N * c / chunks, N * (c + 1) / chunks);
+  });
+}
+
+i64 batch_chunks(i64 N) {
+  i64 nt = num_threads();
+  return N >= nt ? nt : 1;
+}
+
+}  // namespace
+
+void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y,
+                    int act) {
+  const i64 PQ = g.P * g.Q, band = band_rows(g);
+  over_batch(g.N, batch_chunks(g.N), [&](i64, i64 n0, i64 n1) {
+    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
+    for (i64 n = n0; n < n1; ++n) {
+      for (i64 gr = 0; gr < g.groups; ++gr) {
+        const float* xg = x + (n * g.C + gr * g.Cg) * g.H * g.W;
+        const float* wg = w + gr * g.Kg * g.CRS;
+        float* yg = y + (n * g.K + gr * g.Kg) * PQ;
+        GemmEpilogue ep{bias ? bias + gr * g.Kg : nullptr, bias ? BIAS_ROW : BIAS_NONE, act};
+        if (g.direct) {
+          sgemm(1, false, false, g.Kg, PQ, g.CRS, 1.f, wg, g.CRS, 0, xg, PQ, 0, 0.f, yg, PQ, 0, ep);
+          continue;
+        }
+        for (i64 p0 = 0; p0 < g.P; p0 += band) {
+          const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
+          im2col(g, xg, p0, p1, col);
+          // Y[:, p0*Q : p1*Q] = W @ col  (ldc = PQ keeps the band inside the full output rows)
+          sgemm(1, false, false, g.Kg, L, g.CRS, 1.f, wg, g.CRS, 0, col, L, 0, 0.f, yg + p0 * g.Q,
+                PQ, 0, ep);
+        }
+      }
+    }
+  });
+}
+
+void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  const i64 PQ = g.P * g.Q, HW = g.H * g.W, band = band_rows(g);
+  over_batch(g.N, batch_chunks(g.N), [&](i64, i64 n0, i64 n1) {
+    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
+    for (i64 n = n0; n < n1; ++n) {
+      for (i64 gr = 0; gr < g.groups; ++gr) {
+        const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;
+        const float* wg = w + gr * g.Kg * g.CRS;
+        float* dxg = dx + (n * g.C + gr * g.Cg) * HW;
+        if (g.direct) {  // dX[Cg, HW] = W^T @ dY
+          sgemm(1, true, false, g.CRS, PQ, g.Kg, 1.f, wg, g.CRS, 0, dyg, PQ, 0, 0.f, dxg, PQ, 0);
+          continue;
+        }
+        std::memset(dxg, 0, sizeof(float) * g.Cg * HW);
+        for (i64 p0 = 0; p0 < g.P; p0 += band) {
+          const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
+          // dcol[CRS, L] = W^T @ dY[:, band]
+          sgemm(1, true, false, g.CRS, L, g.Kg, 1.f, wg, g.CRS, 0, dyg + p0 * g.Q, PQ, 0, 0.f, col,
+                L, 0);
+          col2im(g, col, p0, p1, dxg);
+        }
+      }
+    }
+  });
+}
+
+void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw,
+                            bool accumulate) {
+  const i64 PQ = g.P * g.Q, band = band_rows(g), WN = g.K * g.CRS;
+  const i64 chunks = std::min(batch_chunks(g.N), std::max<i64>(1, g.N));
+  // Partial dW per chunk. Chunk 0 writes straight into dw when not accumulating.
+  static thread_local std::vector<float> partial_buf;
+  if ((i64)partial_buf.size() < chunks * WN) partial_buf.resize(chunks * WN);
+  float* partial = partial_buf.data();
+  if (g.N == 0) {
+    if (!accumulate) std::memset(dw, 0, sizeof(float) * WN);
+    return;
+  }
+  over_batch(g.N, chunks, [&](i64 c, i64 n0, i64 n1) {
+    float* acc = partial + c * WN;
+    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
+    for (i64 n = n0; n < n1; ++n) {
+      for (i64 gr = 0; gr < g.groups; ++gr) {
+        const float* xg = x + (n * g.C + gr * g.Cg) * g.H * g.W;
+        const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;
+        float* ag = acc + gr * g.Kg * g.CRS;
+        if (g.direct) {  // dW[Kg, Cg] += dY[Kg, HW] @ X[Cg, HW]^T
+          sgemm(1, false, true, g.Kg, g.CRS, PQ, 1.f, dyg, PQ, 0, xg, PQ, 0, n == n0 ? 0.f : 1.f, ag,
+                g.CRS, 0);
+          continue;
+        }
+        for (i64 p0 = 0; p0 < g.P; p0 += band) {
+          const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
+          im2col(g, xg, p0, p1, col);
+          // dW[Kg, CRS] += dY[:, band] @ col^T
+          sgemm(1, false, true, g.Kg, g.CRS, L, 1.f, dyg + p0 * g.Q, PQ, 0, col, L, 0,
+                (n == n0 && p0 == 0) ? 0.f : 1.f, ag, g.CRS, 0);
+        }
+      }
+    }
+  });
+  // Sum the partials into dw (threads split the weight elements).
+  parallel_for(WN, 4096, [&](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1; ++i) {
+      float s = accumulate ? dw[i] : 0.f;
+      for (i64 c = 0; c < chunks; ++c) s += partial[c * WN + i];
+      dw[i] = s;
+    }
+  });
+}
+
+void conv2d_backward_bias(const float* dy, float* db, i64 N, i64 K, i64 PQ) {
+  parallel_for(K, 4, [&](i64 k0, i64 k1) {
+    for (i64 k = k0; k < k1; ++k) {
+      double s = 0.0;  // a long sum (N * PQ terms): accumulate in double, summed per row in float
+      for (i64 n = 0; n < N; ++n) {
+        const float* row = dy + (n * K + k) * PQ;
+        float t = 0.f;
+        for (i64 i = 0; i < PQ; ++i) t += row[i];
+        s += t;
+      }
+      db[k] = (float)s;
+    }
+  });
+}
+
+}  // namespace kn
+
+KN_BIND(conv) {
+  using kn::i64;
+  using kn::uptr;
+  m.def("conv2d_output_size", &kn::conv_out, "(H + 2 pad - dil (R-1) - 1) / stride + 1",
+        kn::py::arg("H"), kn::py::arg("R"), kn::py::arg("stride"), kn::py::arg("pad"),
+        kn::py::arg("dil"));
+  m.def(
+      "conv2d_forward",
+      [](uptr x, uptr w, uptr bias, uptr y, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh,
+         i64 sw, i64 ph, i64 pw, i64 dh, i64 dw, i64 groups, int act) {
+        auto g = kn::make_geom("conv2d_forward", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups);
+        KN_CHECK(act == kn::ACT_NONE || act == kn::ACT_RELU, "conv2d_forward: unknown act ", act);
+        KN_CHECK(x && w && y, "conv2d_forward: null pointer");
+        kn::conv2d_forward(g, kn::ptr<const float>(x), kn::ptr<const float>(w),
+                           kn::ptr<const float>(bias), kn::ptr<float>(y), act);
+      },
+      KN_NOGIL);
+  m.def(
+      "conv2d_backward_input",
+      [](uptr dy, uptr w, uptr dx, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
+         i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
+        auto g = kn::make_geom("conv2d_backward_input", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+                               groups);
+        KN_CHECK(dy && w && dx, "conv2d_backward_input: null pointer");
+        kn::conv2d_backward_input(g, kn::ptr<const float>(dy), kn::ptr<const float>(w),
+                                  kn::ptr<float>(dx));
+      },
+      KN_NOGIL);
+  m.def(
+      "conv2d_backward_weight",
+      [](uptr x, uptr dy, uptr dwt, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
+         i64 ph, i64 pw, i64 dh, i64 dw, i64 groups, bool accumulate) {
+        auto g = kn::make_geom("conv2d_backward_weight", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+                               groups);
+        KN_CHECK(x && dy && dwt, "conv2d_backward_weight: null pointer");
+        kn::conv2d_backward_weight(g, kn::ptr<const float>(x), kn::ptr<const float>(dy),
+                                   kn::ptr<float>(dwt), accumulate);
+      },
+      KN_NOGIL);
+  m.def(
+      "conv2d_backward_bias",
+      [](uptr dy, uptr db, i64 N, i64 K, i64 PQ) {
+        KN_CHECK(N >= 0 && K >= 1 && PQ >= 0, "conv2d_backward_bias: bad sizes N=", N, " K=", K,
+                 " PQ=", PQ);
+        KN_CHECK(dy && db, "conv2d_backward_bias: null pointer");
+        kn::conv2d_backward_bias(kn::ptr<const float>(dy), kn::ptr<float>(db), N, K, PQ);
+      },
+      KN_NOGIL);
+}

@@ -1,0 +1,68 @@
+// Dropout (float32, contiguous, n elements), with the counter-based Philox stream of
+// common/philox.h so CPU and CUDA drop the same elements for the same (seed, offset).
+//   dropout_forward(x, y, mask, n, p, seed, offset)
+//       element i is kept iff u_i < 1 - p, u_i = philox_uniform_at(seed, offset, i) (the same rule
+//       as philox_bernoulli_mask with p_keep = 1 - p); kept elements are scaled by 1 / (1 - p).
+//       mask (f32, may be 0 = not stored) receives 1/(1-p) or 0, so backward is one multiply.
+//       p = 0 copies x (mask all 1); p = 1 zeroes y and mask (PyTorch's convention).
+//   dropout_backward(dy, mask, dx, n)           dx = dy * mask
+// The Python generator advances offset past the blocks used (n/4 rounded up, or simply n).
+#include <cstring>
+
+#include "common/kn.h"
+#include "common/philox.h"
+#include "cpu/parallel.h"
+
+namespace kn {
+namespace {
+
+void dropout_fwd(const float* x, float* y, float* mask, i64 n, double p, std::uint64_t seed,
+                 std::uint64_t offset) {
+  // in double, then rounded once: p = 0.9 gives exactly 10.0f, not 1 / 0.100000024f
+  const float keep = (float)(1.0 - p);
+  const float scale = p >= 1.0 ? 0.f : (float)(1.0 / (1.0 - p));
+  parallel_for(n, 1 << 14, [&](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1;) {
+      Philox4 r = philox4x32_10(offset + (std::uint64_t)(i >> 2), seed);
+      for (int j = (int)(i & 3); j < 4 && i < i1; ++j, ++i) {
+        float m = philox_u01(r.v[j]) < keep ? scale : 0.f;
+        y[i] = x[i] * m;
+        if (mask) mask[i] = m;
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace kn
+
+KN_BIND(dropout) {
+  using kn::i64;
+  using kn::uptr;
+  m.def(
+      "dropout_forward",
+      [](uptr x, uptr y, uptr mask, i64 n, double p, std::uint64_t seed, std::uint64_t offset) {
+        KN_CHECK(n >= 0, "dropout_forward: negative n=", n);
+        KN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
+        KN_CHECK(x && y, "dropout_forward: null pointer");
+        if (p == 0.0) {  // exact identity (no rounding through a multiply by 1)
+          if (x != y) std::memmove(kn::ptr<float>(y), kn::ptr<const float>(x), sizeof(float) * n);
+          float* m = kn::ptr<float>(mask);
+          if (m) kn::parallel_for(n, 1 << 16, [&](i64 a, i64 b) { for (i64 i = a; i < b; ++i) m[i] = 1.f; });
+          return;
+        }
+        kn::dropout_fwd(kn::ptr<const float>(x), kn::ptr<float>(y), kn::ptr<float>(mask), n, p,
+                        seed, offset);
+      },
+      KN_NOGIL);
+  m.def(
+      "dropout_backward",
+      [](uptr dy, uptr mask, uptr dx, i64 n) {
+        KN_CHECK(n >= 0, "dropout_backward: negative n=", n);
+        KN_CHECK(dy && mask && dx, "dropout_backward: null pointer (the mask is required)");
+        const float *g = kn::ptr<const float>(dy), *m = kn::ptr<const float>(mask);
+        float* d = kn::ptr<float>(dx);
+        kn::parallel_for(n, 1 << 15, [&](i64 a, i64 b) { for (i64 i = a; i < b; ++i) d[i] = g[i] * m[i]; });
+      },
+      KN_NOGIL);
+}

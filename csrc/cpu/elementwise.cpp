@@ -1,0 +1,349 @@
+// Elementwise kernels: fill, strided copy, dtype cast, broadcasting binary ops, unary math and
+// the unary ops' backward rules, where(). Contract: docs/KERNEL_CONTRACT.md, op codes: ops.h.
+#include <cmath>
+#include <cstring>
+
+#include "common/kn.h"
+#include "common/ops.h"
+#include "cpu/nd_iter.h"
+
+namespace kn {
+namespace {
+
+using u8 = std::uint8_t;
+
+// Calls f with a typed null pointer for the dtype code, so templates see the element type.
+template <typename F>
+void dispatch_dtype(int dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case F32: f((float*)nullptr); break;
+    case I64: f((i64*)nullptr); break;
+    case BOOL: f((u8*)nullptr); break;
+    default: throw ArgError(str_cat(op, ": unknown dtype code ", dtype));
+  }
+}
+
+// ---------------------------------------------------------------- fill / copy / cast
+void fill(int dtype, uptr out, i64 n, double value) {
+  dispatch_dtype(dtype, "fill", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T v = (T)value;
+    T* o = ptr<T>(out);
+    parallel_for(n, 1 << 16, [&](i64 b, i64 e) {
+      for (i64 i = b; i < e; ++i) o[i] = v;
+    });
+  });
+}
+
+void copy_strided(int dtype, uptr out, uptr src, const std::vector<i64>& shape,
+                  const std::vector<i64>& strides) {
+  dispatch_dtype(dtype, "copy_strided", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* o = ptr<T>(out);
+    const T* s = ptr<const T>(src);
+    for_each_row<1>(shape, {&strides}, [&](i64 pos, const i64* off, const i64* st, i64 len) {
+      const T* p = s + off[0];
+      T* q = o + pos;
+      if (st[0] == 1) {
+        std::memcpy(q, p, len * sizeof(T));
+      } else {
+        for (i64 j = 0; j < len; ++j) q[j] = p[j * st[0]];
+      }
+    });
+  });
+}
+
+// dst (strided view) <- src (strided, broadcast allowed): the write side of x[...] = y and of
+// in-place ops on non-contiguous tensors.
+void assign_strided(int dtype, uptr dst, const std::vector<i64>& ds, uptr src,
+                    const std::vector<i64>& ss, const std::vector<i64>& shape) {
+  dispatch_dtype(dtype, "assign_strided", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* d = ptr<T>(dst);
+    const T* s = ptr<const T>(src);
+    for_each_row<2>(shape, {&ds, &ss}, [&](i64, const i64* off, const i64* st, i64 len) {
+      T* q = d + off[0];
+      const T* p = s + off[1];
+      if (st[0] == 1 && st[1] == 1) {
+        std::memmove(q, p, len * sizeof(T));
+      } else {
+        for (i64 j = 0; j < len; ++j) q[j * st[0]] = p[j * st[1]];
+      }
+    });
+  });
+}
+
+void cast(int src_dtype, int dst_dtype, uptr out, uptr src, i64 n) {
+  dispatch_dtype(src_dtype, "cast", [&](auto* stag) {
+    using S = std::remove_pointer_t<decltype(stag)>;
+    dispatch_dtype(dst_dtype, "cast", [&](auto* dtag) {
+      using D = std::remove_pointer_t<decltype(dtag)>;
+      const S* s = ptr<const S>(src);
+      D* d = ptr<D>(out);
+      parallel_for(n, 1 << 16, [&](i64 b, i64 e) {
+        if constexpr (std::is_same_v<D, u8>) {
+          for (i64 i = b; i < e; ++i) d[i] = s[i] != 0;
+        } else {
+          for (i64 i = b; i < e; ++i) d[i] = (D)s[i];
+        }
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- binary
+// Row loop with the inner strides made compile-time 0/1 where possible: that is what lets the
+// compiler vectorise the common cases (same shape, scalar operand, row broadcast).
+template <typename O, typename T, typename F>
+inline void binary_row(O* o, const T* a, i64 sa, const T* b, i64 sb, i64 n, F f) {
+  if (sa == 1 && sb == 1) {
+    for (i64 j = 0; j < n; ++j) o[j] = f(a[j], b[j]);
+  } else if (sa == 1 && sb == 0) {
+    const T bv = b[0];
+    for (i64 j = 0; j < n; ++j) o[j] = f(a[j], bv);
+  } else if (sa == 0 && sb == 1) {
+    const T av = a[0];
+    for (i64 j = 0; j < n; ++j) o[j] = f(av, b[j]);
+  } else {
+    for (i64 j = 0; j < n; ++j) o[j] = f(a[j * sa], b[j * sb]);
+  }
+}
+
+template <typename O, typename T, typename F>
+void binary_loop(uptr out, uptr a, const std::vector<i64>& as, uptr b, const std::vector<i64>& bs,
+                 const std::vector<i64>& shape, F f) {
+  O* o = ptr<O>(out);
+  const T* pa = ptr<const T>(a);
+  const T* pb = ptr<const T>(b);
+  for_each_row<2>(shape, {&as, &bs}, [&](i64 pos, const i64* off, const i64* st, i64 len) {
+    binary_row(o + pos, pa + off[0], st[0], pb + off[1], st[1], len, f);
+  });
+}
+
+template <typename T>
+inline T max_nan(T x, T y) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(x) || std::isnan(y)) return x + y;
+  }
+  return x > y ? x : y;
+}
+template <typename T>
+inline T min_nan(T x, T y) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(x) || std::isnan(y)) return x + y;
+  }
+  return x < y ? x : y;
+}
+
+template <typename T>
+void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
+                  const std::vector<i64>& bs, const std::vector<i64>& shape) {
+  auto arith = [&](auto f) { binary_loop<T, T>(out, a, as, b, bs, shape, f); };
+  auto cmp = [&](auto f) { binary_loop<u8, T>(out, a, as, b, bs, shape, f); };
+  switch (op) {
+    case B_ADD: return arith([](T x, T y) { return (T)(x + y); });
+    case B_SUB: return arith([](T x, T y) { return (T)(x - y); });
+    case B_MUL: return arith([](T x, T y) { return (T)(x * y); });
+    case B_DIV:
+      if constexpr (std::is_same_v<T, i64>) {
+        // integer division rounds toward -inf as Python's // (the Python layer uses it for //)
+        return arith([](T x, T y) {
+          if (y == 0) return (T)0;
+          T q = x / y;
+          return (T)((x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q);
+        });
+      } else {
+        return arith([](T x, T y) { return (T)(x / y); });
+      }
+    case B_POW: return arith([](T x, T y) { return (T)std::pow(x, y); });
+    case B_MAX: return arith([](T x, T y) { return max_nan(x, y); });
+    case B_MIN: return arith([](T x, T y) { return min_nan(x, y); });
+    case B_EQ: return cmp([](T x, T y) { return (u8)(x == y); });
+    case B_NE: return cmp([](T x, T y) { return (u8)(x != y); });
+    case B_LT: return cmp([](T x, T y) { return (u8)(x < y); });
+    case B_LE: return cmp([](T x, T y) { return (u8)(x <= y); });
+    case B_GT: return cmp([](T x, T y) { return (u8)(x > y); });
+    case B_GE: return cmp([](T x, T y) { return (u8)(x >= y); });
+    case B_AND: return cmp([](T x, T y) { return (u8)((x != 0) && (y != 0)); });
+    case B_OR: return cmp([](T x, T y) { return (u8)((x != 0) || (y != 0)); });
+    case B_XOR: return cmp([](T x, T y) { return (u8)((x != 0) != (y != 0)); });
+    default: throw ArgError(str_cat("binary: unknown op code ", op));
+  }
+}
+
+void binary(int op, int dtype, uptr out, uptr a, const std::vector<i64>& as, uptr b,
+            const std::vector<i64>& bs, const std::vector<i64>& shape) {
+  switch (dtype) {
+    case F32: return binary_typed<float>(op, out, a, as, b, bs, shape);
+    case I64: return binary_typed<i64>(op, out, a, as, b, bs, shape);
+    case BOOL: return binary_typed<u8>(op, out, a, as, b, bs, shape);
+    default: throw ArgError(str_cat("binary: unknown dtype code ", dtype));
+  }
+}
+
+// ---------------------------------------------------------------- unary
+inline float sigmoidf(float x) { return 1.f / (1.f + std::exp(-x)); }
+constexpr float kSqrt2Inv = 0.70710678118654752f;
+constexpr float kSqrt2OverPi = 0.79788456080286536f;
+
+template <typename F>
+void unary_loop(uptr out, uptr a, const std::vector<i64>& as, const std::vector<i64>& shape, F f) {
+  float* o = ptr<float>(out);
+  const float* pa = ptr<const float>(a);
+  for_each_row<1>(shape, {&as}, [&](i64 pos, const i64* off, const i64* st, i64 len) {
+    const float* p = pa + off[0];
+    float* q = o + pos;
+    if (st[0] == 1) {
+      for (i64 j = 0; j < len; ++j) q[j] = f(p[j]);
+    } else {
+      for (i64 j = 0; j < len; ++j) q[j] = f(p[j * st[0]]);
+    }
+  });
+}
+
+void unary(int op, uptr out, uptr a, const std::vector<i64>& as, const std::vector<i64>& shape,
+           double p0d, double p1d) {
+  const float p0 = (float)p0d, p1 = (float)p1d;
+  auto run = [&](auto f) { unary_loop(out, a, as, shape, f); };
+  switch (op) {
+    case U_NEG: return run([](float x) { return -x; });
+    case U_EXP: return run([](float x) { return std::exp(x); });
+    case U_LOG: return run([](float x) { return std::log(x); });
+    case U_TANH: return run([](float x) { return std::tanh(x); });
+    case U_SIGMOID: return run([](float x) { return sigmoidf(x); });
+    case U_RELU: return run([](float x) { return x > 0.f ? x : (x == x ? 0.f : x); });
+    case U_SQRT: return run([](float x) { return std::sqrt(x); });
+    case U_ABS: return run([](float x) { return std::fabs(x); });
+    case U_POWS: return run([p0](float x) { return std::pow(x, p0); });
+    case U_CLAMP: return run([p0, p1](float x) { return x < p0 ? p0 : (x > p1 ? p1 : x); });
+    case U_SIGN: return run([](float x) { return (float)((x > 0.f) - (x < 0.f)); });
+    case U_RSQRT: return run([](float x) { return 1.f / std::sqrt(x); });
+    case U_SIN: return run([](float x) { return std::sin(x); });
+    case U_COS: return run([](float x) { return std::cos(x); });
+    case U_LEAKY_RELU: return run([p0](float x) { return x > 0.f ? x : x * p0; });
+    case U_ELU: return run([p0](float x) { return x > 0.f ? x : p0 * std::expm1(x); });
+    case U_GELU: return run([](float x) { return 0.5f * x * (1.f + std::erf(x * kSqrt2Inv)); });
+    case U_GELU_TANH:
+      return run([](float x) {
+        return 0.5f * x * (1.f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+      });
+    case U_RECIP: return run([](float x) { return 1.f / x; });
+    case U_SQUARE: return run([](float x) { return x * x; });
+    case U_LOG1P: return run([](float x) { return std::log1p(x); });
+    case U_EXPM1: return run([](float x) { return std::expm1(x); });
+    case U_FLOOR: return run([](float x) { return std::floor(x); });
+    case U_CEIL: return run([](float x) { return std::ceil(x); });
+    case U_ROUND: return run([](float x) { return std::nearbyint(x); });
+    case U_SOFTPLUS:
+      return run([p0, p1](float x) {
+        return x * p0 > p1 ? x : std::log1p(std::exp(x * p0)) / p0;
+      });
+    case U_SILU: return run([](float x) { return x * sigmoidf(x); });
+    case U_ERF: return run([](float x) { return std::erf(x); });
+    case U_NOT: {
+      u8* o = ptr<u8>(out);
+      const u8* pa = ptr<const u8>(a);
+      for_each_row<1>(shape, {&as}, [&](i64 pos, const i64* off, const i64* st, i64 len) {
+        for (i64 j = 0; j < len; ++j) o[pos + j] = !pa[off[0] + j * st[0]];
+      });
+      return;
+    }
+    default: throw ArgError(str_cat("unary: unknown op code ", op));
+  }
+}
+
+// grad_in = grad_out * f'(x), written with whichever of x (input) / y (output) is cheaper.
+void unary_backward(int op, uptr gi_, uptr go_, uptr x_, uptr y_, i64 n, double p0d, double p1d) {
+  const float p0 = (float)p0d, p1 = (float)p1d;
+  float* gi = ptr<float>(gi_);
+  const float* go = ptr<const float>(go_);
+  const float* x = ptr<const float>(x_);
+  const float* y = ptr<const float>(y_);
+  auto run = [&](auto f) {
+    parallel_for(n, 1 << 15, [&](i64 b, i64 e) {
+      for (i64 i = b; i < e; ++i) gi[i] = f(i);
+    });
+  };
+  switch (op) {
+    case U_NEG: return run([&](i64 i) { return -go[i]; });
+    case U_EXP: return run([&](i64 i) { return go[i] * y[i]; });
+    case U_LOG: return run([&](i64 i) { return go[i] / x[i]; });
+    case U_TANH: return run([&](i64 i) { return go[i] * (1.f - y[i] * y[i]); });
+    case U_SIGMOID: return run([&](i64 i) { return go[i] * y[i] * (1.f - y[i]); });
+    case U_RELU: return run([&](i64 i) { return x[i] > 0.f ? go[i] : 0.f; });
+    case U_SQRT: return run([&](i64 i) { return go[i] * 0.5f / y[i]; });
+    case U_ABS: return run([&](i64 i) { return go[i] * (float)((x[i] > 0.f) - (x[i] < 0.f)); });
+    case U_POWS:
+      return run([&](i64 i) { return p0 == 0.f ? 0.f : go[i] * p0 * std::pow(x[i], p0 - 1.f); });
+    case U_CLAMP: return run([&](i64 i) { return (x[i] >= p0 && x[i] <= p1) ? go[i] : 0.f; });
+    case U_SIGN:
+    case U_FLOOR:
+    case U_CEIL:
+    case U_ROUND: return run([&](i64) { return 0.f; });
+    case U_RSQRT: return run([&](i64 i) { return go[i] * -0.5f * y[i] * y[i] * y[i]; });
+    case U_SIN: return run([&](i64 i) { return go[i] * std::cos(x[i]); });
+    case U_COS: return run([&](i64 i) { return -go[i] * std::sin(x[i]); });
+    case U_LEAKY_RELU: return run([&](i64 i) { return x[i] > 0.f ? go[i] : go[i] * p0; });
+    case U_ELU: return run([&](i64 i) { return x[i] > 0.f ? go[i] : go[i] * (y[i] + p0); });
+    case U_GELU:
+      return run([&](i64 i) {
+        float cdf = 0.5f * (1.f + std::erf(x[i] * kSqrt2Inv));
+        float pdf = 0.3989422804014327f * std::exp(-0.5f * x[i] * x[i]);
+        return go[i] * (cdf + x[i] * pdf);
+      });
+    case U_GELU_TANH:
+      return run([&](i64 i) {
+        float v = x[i];
+        float inner = kSqrt2OverPi * (v + 0.044715f * v * v * v);
+        float t = std::tanh(inner);
+        float dinner = kSqrt2OverPi * (1.f + 3.f * 0.044715f * v * v);
+        return go[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * dinner);
+      });
+    case U_RECIP: return run([&](i64 i) { return -go[i] * y[i] * y[i]; });
+    case U_SQUARE: return run([&](i64 i) { return 2.f * go[i] * x[i]; });
+    case U_LOG1P: return run([&](i64 i) { return go[i] / (1.f + x[i]); });
+    case U_EXPM1: return run([&](i64 i) { return go[i] * (y[i] + 1.f); });
+    case U_SOFTPLUS:
+      return run([&](i64 i) { return x[i] * p0 > p1 ? go[i] : go[i] * sigmoidf(x[i] * p0); });
+    case U_SILU:
+      return run([&](i64 i) {
+        float s = sigmoidf(x[i]);
+        return go[i] * (s + x[i] * s * (1.f - s));
+      });
+    case U_ERF:
+      return run([&](i64 i) { return go[i] * 1.1283791670955126f * std::exp(-x[i] * x[i]); });
+    default: throw ArgError(str_cat("unary_backward: unknown op code ", op));
+  }
+}
+
+// ---------------------------------------------------------------- where
+void where(int dtype, uptr out, uptr cond, const std::vector<i64>& cs, uptr a,
+           const std::vector<i64>& as, uptr b, const std::vector<i64>& bs,
+           const std::vector<i64>& shape) {
+  dispatch_dtype(dtype, "where", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* o = ptr<T>(out);
+    const u8* c = ptr<const u8>(cond);
+    const T* pa = ptr<const T>(a);
+    const T* pb = ptr<const T>(b);
+    for_each_row<3>(shape, {&cs, &as, &bs}, [&](i64 pos, const i64* off, const i64* st, i64 len) {
+      for (i64 j = 0; j < len; ++j)
+        o[pos + j] = c[off[0] + j * st[0]] ? pa[off[1] + j * st[1]] : pb[off[2] + j * st[2]];
+    });
+  });
+}
+
+}  // namespace
+}  // namespace kn
+
+KN_BIND(elementwise) {
+  using namespace kn;
+  m.def("fill", &fill, KN_NOGIL);
+  m.def("copy_strided", &copy_strided, KN_NOGIL);
+  m.def("cast", &cast, KN_NOGIL);
+  m.def("assign_strided", &assign_strided, KN_NOGIL);
+  m.def("binary", &binary, KN_NOGIL);
+  m.def("unary", &unary, KN_NOGIL);
+  m.def("unary_backward", &unary_backward, KN_NOGIL);
+  m.def("where", &where, KN_NOGIL);
+}

@@ -1,0 +1,42 @@
+// Random number kernels on the counter-based Philox stream (csrc/common/philox.h): element i of a
+// draw depends only on (seed, offset, i), so the result does not depend on the thread count and
+// the CUDA backend produces the same numbers.
+#include "common/kn.h"
+#include "common/philox.h"
+#include "cpu/parallel.h"
+
+namespace kn {
+namespace {
+
+void philox_uniform(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, double low, double high) {
+  float* out = ptr<float>(out_);
+  const float lo = (float)low, span = (float)(high - low);
+  parallel_for(n, 1 << 14, [&](i64 b, i64 e) {
+    for (i64 i = b; i < e; ++i) out[i] = lo + span * philox_uniform_at(seed, offset, i);
+  });
+}
+
+void philox_normal(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, double mean, double std_) {
+  float* out = ptr<float>(out_);
+  const float m = (float)mean, s = (float)std_;
+  parallel_for(n, 1 << 13, [&](i64 b, i64 e) {
+    for (i64 i = b; i < e; ++i) out[i] = m + s * philox_normal_at(seed, offset, i);
+  });
+}
+
+void philox_bernoulli_mask(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, double p_keep, double scale) {
+  float* out = ptr<float>(out_);
+  const float pk = (float)p_keep, sc = (float)scale;
+  parallel_for(n, 1 << 14, [&](i64 b, i64 e) {
+    for (i64 i = b; i < e; ++i) out[i] = philox_uniform_at(seed, offset, i) < pk ? sc : 0.f;
+  });
+}
+
+}  // namespace
+}  // namespace kn
+
+KN_BIND(random) {
+  m.def("philox_uniform", &kn::philox_uniform, KN_NOGIL);
+  m.def("philox_normal", &kn::philox_normal, KN_NOGIL);
+  m.def("philox_bernoulli_mask", &kn::philox_bernoulli_mask, KN_NOGIL);
+}
