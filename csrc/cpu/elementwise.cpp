@@ -53,6 +53,26 @@ void copy_strided(int dtype, uptr out, uptr src, const std::vector<i64>& shape,
   });
 }
 
+// dst (strided view) <- src (strided, broadcast allowed): the write side of x[...] = y and of
+// in-place ops on non-contiguous tensors.
+void assign_strided(int dtype, uptr dst, const std::vector<i64>& ds, uptr src,
+                    const std::vector<i64>& ss, const std::vector<i64>& shape) {
+  dispatch_dtype(dtype, "assign_strided", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* d = ptr<T>(dst);
+    const T* s = ptr<const T>(src);
+    for_each_row<2>(shape, {&ds, &ss}, [&](i64, const i64* off, const i64* st, i64 len) {
+      T* q = d + off[0];
+      const T* p = s + off[1];
+      if (st[0] == 1 && st[1] == 1) {
+        std::memmove(q, p, len * sizeof(T));
+      } else {
+        for (i64 j = 0; j < len; ++j) q[j * st[0]] = p[j * st[1]];
+      }
+    });
+  });
+}
+
 void cast(int src_dtype, int dst_dtype, uptr out, uptr src, i64 n) {
   dispatch_dtype(src_dtype, "cast", [&](auto* stag) {
     using S = std::remove_pointer_t<decltype(stag)>;
@@ -321,6 +341,7 @@ KN_BIND(elementwise) {
   m.def("fill", &fill, KN_NOGIL);
   m.def("copy_strided", &copy_strided, KN_NOGIL);
   m.def("cast", &cast, KN_NOGIL);
+  m.def("assign_strided", &assign_strided, KN_NOGIL);
   m.def("binary", &binary, KN_NOGIL);
   m.def("unary", &unary, KN_NOGIL);
   m.def("unary_backward", &unary_backward, KN_NOGIL);

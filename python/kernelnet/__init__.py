@@ -1,2 +1,37 @@
-"""kernelnet: a small, readable, fast deep-learning library."""
+"""kernelnet: a small, readable, fast deep-learning library.
+
+Hand-written C++ (CPU) and CUDA (GPU) kernels under a PyTorch-like API:
+
+    import kernelnet as kn
+    x = kn.randn(4, 3, requires_grad=True)
+    (x @ x.T).relu().sum().backward()
+"""
 __version__ = "0.1.0"
+
+from ._dtype import dtype, float32, int64, bool_ as bool  # noqa: A001
+from ._dtype import float32 as float, int64 as long  # noqa: A001
+from ._device import device
+from .tensor import Tensor, Size
+from . import methods as _methods  # noqa: F401  (binds ops to Tensor)
+from . import dlpack as _dlpack  # noqa: F401
+from .dlpack import from_dlpack
+from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
+from . import autograd
+from .ops import *  # noqa: F401,F403
+from .ops import sum, max, min, abs, pow, round, all, any  # noqa: F401,A004  (shadow builtins, as torch does)
+from . import cuda
+from .info import info, set_num_threads, get_num_threads
+
+float64 = float32  # kernelnet computes in float32; code asking for float64 gets float32
+double = float32
+int32 = int64
+uint8 = int64
+is_tensor = lambda obj: isinstance(obj, Tensor)  # noqa: E731
+
+
+def numel(t):
+    return t.numel()
+
+
+def is_floating_point(t):
+    return t.dtype.is_floating_point

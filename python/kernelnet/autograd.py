@@ -1,0 +1,297 @@
+"""Reverse-mode, define-by-run automatic differentiation with PyTorch's semantics.
+
+Every differentiable op is a `Function` with a `forward(ctx, ...)` and a `backward(ctx, *grads)`
+that both run native kernels. When an op runs with grad mode on and any input requires grad,
+`Function.apply` records a `Node` that keeps the ctx (saved tensors) and the inputs; the output's
+`grad_fn` points at it. `Tensor.backward()` walks the nodes in reverse topological order,
+summing gradients per node output, and accumulates into the `.grad` of leaf tensors.
+"""
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "enabled", True)
+
+
+def _set_enabled(mode):
+    _state.enabled = bool(mode)
+
+
+class set_grad_enabled:
+    """Context manager (and function) that sets grad mode, like torch.set_grad_enabled."""
+
+    def __init__(self, mode):
+        self.prev = is_grad_enabled()
+        _set_enabled(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _set_enabled(self.prev)
+        return False
+
+
+class _GradMode:
+    mode = True
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _set_enabled(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        _set_enabled(self.prev)
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Disable gradient tracking inside a `with` block or a decorated function."""
+    mode = False
+
+
+class enable_grad(_GradMode):
+    mode = True
+
+
+class inference_mode(no_grad):
+    def __init__(self, mode=True):
+        self.mode = not mode
+
+
+class Context:
+    """What a Function's forward leaves for its backward (PyTorch's ctx)."""
+
+    def __init__(self):
+        self.saved_tensors = ()
+        self.needs_input_grad = ()
+        self.non_differentiable = ()
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        self.non_differentiable = tuple(id(t) for t in tensors)
+
+
+class Node:
+    """One recorded op in the graph: the Function, its ctx, and the tensors it consumed."""
+
+    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "retained", "__weakref__", "name")
+
+    def __init__(self, fn, ctx, inputs, n_outputs):
+        self.fn = fn
+        self.ctx = ctx
+        self.inputs = inputs  # tensors (or None for non-tensor arguments)
+        self.n_outputs = n_outputs
+        self.retained = None  # {output_nr: tensor} for retain_grad() on non-leaf outputs
+        self.name = fn.__name__
+
+    def __repr__(self):
+        return f"<{self.name}Backward>"
+
+    def next_functions(self):
+        return tuple((t.grad_fn if t is not None and t.grad_fn is not None else None)
+                     for t in self.inputs)
+
+
+class Function:
+    """Base class for differentiable ops: subclass with static forward(ctx, ...) and
+    backward(ctx, *grad_outputs), then call `.apply(...)`.
+
+    backward returns one gradient per positional input (None where there is none)."""
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor
+
+        ctx = Context()
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx.needs_input_grad = needs
+        track = any(needs) and is_grad_enabled()
+        prev = is_grad_enabled()
+        _set_enabled(False)
+        try:
+            out = cls.forward(ctx, *args, **kwargs)
+        finally:
+            _set_enabled(prev)
+        if not track:
+            return out
+        outs = out if isinstance(out, tuple) else (out,)
+        node = Node(cls, ctx, tuple(a if isinstance(a, Tensor) else None for a in args), len(outs))
+        for i, o in enumerate(outs):
+            if isinstance(o, Tensor) and o.dtype.is_floating_point and id(o) not in ctx.non_differentiable:
+                o.requires_grad = True
+                o.grad_fn = node
+                o._output_nr = i
+        return out
+
+
+def _materialize(grad, like):
+    from . import ops
+    if grad is None:
+        return ops.zeros_like(like)
+    return grad
+
+
+def _topo_order(roots):
+    """Nodes reachable from roots, each after every node that feeds gradient into it."""
+    order, seen = [], set()
+    for root in roots:
+        if root is None or id(root) in seen:
+            continue
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            for t in node.inputs:
+                if t is not None and t.grad_fn is not None and id(t.grad_fn) not in seen:
+                    stack.append((t.grad_fn, False))
+    order.reverse()  # roots first
+    return order
+
+
+def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
+    """Accumulate d(sum(tensors * grad_tensors))/d(leaf) into each leaf's .grad."""
+    from .tensor import Tensor
+    from . import ops
+
+    grads = {}  # id(node) -> list of per-output gradients
+    roots = []
+    handed = set()  # storages already given to a leaf as .grad in this pass: clone, never alias
+    for t, g in zip(tensors, grad_tensors):
+        if not t.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        if g is None:
+            if t.numel() != 1:
+                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
+                                   f"got a tensor of shape {tuple(t.shape)}: pass gradient=")
+            g = ops.ones_like(t)
+        elif not isinstance(g, Tensor):
+            g = ops.tensor(g, dtype=t.dtype, device=t.device)
+        if tuple(g.shape) != tuple(t.shape):
+            raise RuntimeError(f"backward: gradient shape {tuple(g.shape)} does not match tensor shape {tuple(t.shape)}")
+        if t.grad_fn is None:  # a leaf
+            _accumulate(t, g, handed)
+            continue
+        slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
+        nr = t._output_nr
+        slot[nr] = g if slot[nr] is None else ops.add(slot[nr], g)
+        roots.append(t.grad_fn)
+
+    with no_grad():
+        for node in _topo_order(roots):
+            if node.ctx is None:
+                raise RuntimeError(
+                    "Trying to backward through the graph a second time (or directly access saved "
+                    "tensors after they have already been freed). Specify retain_graph=True if you "
+                    "need to backward through the graph a second time.")
+            out_grads = grads.pop(id(node), None)
+            if out_grads is None:
+                continue
+            if node.retained:
+                for nr, t in node.retained.items():
+                    if out_grads[nr] is not None:
+                        t.grad = out_grads[nr] if t.grad is None else ops.add(t.grad, out_grads[nr])
+            # backward receives zeros for outputs nobody used (PyTorch's materialize_grads)
+            if any(g is None for g in out_grads):
+                out_grads = [g if g is not None else None for g in out_grads]
+            in_grads = node.fn.backward(node.ctx, *out_grads)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            if len(in_grads) < len(node.inputs):
+                in_grads = tuple(in_grads) + (None,) * (len(node.inputs) - len(in_grads))
+            for t, g in zip(node.inputs, in_grads):
+                if t is None or g is None or not t.requires_grad:
+                    continue
+                if tuple(g.shape) != tuple(t.shape):
+                    raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
+                                       f"{tuple(g.shape)} for an input of shape {tuple(t.shape)}")
+                if t.grad_fn is None:
+                    _accumulate(t, g, handed)
+                else:
+                    slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
+                    nr = t._output_nr
+                    slot[nr] = g if slot[nr] is None else ops.add(slot[nr], g)
+            if not retain_graph:
+                node.ctx = None
+
+
+def _accumulate(leaf, g, handed):
+    from . import ops
+    if leaf._hooks:
+        for h in leaf._hooks:
+            r = h(g)
+            if r is not None:
+                g = r
+    if g.device != leaf.device:
+        g = g.to(leaf.device)
+    if leaf.grad is None:
+        # each leaf gets a buffer of its own: in-place updates of one .grad (clipping, zeroing)
+        # must not leak into another leaf that received the same gradient tensor
+        key = id(g._storage)
+        leaf.grad = g.detach().clone() if key in handed else g.detach()
+        handed.add(key)
+    else:
+        leaf.grad = ops.add(leaf.grad, g).detach()
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    from .tensor import Tensor
+    if create_graph:
+        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported yet")
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
+    run_backward(list(tensors), list(grad_tensors), retain_graph=bool(retain_graph))
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """torch.autograd.grad: gradients of outputs w.r.t. inputs, without touching .grad."""
+    from .tensor import Tensor
+    if isinstance(outputs, Tensor):
+        outputs = [outputs]
+    single = isinstance(inputs, Tensor)
+    if single:
+        inputs = [inputs]
+    saved = [(t, t.grad) for t in inputs]
+    for t in inputs:
+        t.grad = None
+    try:
+        backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph)
+        result = []
+        for t in inputs:
+            if t.grad is None and not allow_unused:
+                raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. Set allow_unused=True if this is the desired behavior.")
+            result.append(t.grad)
+    finally:
+        for t, g in saved:
+            t.grad = g
+    return tuple(result)

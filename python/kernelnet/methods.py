@@ -1,0 +1,167 @@
+"""Binds the ops to Tensor as methods and operators (x.sum(), x + y, x[idx], x.add_(y), ...)."""
+import numbers
+
+from . import _dtype as D
+from . import ops
+from .tensor import Tensor
+from ._device import to_device
+
+
+def _m(name, fn=None):
+    setattr(Tensor, name, fn if fn is not None else getattr(ops, name))
+
+
+for _name in ["add", "sub", "mul", "div", "true_divide", "divide", "multiply", "subtract",
+              "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum", "eq", "ne", "lt",
+              "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal", "not_equal",
+              "equal", "allclose", "isclose", "isnan", "isinf", "isfinite", "logical_and",
+              "logical_or", "logical_xor", "logical_not", "neg", "negative", "exp", "log", "log2",
+              "log10", "exp2", "tanh", "sigmoid", "relu", "sqrt", "rsqrt", "sin", "cos",
+              "reciprocal", "square", "log1p", "expm1", "floor", "ceil", "round", "abs", "sign",
+              "clamp", "clip", "lerp", "sum", "mean", "max", "min", "amax", "amin", "argmax",
+              "argmin", "prod", "any", "all", "var", "std", "logsumexp", "norm", "count_nonzero",
+              "view", "reshape", "flatten", "unflatten", "permute", "transpose", "swapaxes",
+              "swapdims", "t", "expand", "expand_as", "broadcast_to", "squeeze", "unsqueeze",
+              "movedim", "nonzero", "argwhere", "index_select", "masked_select", "masked_fill",
+              "gather", "scatter_add", "split", "chunk", "unbind", "narrow", "repeat", "flip",
+              "matmul", "mm", "bmm", "dot", "mv", "outer", "contiguous", "clone", "to"]:
+    _m(_name)
+
+Tensor.__getitem__ = ops.getitem
+Tensor.__setitem__ = ops.setitem
+Tensor.__add__ = lambda a, b: ops.add(a, b)
+Tensor.__radd__ = lambda a, b: ops.add(b, a)
+Tensor.__sub__ = lambda a, b: ops.sub(a, b)
+Tensor.__rsub__ = lambda a, b: ops.sub(b, a)
+Tensor.__mul__ = lambda a, b: ops.mul(a, b)
+Tensor.__rmul__ = lambda a, b: ops.mul(b, a)
+Tensor.__truediv__ = lambda a, b: ops.div(a, b)
+Tensor.__rtruediv__ = lambda a, b: ops.div(b, a)
+Tensor.__floordiv__ = lambda a, b: ops.floor_divide(a, b)
+Tensor.__rfloordiv__ = lambda a, b: ops.floor_divide(b, a)
+Tensor.__mod__ = lambda a, b: ops.remainder(a, b)
+Tensor.__pow__ = lambda a, b: ops.pow(a, b)
+Tensor.__rpow__ = lambda a, b: ops.pow(ops.full((), b, dtype=a.dtype if a.dtype is D.float32 else None, device=a.device), a)
+Tensor.__matmul__ = lambda a, b: ops.matmul(a, b)
+Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
+Tensor.__neg__ = lambda a: ops.neg(a) if a.dtype is D.float32 else ops.sub(0, a)
+Tensor.__pos__ = lambda a: a
+Tensor.__abs__ = lambda a: ops.abs(a)
+Tensor.__invert__ = lambda a: ops.logical_not(a)
+Tensor.__and__ = lambda a, b: ops.logical_and(a, b)
+Tensor.__or__ = lambda a, b: ops.logical_or(a, b)
+Tensor.__xor__ = lambda a, b: ops.logical_xor(a, b)
+Tensor.__eq__ = lambda a, b: ops.eq(a, b) if isinstance(b, (Tensor, numbers.Number)) else NotImplemented
+Tensor.__ne__ = lambda a, b: ops.ne(a, b) if isinstance(b, (Tensor, numbers.Number)) else NotImplemented
+Tensor.__lt__ = lambda a, b: ops.lt(a, b)
+Tensor.__le__ = lambda a, b: ops.le(a, b)
+Tensor.__gt__ = lambda a, b: ops.gt(a, b)
+Tensor.__ge__ = lambda a, b: ops.ge(a, b)
+
+
+# ------------------------------------------------------------------ conversions
+def _cpu(self):
+    return ops.to(self, "cpu")
+
+
+def _cuda(self, device=None, non_blocking=False):
+    return ops.to(self, device if device is not None else "cuda")
+
+
+Tensor.cpu = _cpu
+Tensor.cuda = _cuda
+Tensor.float = lambda self: ops.to(self, D.float32)
+Tensor.long = lambda self: ops.to(self, D.int64)
+Tensor.int = lambda self: ops.to(self, D.int64)
+Tensor.bool = lambda self: ops.to(self, D.bool_)
+Tensor.double = lambda self: ops.to(self, D.float32)
+Tensor.type_as = lambda self, other: ops.to(self, other.dtype)
+Tensor.new_zeros = lambda self, *size, dtype=None, device=None: ops.zeros(*size, dtype=dtype or self.dtype, device=device or self.device)
+Tensor.new_ones = lambda self, *size, dtype=None, device=None: ops.ones(*size, dtype=dtype or self.dtype, device=device or self.device)
+Tensor.new_full = lambda self, size, v, dtype=None, device=None: ops.full(size, v, dtype=dtype or self.dtype, device=device or self.device)
+Tensor.new_empty = lambda self, *size, dtype=None, device=None: ops.empty(*size, dtype=dtype or self.dtype, device=device or self.device)
+Tensor.new_tensor = lambda self, data, dtype=None, device=None: ops.tensor(data, dtype=dtype or self.dtype, device=device or self.device)
+
+
+def _is_floating_point(self):
+    return self.dtype.is_floating_point
+
+
+Tensor.is_floating_point = _is_floating_point
+Tensor.softmax = lambda self, dim: __import__("kernelnet.nn.functional", fromlist=["softmax"]).softmax(self, dim)
+Tensor.log_softmax = lambda self, dim: __import__("kernelnet.nn.functional", fromlist=["log_softmax"]).log_softmax(self, dim)
+
+
+# ------------------------------------------------------------------ in-place ops
+def _inplace(name, fn):
+    def method(self, *args, **kwargs):
+        _check_inplace(self, name)
+        result = fn(self, *args, **kwargs)
+        ops.assign(self, result.detach() if isinstance(result, Tensor) else result)
+        return self
+    method.__name__ = name
+    setattr(Tensor, name, method)
+
+
+def _check_inplace(t, name):
+    from .autograd import is_grad_enabled
+    if t.requires_grad and is_grad_enabled():
+        if t.grad_fn is None:
+            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+        raise RuntimeError(f"{name}: in-place operations on tensors that are part of the autograd "
+                           "graph are not supported; use the out-of-place version")
+
+
+for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", "sqrt", "abs", "neg",
+              "relu", "sigmoid", "tanh", "floor", "ceil", "round", "sign", "reciprocal", "square",
+              "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder"]:
+    _inplace(_name + "_", getattr(ops, _name))
+
+Tensor.__iadd__ = Tensor.add_
+Tensor.__isub__ = Tensor.sub_
+Tensor.__imul__ = Tensor.mul_
+Tensor.__itruediv__ = Tensor.div_
+
+
+def _zero_(self):
+    _check_inplace(self, "zero_")
+    return _fill_(self, 0)
+
+
+def _fill_(self, value):
+    _check_inplace(self, "fill_")
+    if self.is_contiguous():
+        self._backend.fill(self.dtype.code, self.data_ptr(), self.numel(), float(value))
+    else:
+        ops.assign(self, ops.full((), value, dtype=self.dtype, device=self.device))
+    return self
+
+
+def _copy_(self, src, non_blocking=False):
+    _check_inplace(self, "copy_")
+    ops.assign(self, src.detach() if isinstance(src, Tensor) else src)
+    return self
+
+
+def _uniform_(self, a=0.0, b=1.0, generator=None):
+    _check_inplace(self, "uniform_")
+    return ops.uniform_(self, a, b, generator)
+
+
+def _normal_(self, mean=0.0, std=1.0, generator=None):
+    _check_inplace(self, "normal_")
+    return ops.normal_(self, mean, std, generator)
+
+
+def _assign(self, src):
+    ops.assign(self, src)
+    return self
+
+
+Tensor.zero_ = _zero_
+Tensor.fill_ = _fill_
+Tensor.copy_ = _copy_
+Tensor.uniform_ = _uniform_
+Tensor.normal_ = _normal_
+Tensor._assign = _assign

@@ -1,0 +1,492 @@
+"""Broadcasting binary ops, comparisons, unary math and where(), each forward and backward in
+the native kernels (csrc/*/elementwise.*)."""
+import numbers
+
+from .. import _dtype as D
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import broadcast_shapes, broadcast_strides, coalesce, check_same_device, result_dtype
+
+# op codes: csrc/common/ops.h
+ADD, SUB, MUL, DIV, POW, MAX, MIN, EQ, NE, LT, LE, GT, GE, AND, OR, XOR = range(16)
+_NAMES = {ADD: "add", SUB: "sub", MUL: "mul", DIV: "div", POW: "pow", MAX: "maximum", MIN: "minimum",
+          EQ: "eq", NE: "ne", LT: "lt", LE: "le", GT: "gt", GE: "ge", AND: "logical_and",
+          OR: "logical_or", XOR: "logical_xor"}
+_COMPARE = {EQ, NE, LT, LE, GT, GE, AND, OR, XOR}
+
+(U_NEG, U_EXP, U_LOG, U_TANH, U_SIGMOID, U_RELU, U_SQRT, U_ABS, U_POWS, U_CLAMP, U_SIGN, U_RSQRT,
+ U_SIN, U_COS, U_LEAKY_RELU, U_ELU, U_GELU, U_GELU_TANH, U_RECIP, U_SQUARE, U_LOG1P, U_EXPM1,
+ U_FLOOR, U_CEIL, U_ROUND, U_NOT, U_SOFTPLUS, U_SILU, U_ERF) = range(29)
+
+
+def _as_tensor(x, dtype, device):
+    from .creation import full
+    if isinstance(x, Tensor):
+        return x
+    if not isinstance(x, (numbers.Number,)) and not hasattr(x, "__float__"):
+        raise TypeError(f"unsupported operand type {type(x).__name__}")
+    return full((), x, dtype=dtype, device=device)
+
+
+def _prep(op_name, a, b):
+    """Tensors of one dtype and device for a binary op; Python scalars become 0-d tensors."""
+    dt = result_dtype(a, b)
+    dev = check_same_device(op_name, a, b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
+        pass
+    a = _as_tensor(a, dt, dev)
+    b = _as_tensor(b, dt, dev)
+    # a 0-d CPU tensor mixes with a CUDA tensor, as in PyTorch
+    if a.device != b.device:
+        if a.dim() == 0 and a.device.type == "cpu":
+            a = a.to(b.device)
+        elif b.dim() == 0 and b.device.type == "cpu":
+            b = b.to(a.device)
+        else:
+            raise RuntimeError(f"{op_name}: expected all tensors to be on the same device, but found "
+                               f"at least two devices, {a.device} and {b.device}")
+    if a.dtype is not dt:
+        a = a.to(dt)
+    if b.dtype is not dt:
+        b = b.to(dt)
+    return a, b
+
+
+def binary_kernel(op, a, b):
+    """out = a (op) b with broadcasting; a and b already share dtype and device."""
+    shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
+    out_dt = D.bool_ if op in _COMPARE else a.dtype
+    out = Tensor._empty(shape, out_dt, a.device)
+    if out.numel():
+        sh, (sa, sb) = coalesce(shape, broadcast_strides(a, shape), broadcast_strides(b, shape))
+        a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), sa, b.data_ptr(), sb, sh)
+    return out
+
+
+def sum_to(g, shape):
+    """Reduce a broadcast gradient back to `shape` (the backward of broadcasting)."""
+    shape = tuple(shape)
+    if tuple(g._shape) == shape:
+        return g
+    from .reduce import sum as _sum
+    lead = g.dim() - len(shape)
+    dims = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and g._shape[lead + i] != 1]
+    r = _sum(g, dim=dims, keepdim=True) if dims else g
+    return r.reshape(shape)
+
+
+class _Binary(Function):
+    op = None
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return binary_kernel(cls.op, a, b)
+
+
+class Add(_Binary):
+    op = ADD
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
+                sum_to(g, b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Sub(_Binary):
+    op = SUB
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
+                sum_to(neg(g), b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Mul(_Binary):
+    op = MUL
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return (sum_to(mul(g, b), a.shape) if ctx.needs_input_grad[0] else None,
+                sum_to(mul(g, a), b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Div(_Binary):
+    op = DIV
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = sum_to(div(g, b), a.shape) if ctx.needs_input_grad[0] else None
+        gb = sum_to(neg(div(mul(g, a), mul(b, b))), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(_Binary):
+    op = POW
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = sum_to(mul(g, mul(b, pow(a, sub(b, 1.0)))), a.shape)
+        if ctx.needs_input_grad[1]:
+            y = pow(a, b)
+            la = where(gt(a, 0.0), log(a), 0.0)  # d/db a^b = a^b log a (0 where a <= 0)
+            gb = sum_to(mul(g, mul(y, la)), b.shape)
+        return ga, gb
+
+
+class _MaxMin(_Binary):
+    @classmethod
+    def backward(cls, ctx, g):
+        a, b = ctx.saved_tensors
+        win = gt(a, b) if cls.op == MAX else lt(a, b)
+        tie = eq(a, b)
+        wa = add(win.to(D.float32), mul(tie.to(D.float32), 0.5))  # ties split the gradient
+        ga = sum_to(mul(g, wa), a.shape) if ctx.needs_input_grad[0] else None
+        gb = sum_to(mul(g, sub(1.0, wa)), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Maximum(_MaxMin):
+    op = MAX
+
+
+class Minimum(_MaxMin):
+    op = MIN
+
+
+def _float_div_args(a, b):
+    # true division: integer operands are computed in float32, as in PyTorch
+    if result_dtype(a, b) is not D.float32:
+        a = a.to(D.float32) if isinstance(a, Tensor) else float(a)
+        b = b.to(D.float32) if isinstance(b, Tensor) else float(b)
+    return a, b
+
+
+def _apply(cls, a, b):
+    a, b = _prep(_NAMES[cls.op], a, b)
+    if a.dtype is D.float32 and (a.requires_grad or b.requires_grad):
+        return cls.apply(a, b)
+    return binary_kernel(cls.op, a, b)
+
+
+def add(a, b, alpha=1, out=None):
+    if alpha != 1:
+        b = mul(b, alpha)
+    return _apply(Add, a, b)
+
+
+def sub(a, b, alpha=1, out=None):
+    if alpha != 1:
+        b = mul(b, alpha)
+    return _apply(Sub, a, b)
+
+
+def rsub(a, b):
+    return sub(b, a)
+
+
+def mul(a, b, out=None):
+    return _apply(Mul, a, b)
+
+
+def div(a, b, rounding_mode=None, out=None):
+    if rounding_mode == "floor":
+        return floor_divide(a, b)
+    if rounding_mode == "trunc":
+        q = div(a, b)
+        return where(lt(q, 0.0), ceil(q), floor(q))
+    a, b = _float_div_args(a, b)
+    return _apply(Div, a, b)
+
+
+true_divide = divide = div
+multiply = mul
+subtract = sub
+
+
+def floor_divide(a, b):
+    if result_dtype(a, b) is D.int64:
+        a, b = _prep("floor_divide", a, b)
+        return binary_kernel(DIV, a, b)
+    return floor(div(a, b))
+
+
+def remainder(a, b):
+    return sub(a, mul(floor_divide(a, b), b))
+
+
+fmod = remainder
+
+
+def pow(a, b):
+    if isinstance(a, Tensor) and isinstance(b, numbers.Number) and not isinstance(b, bool) and a.dtype is D.float32:
+        if b == 2:
+            return _unary(U_SQUARE, a)
+        return _unary(U_POWS, a, float(b))
+    a, b = _prep("pow", a, b)
+    if a.dtype is not D.float32:
+        return binary_kernel(POW, a, b)
+    return Pow.apply(a, b) if (a.requires_grad or b.requires_grad) else binary_kernel(POW, a, b)
+
+
+def maximum(a, b):
+    return _apply(Maximum, a, b)
+
+
+def minimum(a, b):
+    return _apply(Minimum, a, b)
+
+
+def _compare(op, a, b):
+    a, b = _prep(_NAMES[op], a, b)
+    return binary_kernel(op, a, b)
+
+
+def eq(a, b): return _compare(EQ, a, b)
+def ne(a, b): return _compare(NE, a, b)
+def lt(a, b): return _compare(LT, a, b)
+def le(a, b): return _compare(LE, a, b)
+def gt(a, b): return _compare(GT, a, b)
+def ge(a, b): return _compare(GE, a, b)
+def logical_and(a, b): return _compare(AND, a, b)
+def logical_or(a, b): return _compare(OR, a, b)
+def logical_xor(a, b): return _compare(XOR, a, b)
+
+
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+
+def equal(a, b):
+    return tuple(a.shape) == tuple(b.shape) and bool(eq(a, b).all().item())
+
+
+def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    return bool(isclose(a, b, rtol, atol, equal_nan).all().item())
+
+
+def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    a, b = _prep("isclose", a, b)
+    a, b = a.to(D.float32), b.to(D.float32)
+    close = le(abs(sub(a, b)), add(atol, mul(abs(b), rtol)))
+    if equal_nan:
+        close = logical_or(close, logical_and(isnan(a), isnan(b)))
+    return close
+
+
+def isnan(a):
+    return ne(a, a)
+
+
+def isinf(a):
+    return eq(abs(a.to(D.float32)), float("inf"))
+
+
+def isfinite(a):
+    return logical_not(logical_or(isnan(a), isinf(a)))
+
+
+# ------------------------------------------------------------------ unary
+class Unary(Function):
+    @staticmethod
+    def forward(ctx, x, op, p0=0.0, p1=0.0):
+        y = unary_kernel(op, x, p0, p1)
+        ctx.op, ctx.p = op, (p0, p1)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        from .copy import contiguous
+        x, y = ctx.saved_tensors
+        g, x = contiguous(g), contiguous(x)
+        gi = Tensor._empty(x._shape, D.float32, x.device)
+        if gi.numel():
+            x._backend.unary_backward(ctx.op, gi.data_ptr(), g.data_ptr(), x.data_ptr(), y.data_ptr(),
+                                      gi.numel(), float(ctx.p[0]), float(ctx.p[1]))
+        return gi
+
+
+def unary_kernel(op, x, p0=0.0, p1=0.0):
+    out = Tensor._empty(x._shape, D.bool_ if op == U_NOT else D.float32, x.device)
+    if out.numel():
+        sh, (st,) = coalesce(x._shape, x._stride)
+        x._backend.unary(op, out.data_ptr(), x.data_ptr(), st, sh, float(p0), float(p1))
+    return out
+
+
+_UNARY_NAMES = {}
+
+
+def _unary(op, x, p0=0.0, p1=0.0):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{_UNARY_NAMES.get(op, 'unary op')}: expected a Tensor, got {type(x).__name__}")
+    if x.dtype is not D.float32:
+        x = x.to(D.float32)
+    if x.requires_grad:
+        return Unary.apply(x, op, p0, p1)
+    return unary_kernel(op, x, p0, p1)
+
+
+def _make_unary(name, op):
+    def fn(x):
+        return _unary(op, x)
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name} (native kernel, with its backward)."
+    _UNARY_NAMES[op] = name
+    return fn
+
+
+neg = _make_unary("neg", U_NEG)
+exp = _make_unary("exp", U_EXP)
+log = _make_unary("log", U_LOG)
+tanh = _make_unary("tanh", U_TANH)
+sigmoid = _make_unary("sigmoid", U_SIGMOID)
+relu = _make_unary("relu", U_RELU)
+sqrt = _make_unary("sqrt", U_SQRT)
+rsqrt = _make_unary("rsqrt", U_RSQRT)
+sin = _make_unary("sin", U_SIN)
+cos = _make_unary("cos", U_COS)
+reciprocal = _make_unary("reciprocal", U_RECIP)
+square = _make_unary("square", U_SQUARE)
+log1p = _make_unary("log1p", U_LOG1P)
+expm1 = _make_unary("expm1", U_EXPM1)
+floor = _make_unary("floor", U_FLOOR)
+ceil = _make_unary("ceil", U_CEIL)
+round = _make_unary("round", U_ROUND)
+silu = _make_unary("silu", U_SILU)
+erf = _make_unary("erf", U_ERF)
+negative = neg
+
+
+def abs(x):
+    if isinstance(x, Tensor) and x.dtype is D.int64:
+        return where(lt(x, 0), neg_int(x), x)
+    return _unary(U_ABS, x)
+
+
+def neg_int(x):
+    return _compare_free_sub(0, x)
+
+
+def _compare_free_sub(a, b):
+    a, b = _prep("neg", a, b)
+    return binary_kernel(SUB, a, b)
+
+
+def sign(x):
+    return _unary(U_SIGN, x)
+
+
+def log2(x):
+    return mul(log(x), 1.4426950408889634)
+
+
+def log10(x):
+    return mul(log(x), 0.4342944819032518)
+
+
+def exp2(x):
+    return exp(mul(x, 0.6931471805599453))
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return _unary(U_LEAKY_RELU, x, float(negative_slope))
+
+
+def elu(x, alpha=1.0):
+    return _unary(U_ELU, x, float(alpha))
+
+
+def gelu(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _unary(U_GELU if approximate == "none" else U_GELU_TANH, x)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    return _unary(U_SOFTPLUS, x, float(beta), float(threshold))
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        y = x
+        if min is not None:
+            y = maximum(y, min)
+        if max is not None:
+            y = minimum(y, max)
+        return y
+    if x.dtype is not D.float32:
+        y = x
+        if min is not None:
+            y = where(lt(y, min), _as_tensor(min, y.dtype, y.device), y)
+        if max is not None:
+            y = where(gt(y, max), _as_tensor(max, y.dtype, y.device), y)
+        return y
+    lo = float("-inf") if min is None else float(min)
+    hi = float("inf") if max is None else float(max)
+    return _unary(U_CLAMP, x, lo, hi)
+
+
+clip = clamp
+
+
+def logical_not(x):
+    if x.dtype is not D.bool_:
+        x = x.to(D.bool_)
+    return unary_kernel(U_NOT, x)
+
+
+# ------------------------------------------------------------------ where
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond, a, b)
+        return where_kernel(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        cond, a, b = ctx.saved_tensors
+        zero = _as_tensor(0.0, D.float32, g.device)
+        ga = sum_to(where_kernel(cond, g, zero), a.shape) if ctx.needs_input_grad[1] else None
+        gb = sum_to(where_kernel(cond, zero, g), b.shape) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+def where_kernel(cond, a, b):
+    shape = broadcast_shapes(cond._shape, a._shape, b._shape, op="where")
+    out = Tensor._empty(shape, a.dtype, a.device)
+    if out.numel():
+        sh, (sc, sa, sb) = coalesce(shape, broadcast_strides(cond, shape), broadcast_strides(a, shape),
+                                    broadcast_strides(b, shape))
+        a._backend.where(a.dtype.code, out.data_ptr(), cond.data_ptr(), sc, a.data_ptr(), sa,
+                         b.data_ptr(), sb, sh)
+    return out
+
+
+def where(cond, a=None, b=None):
+    if a is None and b is None:
+        from .shape import nonzero
+        return nonzero(cond, as_tuple=True)
+    if not isinstance(cond, Tensor):
+        raise TypeError("where: condition must be a bool Tensor")
+    if cond.dtype is not D.bool_:
+        cond = cond.to(D.bool_)
+    a, b = _prep("where", a, b)
+    if cond.device != a.device:
+        raise RuntimeError(f"where: condition is on {cond.device} but the values are on {a.device}")
+    if a.dtype is D.float32 and (a.requires_grad or b.requires_grad):
+        return Where.apply(cond, a, b)
+    return where_kernel(cond, a, b)
+
+
+def lerp(a, b, w):
+    return add(a, mul(sub(b, a), w))

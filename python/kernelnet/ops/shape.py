@@ -1,0 +1,742 @@
+"""Views and data movement: reshape/view, permute/transpose, expand, squeeze/unsqueeze, flatten,
+indexing (basic indexing returns views; integer/boolean indexing gathers with native kernels),
+cat/stack/split, gather/scatter. Views only change (shape, strides, offset)."""
+import numbers
+
+import numpy as np
+
+from .. import _dtype as D
+from ..autograd import Function, is_grad_enabled
+from ..tensor import Tensor, _contig_strides, _prod
+from ._util import shape_arg, normalize_dims
+
+
+# ------------------------------------------------------------------ reshape / view
+def _infer_shape(shape, numel, op):
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if s == -1]
+    if len(neg) > 1:
+        raise RuntimeError(f"{op}: only one dimension can be inferred")
+    if neg:
+        rest = _prod(s for s in shape if s != -1)
+        if rest == 0 or numel % rest:
+            raise RuntimeError(f"{op}: shape {tuple(shape)} is invalid for input of size {numel}")
+        shape[neg[0]] = numel // rest
+    if _prod(shape) != numel:
+        raise RuntimeError(f"{op}: shape {tuple(shape)} is invalid for input of size {numel}")
+    return tuple(shape)
+
+
+def _view_strides(x, shape):
+    """Strides that let x be viewed as `shape` without a copy, or None (PyTorch's rule)."""
+    if x.is_contiguous():
+        return _contig_strides(shape)
+    # merge x's dims into contiguous chunks, then split each chunk into the new dims
+    old = [(s, st) for s, st in zip(x._shape, x._stride) if s != 1]
+    chunks = []
+    for s, st in old:
+        if chunks and chunks[-1][1] == st * s:
+            chunks[-1] = (chunks[-1][0] * s, st)
+        else:
+            chunks.append((s, st))
+    new_strides = [0] * len(shape)
+    ci = 0
+    i = len(shape) - 1
+    # walk from the innermost dims outward
+    chunks = list(reversed(chunks))
+    remaining = chunks[0][0] if chunks else 1
+    cur_stride = chunks[0][1] if chunks else 1
+    for i in range(len(shape) - 1, -1, -1):
+        s = shape[i]
+        if s == 1:
+            new_strides[i] = cur_stride * remaining if remaining else 1
+            continue
+        while remaining == 1 and ci + 1 < len(chunks):
+            ci += 1
+            remaining, cur_stride = chunks[ci]
+        if remaining % s:
+            return None
+        new_strides[i] = cur_stride
+        cur_stride *= s
+        remaining //= s
+    return tuple(new_strides)
+
+
+class View(Function):
+    @staticmethod
+    def forward(ctx, x, shape, strides):
+        ctx.shape = x._shape
+        return x._view(shape, strides)
+
+    @staticmethod
+    def backward(ctx, g):
+        return reshape(g, ctx.shape)
+
+
+def view(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (D.dtype, type)) or (len(shape) == 1 and isinstance(shape[0], str)):
+        raise NotImplementedError("view(dtype) is not supported")
+    shape = _infer_shape(shape_arg(shape), x.numel(), "view")
+    st = _view_strides(x, shape)
+    if st is None:
+        raise RuntimeError(f"view size is not compatible with input tensor's size and stride (input "
+                           f"shape {tuple(x.shape)}, strides {x._stride}); use .reshape(...) instead.")
+    return View.apply(x, shape, st)
+
+
+def reshape(x, *shape):
+    shape = _infer_shape(shape_arg(shape), x.numel(), "reshape")
+    if shape == x._shape:
+        return x
+    st = _view_strides(x, shape)
+    if st is None:
+        from .copy import contiguous
+        x = contiguous(x)
+        st = _contig_strides(shape)
+    return View.apply(x, shape, st)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    if x.dim() == 0:
+        return reshape(x, 1)
+    s = x._wrap_dim(start_dim)
+    e = x._wrap_dim(end_dim)
+    if s > e:
+        raise ValueError("flatten: start_dim cannot come after end_dim")
+    shape = x._shape[:s] + (_prod(x._shape[s:e + 1]),) + x._shape[e + 1:]
+    return reshape(x, shape)
+
+
+def unflatten(x, dim, sizes):
+    d = x._wrap_dim(dim)
+    sizes = _infer_shape(sizes, x._shape[d], "unflatten")
+    return reshape(x, x._shape[:d] + tuple(sizes) + x._shape[d + 1:])
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, x, perm):
+        ctx.perm = perm
+        return x._view(tuple(x._shape[p] for p in perm), tuple(x._stride[p] for p in perm))
+
+    @staticmethod
+    def backward(ctx, g):
+        inv = [0] * len(ctx.perm)
+        for i, p in enumerate(ctx.perm):
+            inv[p] = i
+        return permute(g, *inv)
+
+
+def permute(x, *dims):
+    dims = shape_arg(dims)
+    if len(dims) != x.dim():
+        raise RuntimeError(f"permute: number of dims {len(dims)} does not match the tensor's {x.dim()} dims")
+    perm = tuple(x._wrap_dim(d) for d in dims)
+    if sorted(perm) != list(range(x.dim())):
+        raise RuntimeError(f"permute: repeated dim in {dims}")
+    return Permute.apply(x, perm)
+
+
+def transpose(x, dim0, dim1):
+    if x.dim() < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+        return x
+    perm = list(range(x.dim()))
+    a, b = x._wrap_dim(dim0), x._wrap_dim(dim1)
+    perm[a], perm[b] = perm[b], perm[a]
+    return Permute.apply(x, tuple(perm))
+
+
+swapaxes = swapdims = transpose
+
+
+def t(x):
+    if x.dim() > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {x.dim()}D")
+    return transpose(x, 0, 1) if x.dim() == 2 else x
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x._shape
+        nd = len(shape)
+        off = nd - x.dim()
+        st = []
+        for i in range(nd):
+            j = i - off
+            if j < 0:
+                st.append(0)
+            elif x._shape[j] == shape[i]:
+                st.append(x._stride[j])
+            elif x._shape[j] == 1:
+                st.append(0)
+            else:
+                raise RuntimeError(f"expand: the expanded size of the tensor ({shape[i]}) must match "
+                                   f"the existing size ({x._shape[j]}) at non-singleton dimension {i}. "
+                                   f"Target sizes: {list(shape)}. Tensor sizes: {list(x._shape)}")
+        return x._view(tuple(shape), tuple(st))
+
+    @staticmethod
+    def backward(ctx, g):
+        from .elementwise import sum_to
+        return sum_to(g, ctx.shape)
+
+
+def expand(x, *sizes):
+    sizes = list(shape_arg(sizes))
+    if len(sizes) < x.dim():
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or "
+                           f"equal to the number of dimensions in the tensor ({x.dim()})")
+    off = len(sizes) - x.dim()
+    for i, s in enumerate(sizes):
+        if s == -1:
+            if i < off:
+                raise RuntimeError("expand: -1 not allowed in leading, non-existing dimension")
+            sizes[i] = x._shape[i - off]
+    sizes = tuple(sizes)
+    if sizes == x._shape:
+        return x
+    return Expand.apply(x, sizes)
+
+
+def expand_as(x, other):
+    return expand(x, other.shape)
+
+
+def broadcast_to(x, shape):
+    return expand(x, shape)
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        shape = tuple(s for s in x._shape if s != 1)
+    else:
+        dims = normalize_dims(dim, x.dim(), "squeeze")
+        shape = tuple(s for i, s in enumerate(x._shape) if not (i in dims and s == 1))
+    return reshape(x, shape) if shape != x._shape else x
+
+
+def unsqueeze(x, dim):
+    d = x._wrap_dim(dim, x.dim() + 1)
+    return reshape(x, x._shape[:d] + (1,) + x._shape[d:])
+
+
+def movedim(x, source, destination):
+    src = [x._wrap_dim(source)] if isinstance(source, int) else [x._wrap_dim(s) for s in source]
+    dst = [x._wrap_dim(destination)] if isinstance(destination, int) else [x._wrap_dim(s) for s in destination]
+    order = [i for i in range(x.dim()) if i not in src]
+    perm = [None] * x.dim()
+    for s, d in zip(src, dst):
+        perm[d] = s
+    it = iter(order)
+    perm = [p if p is not None else next(it) for p in perm]
+    return permute(x, *perm)
+
+
+# ------------------------------------------------------------------ indexing
+def _is_advanced(item):
+    return isinstance(item, (Tensor, np.ndarray, list)) or (isinstance(item, (bool, np.bool_)))
+
+
+def _expand_ellipsis(x, idx):
+    n_ell = sum(1 for i in idx if i is Ellipsis)
+    if n_ell > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = 0
+    for i in idx:
+        if i is None or i is Ellipsis:
+            continue
+        if isinstance(i, Tensor) and i.dtype is D.bool_:
+            consumed += max(i.dim(), 1)
+        elif isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            consumed += max(i.ndim, 1)
+        else:
+            consumed += 1
+    if consumed > x.dim():
+        raise IndexError(f"too many indices for tensor of dimension {x.dim()}")
+    if n_ell:
+        k = idx.index(Ellipsis)
+        idx = idx[:k] + (slice(None),) * (x.dim() - consumed) + idx[k + 1:]
+    return idx
+
+
+class BasicIndex(Function):
+    @staticmethod
+    def forward(ctx, x, shape, stride, offset):
+        ctx.x_shape = x._shape
+        ctx.view = (shape, stride, offset - x._offset)
+        return x._view(shape, stride, offset)
+
+    @staticmethod
+    def backward(ctx, g):
+        from .creation import zeros
+        from .copy import assign
+        gx = zeros(*ctx.x_shape, device=g.device)
+        shape, stride, rel = ctx.view
+        # the same view of a contiguous gradient buffer: strides match since x's grad is dense
+        assign(_view_like(gx, ctx.x_shape, shape, stride, rel, ctx), g)
+        return gx
+
+
+def _view_like(gx, x_shape, shape, stride, rel_offset, ctx):
+    # recompute the view on the contiguous gx from the basic index recorded at forward time
+    return gx._view(shape, ctx.gstride, gx._offset + ctx.goffset)
+
+
+def _basic_view(x, idx):
+    """(shape, stride, offset, adv) for the basic part of idx; advanced items are kept as full
+    dims and reported with the output dim they landed on."""
+    shape, stride, offset = [], [], x._offset
+    gstride, goffset = [], 0  # the same view of a contiguous tensor of x's shape (for backward)
+    cstr = _contig_strides(x._shape)
+    adv = []
+    d = 0
+    for item in idx:
+        if item is None:
+            shape.append(1)
+            stride.append(0)
+            gstride.append(0)
+            continue
+        if d >= x.dim():
+            raise IndexError(f"too many indices for tensor of dimension {x.dim()}")
+        size = x._shape[d]
+        if isinstance(item, (Tensor, np.ndarray, list, bool, np.bool_)):
+            adv.append((len(shape), item, d))
+            shape.append(size)
+            stride.append(x._stride[d])
+            gstride.append(cstr[d])
+            d += 1
+        elif isinstance(item, slice):
+            start, stop, step = item.indices(size)
+            if step <= 0:
+                raise ValueError("step must be greater than zero")
+            n = len(range(start, stop, step))
+            if n > 0:
+                offset += start * x._stride[d]
+                goffset += start * cstr[d]
+            shape.append(n)
+            stride.append(step * x._stride[d])
+            gstride.append(step * cstr[d])
+            d += 1
+        elif isinstance(item, (numbers.Integral, np.integer)) or (isinstance(item, Tensor)):
+            i = int(item)
+            if not -size <= i < size:
+                raise IndexError(f"index {i} is out of bounds for dimension {d} with size {size}")
+            i %= size
+            offset += i * x._stride[d]
+            goffset += i * cstr[d]
+            d += 1
+        else:
+            raise TypeError(f"invalid index of type {type(item).__name__}: use ints, slices, None, "
+                            "Ellipsis, or integer/boolean tensors")
+    for k in range(d, x.dim()):
+        shape.append(x._shape[k])
+        stride.append(x._stride[k])
+        gstride.append(cstr[k])
+    return tuple(shape), tuple(stride), offset, tuple(gstride), goffset, adv
+
+
+class _BasicIndexFn(BasicIndex):
+    @staticmethod
+    def forward(ctx, x, shape, stride, offset, gstride, goffset):
+        ctx.x_shape = x._shape
+        ctx.gstride, ctx.goffset = gstride, goffset
+        ctx.view = (shape, stride, 0)
+        return x._view(shape, stride, offset)
+
+
+def _to_index_tensor(item, device):
+    from .creation import tensor
+    if isinstance(item, Tensor):
+        t = item
+    else:
+        arr = np.asarray(item)
+        if arr.dtype == np.bool_:
+            t = tensor(arr, dtype=D.bool_)
+        elif arr.size == 0:
+            t = tensor(arr.astype(np.int64), dtype=D.int64)
+        elif arr.dtype.kind not in "iu":
+            raise IndexError("tensors used as indices must be long, int or bool tensors")
+        else:
+            t = tensor(arr, dtype=D.int64)
+    if t.dtype is D.float32:
+        raise IndexError("tensors used as indices must be long, int or bool tensors")
+    if t.device != device:
+        t = t.to(device)
+    return t
+
+
+def nonzero(x, as_tuple=False):
+    """Indices of nonzero elements (computed on the host: the output size depends on the data)."""
+    from .creation import tensor
+    arr = x.detach().cpu().numpy()
+    nz = np.nonzero(arr)
+    if as_tuple:
+        return tuple(tensor(n.astype(np.int64), device=x.device) for n in nz)
+    return tensor(np.stack(nz, axis=1).astype(np.int64) if nz else np.zeros((0, 0), np.int64), device=x.device)
+
+
+def argwhere(x):
+    return nonzero(x)
+
+
+class IndexSelect(Function):
+    """out[o, j, i] = x[o, idx[j], i] for contiguous x viewed [outer, n, inner]."""
+
+    @staticmethod
+    def forward(ctx, x, idx, outer, n, inner):
+        ctx.meta = (x._shape, outer, n, inner)
+        ctx.save_for_backward(idx)
+        out = Tensor._empty((outer, idx.numel(), inner), x.dtype, x.device)
+        if out.numel():
+            x._backend.index_select(x.dtype.code, out.data_ptr(), x.data_ptr(), outer, n, inner,
+                                    idx.data_ptr(), idx.numel())
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        from .creation import zeros
+        from .copy import contiguous
+        shape, outer, n, inner = ctx.meta
+        (idx,) = ctx.saved_tensors
+        g = contiguous(g)
+        gx = zeros(*shape, device=g.device)
+        if g.numel():
+            g._backend.index_add(gx.data_ptr(), g.data_ptr(), outer, n, inner, idx.data_ptr(), idx.numel())
+        return gx, None, None, None, None
+
+
+def _wrap_check_index(idx, size, dim):
+    from .elementwise import lt, add, where
+    from .reduce import reduce_kernel, R_MAX, R_MIN
+    if idx.numel() == 0:
+        return idx
+    lo = reduce_kernel(R_MIN, idx.reshape(-1), [0], False).item()
+    hi = reduce_kernel(R_MAX, idx.reshape(-1), [0], False).item()
+    if lo < -size or hi >= size:
+        bad = hi if hi >= size else lo
+        raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
+    if lo < 0:
+        idx = where(lt(idx, 0), add(idx, size), idx)
+    return idx
+
+
+def _advanced(v, adv, x_dims):
+    """Gather for the advanced items `adv` [(dim in v, item, dim in x)] of the view v."""
+    from .copy import contiguous
+    from .elementwise import mul, add
+    from ._util import broadcast_shapes
+    # boolean masks become one integer index per masked dim
+    items = []
+    for vd, item, xd in adv:
+        t = _to_index_tensor(item, v.device)
+        if t.dtype is D.bool_:
+            if t.dim() == 0:
+                raise IndexError("0-d boolean indices are not supported")
+            mshape = v._shape[vd:vd + t.dim()]
+            if tuple(t._shape) != tuple(mshape):
+                raise IndexError(f"the shape of the mask {tuple(t.shape)} does not match the shape of "
+                                 f"the indexed tensor {tuple(mshape)} starting at dimension {vd}")
+            for k, nz in enumerate(nonzero(t, as_tuple=True)):
+                items.append((vd + k, nz))
+        else:
+            items.append((vd, t))
+    if len({d for d, _ in items}) != len(items):
+        raise IndexError("each dimension can be indexed by at most one tensor")
+    dims = [d for d, _ in items]
+    bshape = broadcast_shapes(*[t._shape for _, t in items], op="index")
+    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
+    rest = [d for d in range(v.dim()) if d not in dims]
+    if adjacent:
+        perm = list(range(v.dim()))
+        first = dims[0]
+    else:
+        perm = dims + rest
+        first = 0
+    vp = permute(v, *perm) if perm != list(range(v.dim())) else v
+    vp = contiguous(vp)
+    sizes = [v._shape[d] for d in dims]
+    flat = None
+    for (d, t), size in zip(items, sizes):
+        t = _wrap_check_index(t, size, d).expand(*bshape)
+        flat = t if flat is None else add(mul(flat, size), t)
+    flat = contiguous(flat.reshape(-1))
+    before = vp._shape[:first]
+    after = vp._shape[first + len(dims):]
+    P = _prod(sizes)
+    merged = reshape(vp, (_prod(before), P, _prod(after)))
+    out = IndexSelect.apply(merged, flat, _prod(before), P, _prod(after))
+    return reshape(out, before + tuple(bshape) + after)
+
+
+def getitem(x, idx):
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    idx = _expand_ellipsis(x, idx)
+    # a bool scalar index (x[True]) is numpy's "add a dim and keep/drop everything"
+    shape, stride, offset, gstride, goffset, adv = _basic_view(x, idx)
+    if x.requires_grad and is_grad_enabled():
+        v = _BasicIndexFn.apply(x, shape, stride, offset, gstride, goffset)
+    else:
+        v = x._view(shape, stride, offset)
+    if not adv:
+        return v
+    return _advanced(v, adv, None)
+
+
+def setitem(x, idx, value):
+    from .copy import assign
+    if x.requires_grad and is_grad_enabled() and x.grad_fn is None:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    idx = _expand_ellipsis(x, idx)
+    shape, stride, offset, _, _, adv = _basic_view(x, idx)
+    v = x._view(shape, stride, offset)
+    if not adv:
+        assign(v, value)
+        return
+    # integer/boolean assignment: the scatter happens on the host array (CPU: in place)
+    from .creation import tensor
+    val = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
+    np_idx = tuple(i.detach().cpu().numpy() if isinstance(i, Tensor) else i for i in idx)
+    if x.device.type == "cpu":
+        x.detach().numpy()[np_idx] = val
+    else:
+        arr = x.detach().cpu().numpy()
+        arr[np_idx] = val
+        assign(x, tensor(arr, device=x.device))
+
+
+def index_select(x, dim, index):
+    d = x._wrap_dim(dim)
+    idx = [slice(None)] * d + [index]
+    return getitem(x, tuple(idx))
+
+
+def masked_select(x, mask):
+    from ._util import broadcast_shapes
+    shape = broadcast_shapes(x._shape, mask._shape, op="masked_select")
+    return getitem(expand(x, shape), expand(mask, shape))
+
+
+def masked_fill(x, mask, value):
+    from .elementwise import where
+    from .creation import full
+    if not isinstance(value, Tensor):
+        value = full((), value, dtype=x.dtype, device=x.device)
+    return where(mask, value, x)
+
+
+class Gather(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        from .copy import contiguous
+        xc, ic = contiguous(x), contiguous(index)
+        outer = _prod(x._shape[:dim])
+        inner = _prod(x._shape[dim + 1:])
+        if tuple(index._shape[:dim]) != tuple(x._shape[:dim]) or tuple(index._shape[dim + 1:]) != tuple(x._shape[dim + 1:]):
+            raise NotImplementedError(f"gather: index shape {tuple(index.shape)} must match input "
+                                      f"shape {tuple(x.shape)} outside dim {dim}")
+        out = Tensor._empty(index._shape, x.dtype, x.device)
+        if out.numel():
+            x._backend.gather(x.dtype.code, out.data_ptr(), xc.data_ptr(), ic.data_ptr(), outer,
+                              x._shape[dim], inner, index._shape[dim])
+        ctx.meta = (x._shape, dim, outer, inner)
+        ctx.save_for_backward(ic)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        from .creation import zeros
+        from .copy import contiguous
+        shape, dim, outer, inner = ctx.meta
+        (ic,) = ctx.saved_tensors
+        g = contiguous(g)
+        gx = zeros(*shape, device=g.device)
+        if g.numel():
+            g._backend.scatter_add(gx.data_ptr(), g.data_ptr(), ic.data_ptr(), outer, shape[dim], inner, ic._shape[dim])
+        return gx, None, None
+
+
+def gather(x, dim, index):
+    d = x._wrap_dim(dim)
+    if index.dtype is not D.int64:
+        raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
+    if index.dim() != x.dim():
+        raise RuntimeError(f"gather(): Index tensor must have the same number of dimensions as input tensor ({index.dim()} vs {x.dim()})")
+    index = _wrap_check_index(index, x._shape[d], d)
+    return Gather.apply(x, d, index)
+
+
+class ScatterAdd(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index, src):
+        from .copy import contiguous, clone
+        out = contiguous(clone(x))
+        ic, sc = contiguous(index), contiguous(src)
+        outer = _prod(x._shape[:dim])
+        inner = _prod(x._shape[dim + 1:])
+        if tuple(index._shape) != tuple(src._shape):
+            raise NotImplementedError("scatter_add: index and src must have the same shape")
+        if sc.numel():
+            x._backend.scatter_add(out.data_ptr(), sc.data_ptr(), ic.data_ptr(), outer, x._shape[dim], inner, index._shape[dim])
+        ctx.dim = dim
+        ctx.save_for_backward(ic)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (ic,) = ctx.saved_tensors
+        return g, None, None, gather(g, ctx.dim, ic)
+
+
+def scatter_add(x, dim, index, src):
+    d = x._wrap_dim(dim)
+    index = _wrap_check_index(index, x._shape[d], d)
+    return ScatterAdd.apply(x, d, index, src)
+
+
+# ------------------------------------------------------------------ joining / splitting
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *xs):
+        from .copy import assign
+        shape = list(xs[0]._shape)
+        shape[dim] = sum(x._shape[dim] for x in xs)
+        out = Tensor._empty(tuple(shape), xs[0].dtype, xs[0].device)
+        pos = 0
+        sizes = []
+        for x in xs:
+            n = x._shape[dim]
+            sizes.append(n)
+            if n:
+                sl = (slice(None),) * dim + (slice(pos, pos + n),)
+                assign(getitem(out, sl), x)
+            pos += n
+        ctx.dim, ctx.sizes = dim, sizes
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        grads, pos = [], 0
+        for n in ctx.sizes:
+            grads.append(getitem(g, (slice(None),) * ctx.dim + (slice(pos, pos + n),)))
+            pos += n
+        return (None, *grads)
+
+
+def cat(tensors, dim=0):
+    tensors = [t for t in tensors]
+    if not tensors:
+        raise ValueError("cat(): expected a non-empty list of Tensors")
+    from ._util import check_same_device
+    check_same_device("cat", *tensors)
+    # legacy rule: 1-d empty tensors are skipped
+    nonempty = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)] or tensors[:1]
+    ref = nonempty[0]
+    d = ref._wrap_dim(dim)
+    dt = ref.dtype
+    for t in nonempty:
+        dt = D.promote(dt, t.dtype)
+    for t in nonempty:
+        if t.dim() != ref.dim() or any(a != b for i, (a, b) in enumerate(zip(t._shape, ref._shape)) if i != d):
+            raise ValueError(f"cat(): sizes of tensors must match except in dimension {d}; got "
+                             f"{[tuple(x.shape) for x in nonempty]}")
+    nonempty = [t.to(dt) for t in nonempty]
+    return Cat.apply(d, *nonempty)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack(): expected a non-empty list of Tensors")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack(): expects each tensor to be equal size, but got {sorted(shapes)}")
+    d = tensors[0]._wrap_dim(dim, tensors[0].dim() + 1)
+    return cat([unsqueeze(t, d) for t in tensors], d)
+
+
+def hstack(tensors):
+    return cat(tensors, 1 if tensors[0].dim() > 1 else 0)
+
+
+def vstack(tensors):
+    return cat([t if t.dim() > 1 else unsqueeze(t, 0) for t in tensors], 0)
+
+
+def split(x, split_size_or_sections, dim=0):
+    d = x._wrap_dim(dim)
+    n = x._shape[d]
+    if isinstance(split_size_or_sections, int):
+        s = split_size_or_sections
+        sizes = [min(s, n - i) for i in range(0, n, s)] or [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not sum to {n}")
+    out, pos = [], 0
+    for s in sizes:
+        out.append(getitem(x, (slice(None),) * d + (slice(pos, pos + s),)))
+        pos += s
+    return tuple(out)
+
+
+def chunk(x, chunks, dim=0):
+    d = x._wrap_dim(dim)
+    n = x._shape[d]
+    size = -(-n // chunks) if n else 1
+    return split(x, size, d)
+
+
+def unbind(x, dim=0):
+    d = x._wrap_dim(dim)
+    return tuple(getitem(x, (slice(None),) * d + (i,)) for i in range(x._shape[d]))
+
+
+def narrow(x, dim, start, length):
+    d = x._wrap_dim(dim)
+    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+
+
+def repeat(x, *sizes):
+    sizes = shape_arg(sizes)
+    if len(sizes) < x.dim():
+        raise RuntimeError("repeat: number of repeat dims can not be smaller than number of tensor dims")
+    x = reshape(x, (1,) * (len(sizes) - x.dim()) + x._shape)
+    # expand an interleaved view, then merge: [a,b] -> [r0,a,r1,b] -> [r0*a, r1*b]
+    inter = []
+    for r, s in zip(sizes, x._shape):
+        inter += [1, s]
+    xe = reshape(x, tuple(inter))
+    tgt = []
+    for r, s in zip(sizes, x._shape):
+        tgt += [r, s]
+    return reshape(expand(xe, tuple(tgt)), tuple(r * s for r, s in zip(sizes, x._shape)))
+
+
+def flip(x, dims):
+    dims = normalize_dims(dims, x.dim(), "flip")
+    idx = [slice(None)] * x.dim()
+    from .creation import arange
+    out = x
+    for d in dims:
+        sl = [slice(None)] * x.dim()
+        sl[d] = arange(x._shape[d] - 1, -1, -1, device=x.device)
+        out = getitem(out, tuple(sl))
+    return out
+
+
+def one_hot(tensor, num_classes=-1):
+    from .creation import zeros
+    from .elementwise import eq
+    from .creation import arange
+    if tensor.dtype is not D.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type int64")
+    if num_classes < 0:
+        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    return eq(unsqueeze(tensor, -1), arange(num_classes, device=tensor.device)).to(D.int64)

@@ -1,0 +1,318 @@
+"""The Tensor: a strided view (shape, strides, offset) of a storage on a device.
+
+CPU storage is a 1-d NumPy array (so `.numpy()` and `from_numpy` share memory, and DLPack comes
+from NumPy's implementation); CUDA storage is a block from the caching allocator in
+`kernelnet._cuda`. View ops (reshape, permute, slicing, expand) only change the metadata; math
+runs in the native kernels (see ops/), chosen by device.
+"""
+import numpy as np
+
+from . import _dtype as D
+from ._device import backend, to_device, CPU, device as Device
+from . import autograd
+
+
+def _contig_strides(shape):
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def _prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+class _CudaStorage:
+    """Device memory for a tensor (a caching-allocator block) plus its size in elements."""
+    __slots__ = ("buf", "ptr", "size", "owner")
+
+    def __init__(self, nbytes, size, buf=None, ptr=None, owner=None):
+        if buf is None and ptr is None:
+            from ._device import _load_cuda
+            buf = _load_cuda().Buffer(max(int(nbytes), 1))
+        self.buf = buf
+        self.ptr = buf.ptr if ptr is None else ptr
+        self.size = size
+        self.owner = owner  # keeps an imported (DLPack) producer alive
+
+
+class Tensor:
+    __slots__ = ("_storage", "_shape", "_stride", "_offset", "dtype", "device", "requires_grad",
+                 "grad", "grad_fn", "_output_nr", "_base_ptr", "_hooks", "__weakref__", "_is_param",
+                 "__dict__")
+
+    # -------------------------------------------------------------- construction
+    def __init__(self, *args, **kwargs):
+        # Tensor(data) behaves like kernelnet.tensor(data) (torch.Tensor(list) is float32 too)
+        from . import ops
+        if len(args) == 1 and not isinstance(args[0], int):
+            t = ops.tensor(args[0], dtype=kwargs.get("dtype", D.float32))
+        else:
+            t = ops.empty(*args, **kwargs)
+        self._init_from(t)
+
+    def _init_from(self, t):
+        for k in ("_storage", "_shape", "_stride", "_offset", "dtype", "device", "_base_ptr"):
+            object.__setattr__(self, k, getattr(t, k))
+        self.requires_grad = False
+        self.grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._hooks = None
+
+    @classmethod
+    def _make(cls, storage, shape, stride, offset, dtype, device, base_ptr):
+        t = object.__new__(cls)
+        t._storage = storage
+        t._shape = tuple(shape)
+        t._stride = tuple(stride)
+        t._offset = offset
+        t.dtype = dtype
+        t.device = device
+        t._base_ptr = base_ptr
+        t.requires_grad = False
+        t.grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._hooks = None
+        return t
+
+    @classmethod
+    def _empty(cls, shape, dtype=D.float32, device=CPU):
+        shape = tuple(int(s) for s in shape)
+        for s in shape:
+            if s < 0:
+                raise ValueError(f"negative dimension in shape {shape}")
+        n = _prod(shape)
+        if device.type == "cpu":
+            # 64-byte aligned so SIMD kernels can use aligned loads on fresh buffers
+            raw = np.empty(n * dtype.itemsize + 64, dtype=np.uint8)
+            start = (-raw.ctypes.data) % 64
+            arr = raw[start:start + n * dtype.itemsize].view(dtype.np)
+            return cls._make(arr, shape, _contig_strides(shape), 0, dtype, device, arr.ctypes.data)
+        st = _CudaStorage(n * dtype.itemsize, n)
+        return cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
+
+    def _view(self, shape, stride, offset=None):
+        """A tensor sharing storage with self (no autograd bookkeeping)."""
+        return Tensor._make(self._storage, shape, stride, self._offset if offset is None else offset,
+                            self.dtype, self.device, self._base_ptr)
+
+    # -------------------------------------------------------------- metadata
+    @property
+    def shape(self):
+        return Size(self._shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._shape)
+        return self._shape[self._wrap_dim(dim)]
+
+    def stride(self, dim=None):
+        if dim is None:
+            return self._stride
+        return self._stride[self._wrap_dim(dim)]
+
+    def storage_offset(self):
+        return self._offset
+
+    def dim(self):
+        return len(self._shape)
+
+    ndim = property(dim)
+
+    def numel(self):
+        return _prod(self._shape)
+
+    nelement = numel
+
+    def element_size(self):
+        return self.dtype.itemsize
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.dim())))
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        if tuple(value.shape) != self._shape or value.dtype is not self.dtype:
+            # PyTorch allows a shape change through .data; so do we (storage swap)
+            pass
+        v = value.detach()
+        self._storage, self._shape, self._stride = v._storage, v._shape, v._stride
+        self._offset, self.dtype, self.device, self._base_ptr = v._offset, v.dtype, v.device, v._base_ptr
+
+    def _wrap_dim(self, dim, ndim=None):
+        n = self.dim() if ndim is None else ndim
+        if not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"dimension must be an int, got {type(dim).__name__}")
+        lo, hi = (-n, n - 1) if n > 0 else (-1, 0)
+        if dim < lo or dim > hi:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        return int(dim) % max(n, 1)
+
+    def is_contiguous(self):
+        expected = 1
+        for s, st in zip(reversed(self._shape), reversed(self._stride)):
+            if s != 1 and st != expected:
+                return False
+            expected *= s
+        return True
+
+    def data_ptr(self):
+        return self._base_ptr + self._offset * self.dtype.itemsize
+
+    @property
+    def _backend(self):
+        return backend(self.device)
+
+    # -------------------------------------------------------------- conversion
+    def numpy(self, force=False):
+        if self.requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        if self.device.type != "cpu":
+            if not force:
+                raise TypeError(f"can't convert {self.device} device type tensor to numpy. "
+                                "Use Tensor.cpu() to copy the tensor to host memory first.")
+            return self.cpu().numpy(force=True)
+        isz = self.dtype.itemsize
+        base = self._storage[self._offset:] if self.numel() > 0 else self._storage[:0]
+        return np.lib.stride_tricks.as_strided(base, shape=self._shape,
+                                               strides=tuple(s * isz for s in self._stride))
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.detach().cpu().numpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    def tolist(self):
+        return self.detach().cpu().numpy().tolist()
+
+    def item(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self.detach().cpu().numpy().reshape(()).item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self.item())
+
+    def __index__(self):
+        if self.dtype is D.float32 or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __len__(self):
+        if not self._shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._shape[0]
+
+    def __iter__(self):
+        if not self._shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    def __reduce__(self):
+        # pickling (scikit-learn clones, multiprocessing): data as numpy, on its device
+        return (_rebuild, (self.detach().cpu().numpy().copy(), str(self.device), self.requires_grad))
+
+    def __deepcopy__(self, memo):
+        t = self.detach().clone()
+        t.requires_grad = self.requires_grad
+        if type(self) is not Tensor:
+            t = type(self)._wrap(t) if hasattr(type(self), "_wrap") else t
+        memo[id(self)] = t
+        return t
+
+    # -------------------------------------------------------------- autograd
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        autograd.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+    def detach(self):
+        return self._view(self._shape, self._stride)
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if self.grad_fn is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables.")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self):
+        if self.grad_fn is None:
+            return
+        if self.grad_fn.retained is None:
+            self.grad_fn.retained = {}
+        self.grad_fn.retained[self._output_nr] = self
+
+    def register_hook(self, hook):
+        if self.grad_fn is not None:
+            raise NotImplementedError("hooks on non-leaf tensors are not supported yet")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+
+    # -------------------------------------------------------------- repr
+    def __repr__(self):
+        from ._format import format_tensor
+        return format_tensor(self)
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        if self.dim() == 0:
+            return format(self.item(), spec)
+        return repr(self)
+
+
+class Size(tuple):
+    """torch.Size: a tuple that prints as kernelnet.Size([...])."""
+
+    def __repr__(self):
+        return f"kernelnet.Size({list(self)})"
+
+    def numel(self):
+        return _prod(self)
+
+
+def _rebuild(arr, dev, requires_grad):
+    from . import ops
+    t = ops.tensor(arr, device=dev)
+    t.requires_grad = requires_grad
+    return t
