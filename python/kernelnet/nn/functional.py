@@ -171,17 +171,19 @@ def linear(input, weight, bias=None):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (im2col + SGEMM kernels); padding may be an int, a pair, 'same' or 'valid'."""
-    return _need("conv", "conv2d")(input, weight, bias, stride, padding, dilation, groups)
+    return _need("conv", "conv2d")(input, weight, bias=bias, stride=stride, padding=padding, dilation=dilation,
+                                   groups=groups)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    return _need("pool", "max_pool2d")(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    return _need("pool", "max_pool2d")(input, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                                       ceil_mode=ceil_mode, return_indices=return_indices)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-    return _need("pool", "avg_pool2d")(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                       divisor_override)
+    return _need("pool", "avg_pool2d")(input, kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                                       count_include_pad=count_include_pad, divisor_override=divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -195,7 +197,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     mod = _layer_ops("dropout")
     if mod is not None and hasattr(mod, "dropout"):
-        return mod.dropout(input, p, True, inplace)
+        return mod.dropout(input, p=p, training=True, inplace=inplace)
     else:
         keep = 1.0 - p
         mask = _kn.bernoulli_mask(tuple(input.shape), keep, (1.0 / keep) if keep > 0 else 0.0, device=input.device)
@@ -360,8 +362,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """Softmax cross-entropy from logits; targets as class indices (int64) or probabilities (float)."""
     mod = _layer_ops("loss")
     if mod is not None and hasattr(mod, "cross_entropy"):  # the fused native kernel
-        return mod.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
-                                 label_smoothing)
+        return mod.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
+                                 reduction=_legacy(size_average, reduce, reduction), label_smoothing=label_smoothing)
     reduction = _legacy(size_average, reduce, reduction)
     _check_reduction(reduction, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
@@ -423,7 +425,8 @@ def _cross_entropy_composed(x, t, weight, ignore_index, reduction, label_smoothi
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     mod = _layer_ops("loss")
     if mod is not None and hasattr(mod, "nll_loss"):
-        return mod.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
+        return mod.nll_loss(input, target, weight=weight, ignore_index=ignore_index,
+                            reduction=_legacy(size_average, reduce, reduction))
     reduction = _legacy(size_average, reduce, reduction)
     _check_reduction(reduction, "nll_loss")
     _check_targets(target, "nll_loss")
