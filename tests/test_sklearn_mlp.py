@@ -261,6 +261,7 @@ def test_lbfgs_on_our_gradient(digits):
     assert kn.score(X, y) == pytest.approx(sk.score(X, y), abs=0.03)
 
 
+@pytest.mark.slow
 def test_course_listing_accuracy():
     from sklearn.model_selection import train_test_split
     X, y = load_digits(return_X_y=True)
