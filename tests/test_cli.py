@@ -84,6 +84,7 @@ def _require_nn():
     pytest.importorskip("kernelnet.optim")
 
 
+@pytest.mark.slow
 def test_npz_2d_dataset_trains_and_draws_the_boundary(tmp_path):
     _require_nn()
     rng = np.random.default_rng(0)
@@ -102,6 +103,7 @@ def test_npz_2d_dataset_trains_and_draws_the_boundary(tmp_path):
     assert "image inputs" in one_line_error(r, 1)
 
 
+@pytest.mark.slow
 def test_default_train_then_eval(tmp_path):
     """`kernelnet train` with no arguments (the course MLP on digits) writes the whole run folder."""
     _require_nn()
