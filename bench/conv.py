@@ -28,10 +28,10 @@ LAYERS = {
     "conv2": (32, 26, 26, 64, 3, 3, 1, 0, True),
 }
 
-try:  # shared helpers if the GEMM benchmark provides them
+try:  # shared helpers (bench/_common.py), with local fallbacks
     sys.path.insert(0, HERE)
-    from _common import cpu_name  # type: ignore
-except Exception:  # noqa: BLE001
+    from _common import cpu_name, load_average, write_json_atomic  # type: ignore
+except ImportError:
     def cpu_name():
         try:
             with open("/proc/cpuinfo") as f:
@@ -41,6 +41,15 @@ except Exception:  # noqa: BLE001
         except OSError:
             pass
         return platform.processor() or platform.machine()
+
+    def load_average():
+        return os.getloadavg()
+
+    def write_json_atomic(path, obj):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
 def timeit(fn, min_reps=5, min_time=0.3, max_time=3.0):
@@ -180,19 +189,16 @@ def main():
               f"{row['bwd_ratio']:>10.2f}{row['kernelnet_fwd_gflops']:>12.1f}{row['kernelnet_bwd_gflops']:>12.1f}"
               f"{row['torch_fwd_gflops']:>12.1f}{row['torch_bwd_gflops']:>12.1f}")
     print("backward: conv1 weight+bias (the network input needs no gradient); conv2 input+weight+bias")
+    print(f"load average at the end: {load_average()} (other jobs share this machine: noisy)")
 
     if not args.no_json:
         now = datetime.datetime.now(datetime.timezone.utc)
         doc = {"benchmark": "conv", "date": now.isoformat(timespec="seconds"), "cpu": cpu_name(),
                "logical_cpus": os.cpu_count(), "threads": threads, "rounds": args.rounds,
-               "torch_version": runs["torch"][0]["version"], "rows": rows, "raw": runs}
-        outdir = os.path.join(HERE, "results")
-        os.makedirs(outdir, exist_ok=True)
-        path = os.path.join(outdir, f"conv-{now.strftime('%Y%m%d-%H%M%S')}.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
+               "torch_version": runs["torch"][0]["version"], "load_average": load_average(),
+               "rows": rows, "raw": runs}
+        path = os.path.join(HERE, "results", f"conv-{now.strftime('%Y%m%d-%H%M%S')}.json")
+        write_json_atomic(path, doc)
         print(f"wrote {os.path.relpath(path, ROOT)}")
 
 
