@@ -30,6 +30,9 @@ def _as_tensor(x, dtype, device):
 
 def _prep(op_name, a, b):
     """Tensors of one dtype and device for a binary op; Python scalars become 0-d tensors."""
+    if (type(a) is Tensor and type(b) is Tensor and a.dtype is b.dtype
+            and (a.device is b.device or a.device == b.device)):
+        return a, b  # the common case, without the promotion/device machinery
     dt = result_dtype(a, b)
     dev = check_same_device(op_name, a, b)
     if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
@@ -54,8 +57,15 @@ def _prep(op_name, a, b):
 
 def binary_kernel(op, a, b):
     """out = a (op) b with broadcasting; a and b already share dtype and device."""
-    shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
     out_dt = D.bool_ if op in _COMPARE else a.dtype
+    if a._shape == b._shape and a.is_contiguous() and b.is_contiguous():
+        # same-shape dense operands: one flat row, no broadcasting or coalescing to work out
+        out = Tensor._empty(a._shape, out_dt, a.device)
+        n = out.numel()
+        if n:
+            a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), [1], b.data_ptr(), [1], [n])
+        return out
+    shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
     out = Tensor._empty(shape, out_dt, a.device)
     if out.numel():
         sh, (sa, sb) = coalesce(shape, broadcast_strides(a, shape), broadcast_strides(b, shape))
