@@ -34,9 +34,10 @@ def _prep(op_name, a, b):
             and (a.device is b.device or a.device == b.device)):
         return a, b  # the common case, without the promotion/device machinery
     dt = result_dtype(a, b)
-    dev = check_same_device(op_name, a, b)
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
-        pass
+    # the op runs where the tensors are; a 0-d CPU tensor may join a CUDA one (PyTorch allows it),
+    # any other mix is refused below with both devices named
+    devs = [t.device for t in (a, b) if isinstance(t, Tensor) and not (t.dim() == 0 and t.device.type == "cpu")]
+    dev = devs[0] if devs else (a.device if isinstance(a, Tensor) else b.device if isinstance(b, Tensor) else None)
     a = _as_tensor(a, dt, dev)
     b = _as_tensor(b, dt, dev)
     # a 0-d CPU tensor mixes with a CUDA tensor, as in PyTorch
@@ -505,6 +506,8 @@ def where(cond, a=None, b=None):
         raise TypeError("where: condition must be a bool Tensor")
     if cond.dtype is not D.bool_:
         cond = cond.to(D.bool_)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # where(cond, 1.0, 0.0): on cond's device
+        a = _as_tensor(a, result_dtype(a, b), cond.device)
     a, b = _prep("where", a, b)
     if cond.device != a.device:
         raise RuntimeError(f"where: condition is on {cond.device} but the values are on {a.device}")

@@ -578,6 +578,8 @@ def gather(x, dim, index):
         raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
     if index.dim() != x.dim():
         raise RuntimeError(f"gather(): Index tensor must have the same number of dimensions as input tensor ({index.dim()} vs {x.dim()})")
+    from ._util import check_same_device
+    check_same_device("gather", x, index)  # a CPU index pointer handed to a CUDA kernel would crash
     index = _wrap_check_index(index, x._shape[d], d)
     return Gather.apply(x, d, index)
 
