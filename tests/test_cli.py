@@ -99,6 +99,13 @@ def test_npz_2d_dataset_trains_and_draws_the_boundary(tmp_path):
               "confusion_matrix.png", "decision_boundary.png"):
         assert (out / f).exists(), f
     assert not (out / "misclassified.png").exists()  # tabular data: no images to show
+    # --resume continues the run to 4 epochs; command.txt keeps both command lines
+    r = run_cli("train", "--dataset", str(tmp_path / "circle.npz"), "--model", "mlp", "--epochs", "4",
+                "--lr", "0.01", "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stdout and "epoch 4/4" in r.stdout
+    assert len(json.loads((out / "history.json").read_text())["history"]) == 4
+    assert len((out / "command.txt").read_text().strip().splitlines()) == 2
     r = run_cli("train", "--dataset", str(tmp_path / "circle.npz"), "--model", "cnn", "--out", str(out))
     assert "image inputs" in one_line_error(r, 1)
 

@@ -371,7 +371,7 @@ class Trainer:
         loader = self._loader(train, batch_size, shuffle=True)
         monitor = "val_loss" if valid is not None else "train_loss"
         self.stop_training = False
-        self.log(f"training {type(self.model).__name__} on {self.device}: {len(train)} train"
+        self.log(f"training {self.config.get('model', type(self.model).__name__)} on {self.device}: {len(train)} train"
                  + (f" / {len(valid)} valid" if valid is not None else "")
                  + (f" / {len(test)} test" if test is not None else "") + f" samples, batch {batch_size}")
         for cb in self.callbacks:
