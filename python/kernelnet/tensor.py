@@ -33,8 +33,8 @@ class _CudaStorage:
 
     def __init__(self, nbytes, size, buf=None, ptr=None, owner=None):
         if buf is None and ptr is None:
-            from ._device import _load_cuda
-            buf = _load_cuda().Buffer(max(int(nbytes), 1))
+            # backend() raises a clear RuntimeError when CUDA is not built or no GPU is visible
+            buf = backend(Device("cuda")).Buffer(max(int(nbytes), 1))
         self.buf = buf
         self.ptr = buf.ptr if ptr is None else ptr
         self.size = size
@@ -173,6 +173,8 @@ class Tensor:
         return int(dim) % max(n, 1)
 
     def is_contiguous(self):
+        if 0 in self._shape:  # an empty tensor is contiguous whatever its strides (PyTorch too)
+            return True
         expected = 1
         for s, st in zip(reversed(self._shape), reversed(self._stride)):
             if s != 1 and st != expected:
