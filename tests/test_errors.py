@@ -220,3 +220,9 @@ def test_bad_inputs_never_crash_the_interpreter():
     r = subprocess.run([sys.executable, "-c", BAD_INPUT_SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"interpreter died (rc={r.returncode}): {r.stderr[-2000:]}"
     assert "RAISED 12 12" in r.stdout, r.stdout
+
+
+def test_cat_split_edge_errors(device):
+    _raises(lambda: kn.cat([kn.tensor(1.0, device=device)]), "cat", "zero-dimensional")
+    _raises(lambda: kn.ones(3, device=device).split(0), "split", "0", "3")
+    assert len(kn.zeros(0, device=device).split(0)) == 1
