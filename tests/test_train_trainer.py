@@ -275,8 +275,8 @@ def test_zoo_errors():
         build_model("resnet", (1, 8, 8), 10)
     with pytest.raises(ValueError, match="image inputs"):
         build_model("cnn", (64,), 10)
-    with pytest.raises(NotImplementedError, match="lstm"):
-        build_model("lstm", (10, 4), 10)
+    with pytest.raises(ValueError, match="lstm"):  # recurrent models read images row by row
+        build_model("lstm", (10,), 10)
 
 
 def test_fit_on_each_device(device, tmp_path):

@@ -8,3 +8,5 @@ from .modules import (Module, Sequential, ModuleList, ModuleDict, ParameterList,
                       Softmax, LogSoftmax, CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss)
 from . import modules
 from . import utils
+from .modules.rnn import RNNBase, RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell  # noqa: E402  (issue 7)
+utils.rnn = modules.rnn  # kernelnet.nn.utils.rnn.pack_padded_sequence / pad_packed_sequence, as in torch

@@ -6,7 +6,8 @@
 - cnn: the course's "Let's code" network: conv(32, 3x3) - ReLU - conv(64, 3x3) - ReLU -
   max-pool 2 - dropout 0.25 - flatten - linear(128) - ReLU - dropout 0.5 - linear(classes).
   On 28x28 images fc1 has the listing's 9216 inputs; other sizes get 64*((H-4)//2)*((W-4)//2).
-- lstm, gru: reserved names for the recurrent chapter (need nn.LSTM / nn.GRU).
+- lstm, gru: read the image row by row (H steps of C*W features), hidden 128, last hidden state
+  -> linear(classes).
 """
 import math
 
@@ -76,13 +77,37 @@ def cnn(input_shape, num_classes):
     return _course_cnn_class()(c, num_classes, (h, w))
 
 
+def _row_reader_class():
+    nn = _nn()
+
+    class RowReader(nn.Module):
+        """Reads an image row by row: H steps of C*W features through an LSTM/GRU, then the last
+        hidden state -> Linear(classes) (the classic sequence view of MNIST-like images)."""
+
+        def __init__(self, kind, in_shape, num_classes, hidden_size=128, num_layers=1):
+            super().__init__()
+            c, h, w = in_shape
+            rnn_cls = nn.LSTM if kind == "lstm" else nn.GRU
+            self.rnn = rnn_cls(c * w, hidden_size, num_layers=num_layers, batch_first=True)
+            self.fc = nn.Linear(hidden_size, num_classes)
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            seq = x.permute(0, 2, 1, 3).reshape(n, h, c * w) if c > 1 else x.reshape(n, h, w)
+            _, state = self.rnn(seq)
+            h_n = state[0] if isinstance(state, tuple) else state
+            return self.fc(h_n[-1])
+
+    return RowReader
+
+
 def _recurrent(kind):
-    def build(input_shape, num_classes, hidden_size=128):
-        nn = _nn()
-        if not hasattr(nn, kind.upper()):
-            raise NotImplementedError(f"model {kind!r}: kernelnet.nn.{kind.upper()} is not available yet "
-                                      "(recurrent layers come with the RNN chapter)")
-        raise NotImplementedError(f"model {kind!r}: the recurrent zoo entry is not written yet")
+    def build(input_shape, num_classes, hidden_size=128, num_layers=1):
+        if len(input_shape) == 2:
+            input_shape = (1,) + tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"model {kind!r}: expects image input (C, H, W), got input_shape {input_shape}")
+        return _row_reader_class()(kind, input_shape, num_classes, hidden_size, num_layers)
     build.__name__ = kind
     return build
 

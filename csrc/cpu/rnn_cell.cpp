@@ -1,0 +1,270 @@
+// Fused recurrent cells (float32, contiguous row-major, one time step, threaded over the batch).
+//
+// The Python layer computes the input projection of every time step as one GEMM (xg, [T, B, G*H],
+// b_ih folded in) and, per step, the hidden projection hg = h_prev @ W_hh^T + b_hh (one GEMM,
+// [B, G*H]). These kernels do everything pointwise that follows: gate activations, the state
+// update, and what backward needs. Gate order is PyTorch's (LSTM i,f,g,o; GRU r,z,n).
+//
+// Variable-length batches: `lengths` (int64[B], 0 = all rows full length) and the time index `t`.
+// A row with t >= lengths[b] is past its end: it carries its state unchanged (h_out = h_prev,
+// c_out = c_prev), and backward passes dh/dc straight through with zero gate gradients. The
+// reverse direction of a bidirectional layer therefore starts each row at its own last element.
+//
+//   lstm_cell_forward(xg, hg, h_prev, c_prev, h_out, c_out, gates, B, H, lengths, t)
+//       gates [B,4H] receives the activated (i, f, g, o), saved for backward.
+//   lstm_cell_backward(dh, dc, gates, c_prev, c, dgates, dh_prev, dc_prev, B, H, lengths, t)
+//       dh, dc: gradient w.r.t. h_t and c_t. dgates [B,4H]: gradient w.r.t. the pre-activation
+//       gates (same for xg and hg). dh_prev gets only the part that bypasses W_hh (0, or dh for
+//       finished rows); the caller adds dgates @ W_hh with a beta=1 GEMM.
+//   gru_cell_forward(xg, hg, h_prev, h_out, saved, B, H, lengths, t)
+//       r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r * hn), h = (1 - z) * n + z * h_prev,
+//       where hn includes b_hn (PyTorch's GRU: the reset gate multiplies the hidden projection).
+//       saved [B,4H] receives (r, z, n, hn).
+//   gru_cell_backward(dh, saved, h_prev, dxg, dhg, dh_prev, B, H, lengths, t)
+//       dxg, dhg [B,3H]: gradients w.r.t. xg and hg (they differ in the n block);
+//       dh_prev = dh * z (+ dhg @ W_hh added by the caller).
+//   rnn_cell_forward(xg, hg, h_prev, h_out, B, H, act, lengths, t)    act 0 tanh, 1 relu
+//   rnn_cell_backward(dh, h, dgates, dh_prev, B, H, act, lengths, t)  h = this step's output
+#include <cmath>
+#include <algorithm>
+#include <cstring>
+
+#include "common/kn.h"
+#include "cpu/parallel.h"
+
+namespace kn {
+namespace {
+
+inline float sigm(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+// rows per thread chunk so that each chunk has a few thousand elements of work
+inline i64 row_grain(i64 H) { return std::max<i64>(1, 8192 / std::max<i64>(1, 4 * H)); }
+
+inline bool done(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
+
+void lstm_fwd(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co,
+              float* gates, i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      const float* x = xg + b * 4 * H;
+      const float* h = hg + b * 4 * H;
+      float* g = gates + b * 4 * H;
+      float* hrow = ho + b * H;
+      float* crow = co + b * H;
+      if (done(len, b, t)) {
+        std::memcpy(hrow, hp + b * H, sizeof(float) * H);
+        std::memcpy(crow, cp + b * H, sizeof(float) * H);
+        std::memset(g, 0, sizeof(float) * 4 * H);
+        continue;
+      }
+      const float* cprev = cp + b * H;
+      for (i64 j = 0; j < H; ++j) {
+        float i = sigm(x[j] + h[j]);
+        float f = sigm(x[H + j] + h[H + j]);
+        float gg = std::tanh(x[2 * H + j] + h[2 * H + j]);
+        float o = sigm(x[3 * H + j] + h[3 * H + j]);
+        float c = f * cprev[j] + i * gg;
+        g[j] = i;
+        g[H + j] = f;
+        g[2 * H + j] = gg;
+        g[3 * H + j] = o;
+        crow[j] = c;
+        hrow[j] = o * std::tanh(c);
+      }
+    }
+  });
+}
+
+void lstm_bwd(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc,
+              float* dg, float* dhp, float* dcp, i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      float* d = dg + b * 4 * H;
+      if (done(len, b, t)) {
+        std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
+        std::memcpy(dcp + b * H, dc + b * H, sizeof(float) * H);
+        std::memset(d, 0, sizeof(float) * 4 * H);
+        continue;
+      }
+      const float* g = gates + b * 4 * H;
+      for (i64 j = 0; j < H; ++j) {
+        float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+        float tc = std::tanh(cc[b * H + j]);
+        float dhj = dh[b * H + j];
+        float dct = dc[b * H + j] + dhj * o * (1.f - tc * tc);
+        d[j] = dct * gg * i * (1.f - i);
+        d[H + j] = dct * cp[b * H + j] * f * (1.f - f);
+        d[2 * H + j] = dct * i * (1.f - gg * gg);
+        d[3 * H + j] = dhj * tc * o * (1.f - o);
+        dcp[b * H + j] = dct * f;
+        dhp[b * H + j] = 0.f;
+      }
+    }
+  });
+}
+
+void gru_fwd(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 B, i64 H,
+             const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      const float* x = xg + b * 3 * H;
+      const float* h = hg + b * 3 * H;
+      const float* hprev = hp + b * H;
+      float* s = saved + b * 4 * H;
+      float* hrow = ho + b * H;
+      if (done(len, b, t)) {
+        std::memcpy(hrow, hprev, sizeof(float) * H);
+        std::memset(s, 0, sizeof(float) * 4 * H);
+        continue;
+      }
+      for (i64 j = 0; j < H; ++j) {
+        float r = sigm(x[j] + h[j]);
+        float z = sigm(x[H + j] + h[H + j]);
+        float hn = h[2 * H + j];
+        float n = std::tanh(x[2 * H + j] + r * hn);
+        s[j] = r;
+        s[H + j] = z;
+        s[2 * H + j] = n;
+        s[3 * H + j] = hn;
+        hrow[j] = (1.f - z) * n + z * hprev[j];
+      }
+    }
+  });
+}
+
+void gru_bwd(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp,
+             i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      float* dx = dxg + b * 3 * H;
+      float* dhh = dhg + b * 3 * H;
+      if (done(len, b, t)) {
+        std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
+        std::memset(dx, 0, sizeof(float) * 3 * H);
+        std::memset(dhh, 0, sizeof(float) * 3 * H);
+        continue;
+      }
+      const float* s = saved + b * 4 * H;
+      for (i64 j = 0; j < H; ++j) {
+        float r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
+        float d = dh[b * H + j];
+        float dn = d * (1.f - z) * (1.f - n * n);  // through tanh
+        float dz = d * (hp[b * H + j] - n) * z * (1.f - z);
+        float dr = dn * hn * r * (1.f - r);
+        dx[j] = dr;
+        dx[H + j] = dz;
+        dx[2 * H + j] = dn;
+        dhh[j] = dr;
+        dhh[H + j] = dz;
+        dhh[2 * H + j] = dn * r;
+        dhp[b * H + j] = d * z;
+      }
+    }
+  });
+}
+
+void rnn_fwd(const float* xg, const float* hg, const float* hp, float* ho, i64 B, i64 H, int act,
+             const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      if (done(len, b, t)) {
+        std::memcpy(ho + b * H, hp + b * H, sizeof(float) * H);
+        continue;
+      }
+      for (i64 j = 0; j < H; ++j) {
+        float v = xg[b * H + j] + hg[b * H + j];
+        ho[b * H + j] = act == 0 ? std::tanh(v) : (v > 0.f ? v : 0.f);
+      }
+    }
+  });
+}
+
+void rnn_bwd(const float* dh, const float* h, float* dg, float* dhp, i64 B, i64 H, int act, const i64* len,
+             i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      if (done(len, b, t)) {
+        std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
+        std::memset(dg + b * H, 0, sizeof(float) * H);
+        continue;
+      }
+      for (i64 j = 0; j < H; ++j) {
+        float y = h[b * H + j], d = dh[b * H + j];
+        dg[b * H + j] = act == 0 ? d * (1.f - y * y) : (y > 0.f ? d : 0.f);
+        dhp[b * H + j] = 0.f;
+      }
+    }
+  });
+}
+
+void check_bh(const char* op, i64 B, i64 H, i64 t) {
+  KN_CHECK(B >= 0 && H >= 0, op, ": negative size B=", B, " H=", H);
+  KN_CHECK(t >= 0, op, ": negative time index t=", t);
+}
+
+}  // namespace
+}  // namespace kn
+
+KN_BIND(rnn_cell) {
+  using kn::i64;
+  using kn::uptr;
+  using kn::ptr;
+  m.def(
+      "lstm_cell_forward",
+      [](uptr xg, uptr hg, uptr hp, uptr cp, uptr ho, uptr co, uptr gates, i64 B, i64 H, uptr len, i64 t) {
+        kn::check_bh("lstm_cell_forward", B, H, t);
+        KN_CHECK(xg && hg && hp && cp && ho && co && gates, "lstm_cell_forward: null pointer");
+        kn::lstm_fwd(ptr<const float>(xg), ptr<const float>(hg), ptr<const float>(hp), ptr<const float>(cp),
+                     ptr<float>(ho), ptr<float>(co), ptr<float>(gates), B, H, ptr<const i64>(len), t);
+      },
+      KN_NOGIL);
+  m.def(
+      "lstm_cell_backward",
+      [](uptr dh, uptr dc, uptr gates, uptr cp, uptr c, uptr dg, uptr dhp, uptr dcp, i64 B, i64 H, uptr len,
+         i64 t) {
+        kn::check_bh("lstm_cell_backward", B, H, t);
+        KN_CHECK(dh && dc && gates && cp && c && dg && dhp && dcp, "lstm_cell_backward: null pointer");
+        kn::lstm_bwd(ptr<const float>(dh), ptr<const float>(dc), ptr<const float>(gates), ptr<const float>(cp),
+                     ptr<const float>(c), ptr<float>(dg), ptr<float>(dhp), ptr<float>(dcp), B, H,
+                     ptr<const i64>(len), t);
+      },
+      KN_NOGIL);
+  m.def(
+      "gru_cell_forward",
+      [](uptr xg, uptr hg, uptr hp, uptr ho, uptr saved, i64 B, i64 H, uptr len, i64 t) {
+        kn::check_bh("gru_cell_forward", B, H, t);
+        KN_CHECK(xg && hg && hp && ho && saved, "gru_cell_forward: null pointer");
+        kn::gru_fwd(ptr<const float>(xg), ptr<const float>(hg), ptr<const float>(hp), ptr<float>(ho),
+                    ptr<float>(saved), B, H, ptr<const i64>(len), t);
+      },
+      KN_NOGIL);
+  m.def(
+      "gru_cell_backward",
+      [](uptr dh, uptr saved, uptr hp, uptr dxg, uptr dhg, uptr dhp, i64 B, i64 H, uptr len, i64 t) {
+        kn::check_bh("gru_cell_backward", B, H, t);
+        KN_CHECK(dh && saved && hp && dxg && dhg && dhp, "gru_cell_backward: null pointer");
+        kn::gru_bwd(ptr<const float>(dh), ptr<const float>(saved), ptr<const float>(hp), ptr<float>(dxg),
+                    ptr<float>(dhg), ptr<float>(dhp), B, H, ptr<const i64>(len), t);
+      },
+      KN_NOGIL);
+  m.def(
+      "rnn_cell_forward",
+      [](uptr xg, uptr hg, uptr hp, uptr ho, i64 B, i64 H, int act, uptr len, i64 t) {
+        kn::check_bh("rnn_cell_forward", B, H, t);
+        KN_CHECK(act == 0 || act == 1, "rnn_cell_forward: act must be 0 (tanh) or 1 (relu), got ", act);
+        KN_CHECK(xg && hg && hp && ho, "rnn_cell_forward: null pointer");
+        kn::rnn_fwd(ptr<const float>(xg), ptr<const float>(hg), ptr<const float>(hp), ptr<float>(ho), B, H, act,
+                    ptr<const i64>(len), t);
+      },
+      KN_NOGIL);
+  m.def(
+      "rnn_cell_backward",
+      [](uptr dh, uptr h, uptr dg, uptr dhp, i64 B, i64 H, int act, uptr len, i64 t) {
+        kn::check_bh("rnn_cell_backward", B, H, t);
+        KN_CHECK(act == 0 || act == 1, "rnn_cell_backward: act must be 0 (tanh) or 1 (relu), got ", act);
+        KN_CHECK(dh && h && dg && dhp, "rnn_cell_backward: null pointer");
+        kn::rnn_bwd(ptr<const float>(dh), ptr<const float>(h), ptr<float>(dg), ptr<float>(dhp), B, H, act,
+                    ptr<const i64>(len), t);
+      },
+      KN_NOGIL);
+}

@@ -1,0 +1,256 @@
+"""RNN / LSTM / GRU layers and cells against torch CPU: outputs, h_n/c_n and every gradient
+(input, initial states, each weight and bias), for every option combination; the native
+whole-sequence path and the composed-core-ops fallback; variable lengths vs torch's packed sequences."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import kernelnet as kn
+from kernelnet.ops import recurrent as R
+from _nn_util import assert_close, copy_params, to_kn
+
+MODES = [("LSTM", {}), ("GRU", {}), ("RNN", {"nonlinearity": "tanh"}), ("RNN", {"nonlinearity": "relu"})]
+
+
+def _make(name, kw, I, H, **opts):
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, name)(I, H, **kw, **opts)
+    km = getattr(kn.nn, name)(I, H, **kw, **opts)
+    copy_params(tm, km)
+    return tm, km
+
+
+def _run_pair(tm, km, x_np, lstm, with_state, rng, lengths=None, tol=2e-4):
+    L = tm.num_layers * (2 if tm.bidirectional else 1)
+    B = x_np.shape[0] if tm.batch_first else x_np.shape[1]
+    H = tm.hidden_size
+    xt = torch.tensor(x_np, requires_grad=True)
+    xk = kn.tensor(x_np, requires_grad=True)
+    st_t = st_k = None
+    states_t = []
+    states_k = []
+    if with_state:
+        for _ in range(2 if lstm else 1):
+            s = rng.standard_normal((L, B, H)).astype(np.float32)
+            states_t.append(torch.tensor(s, requires_grad=True))
+            states_k.append(kn.tensor(s, requires_grad=True))
+        st_t = tuple(states_t) if lstm else states_t[0]
+        st_k = tuple(states_k) if lstm else states_k[0]
+    if lengths is None:
+        ot, ht = tm(xt, st_t)
+        ok, hk = km(xk, st_k)
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), batch_first=tm.batch_first,
+                                                         enforce_sorted=False)
+        ot, ht = tm(packed, st_t)
+        ot, _ = torch.nn.utils.rnn.pad_packed_sequence(ot, batch_first=tm.batch_first,
+                                                       total_length=x_np.shape[1 if tm.batch_first else 0])
+        ok, hk = km(xk, st_k, lengths=lengths)
+    assert tuple(ok.shape) == tuple(ot.shape)
+    assert_close(ok, ot, rtol=tol, atol=tol, what="output")
+    hts = ht if lstm else (ht,)
+    hks = hk if lstm else (hk,)
+    for a, b in zip(hks, hts):
+        assert_close(a, b, rtol=tol, atol=tol, what="h_n/c_n")
+    # a loss touching output and every final state, with random weights so no gradient is symmetric
+    wo = rng.standard_normal(tuple(ot.shape)).astype(np.float32)
+    whs = [rng.standard_normal(tuple(h.shape)).astype(np.float32) for h in hts]
+    lt = (ot * torch.tensor(wo)).sum() + sum((h * torch.tensor(w)).sum() for h, w in zip(hts, whs))
+    lk = (ok * kn.tensor(wo)).sum() + sum((h * kn.tensor(w)).sum() for h, w in zip(hks, whs))
+    lt.backward()
+    lk.backward()
+    assert_close(xk.grad, xt.grad, rtol=tol, atol=tol, what="grad input")
+    for a, b in zip(states_k, states_t):
+        assert_close(a.grad, b.grad, rtol=tol, atol=tol, what="grad h0/c0")
+    kp = dict(km.named_parameters())
+    for name, p in tm.named_parameters():
+        assert kp[name].grad is not None, name
+        assert_close(kp[name].grad, p.grad, rtol=tol, atol=tol, what=f"grad {name}")
+
+
+COMBOS = list(itertools.product(MODES, [1, 2], [False, True], [False, True], [True, False]))
+
+
+@pytest.mark.parametrize("mode,num_layers,bidirectional,batch_first,bias", COMBOS,
+                         ids=[f"{m[0]}{m[1].get('nonlinearity', '')}-L{n}-bi{int(b)}-bf{int(f)}-bias{int(s)}"
+                              for m, n, b, f, s in COMBOS])
+def test_layer_vs_torch(mode, num_layers, bidirectional, batch_first, bias):
+    name, kw = mode
+    rng = np.random.default_rng(hash((name, str(kw), num_layers, bidirectional, batch_first, bias)) % 2**32)
+    T, B, I, H = 5, 3, 4, 6
+    tm, km = _make(name, kw, I, H, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+                   bias=bias)
+    assert [n for n, _ in km.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    shape = (B, T, I) if batch_first else (T, B, I)
+    x = rng.standard_normal(shape).astype(np.float32)
+    _run_pair(tm, km, x, name == "LSTM", with_state=bias, rng=rng)
+
+
+@pytest.mark.parametrize("name,kw", MODES)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lengths_match_packed_sequence(name, kw, bidirectional):
+    rng = np.random.default_rng(7)
+    T, B, I, H = 6, 4, 3, 5
+    tm, km = _make(name, kw, I, H, num_layers=2, bidirectional=bidirectional)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, lengths=[6, 2, 5, 1])
+
+
+@pytest.mark.parametrize("name,kw", MODES)
+def test_composed_fallback_matches_native(name, kw, monkeypatch):
+    """The core-ops path (used where the backend has no cell kernels, e.g. CUDA) is checked too."""
+    monkeypatch.setattr(R, "has_native", lambda t: False)
+    rng = np.random.default_rng(3)
+    tm, km = _make(name, kw, 3, 4, num_layers=2, bidirectional=True)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng)
+    _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, lengths=[2, 4])
+
+
+@pytest.mark.parametrize("name,kw", [("LSTMCell", {}), ("GRUCell", {}), ("RNNCell", {"nonlinearity": "tanh"}),
+                                     ("RNNCell", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("state", [True, False])
+def test_cells_vs_torch(name, kw, bias, state):
+    rng = np.random.default_rng(11)
+    B, I, H = 3, 5, 7
+    torch.manual_seed(1)
+    tc = getattr(torch.nn, name)(I, H, bias=bias, **kw)
+    kc = getattr(kn.nn, name)(I, H, bias=bias, **kw)
+    copy_params(tc, kc)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    xt, xk = torch.tensor(x, requires_grad=True), kn.tensor(x, requires_grad=True)
+    lstm = name == "LSTMCell"
+    st, sk = [], []
+    if state:
+        for _ in range(2 if lstm else 1):
+            s = rng.standard_normal((B, H)).astype(np.float32)
+            st.append(torch.tensor(s, requires_grad=True))
+            sk.append(kn.tensor(s, requires_grad=True))
+    argt = (tuple(st) if lstm else st[0]) if state else None
+    argk = (tuple(sk) if lstm else sk[0]) if state else None
+    ot, ok = tc(xt, argt), kc(xk, argk)
+    ots = ot if lstm else (ot,)
+    oks = ok if lstm else (ok,)
+    lt = lk = 0
+    for a, b in zip(oks, ots):
+        assert_close(a, b, rtol=1e-4, atol=1e-5)
+        w = rng.standard_normal(tuple(b.shape)).astype(np.float32)
+        lt = lt + (b * torch.tensor(w)).sum()
+        lk = lk + (a * kn.tensor(w)).sum()
+    lt.backward()
+    lk.backward()
+    assert_close(xk.grad, xt.grad, rtol=1e-4, atol=1e-5)
+    for a, b in zip(sk, st):
+        assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+    kp = dict(kc.named_parameters())
+    for n, p in tc.named_parameters():
+        assert_close(kp[n].grad, p.grad, rtol=1e-4, atol=1e-5, what=n)
+
+
+def test_unbatched_and_defaults():
+    torch.manual_seed(0)
+    tm, km = torch.nn.GRU(3, 4, num_layers=2), kn.nn.GRU(3, 4, num_layers=2)
+    copy_params(tm, km)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    ot, ht = tm(torch.tensor(x))
+    ok, hk = km(kn.tensor(x))
+    assert tuple(ok.shape) == (5, 4) and tuple(hk.shape) == (2, 4)
+    assert_close(ok, ot, rtol=1e-4, atol=1e-5)
+    assert_close(hk, ht, rtol=1e-4, atol=1e-5)
+
+
+def test_init_range_and_state_dict_keys():
+    m = kn.nn.LSTM(10, 16, num_layers=2, bidirectional=True)
+    t = torch.nn.LSTM(10, 16, num_layers=2, bidirectional=True)
+    assert list(m.state_dict().keys()) == list(t.state_dict().keys())
+    for k, v in m.state_dict().items():
+        assert tuple(v.shape) == tuple(t.state_dict()[k].shape), k
+        a = v.numpy()
+        assert np.abs(a).max() <= 0.25 + 1e-6 and a.std() > 0.1, k  # U(-1/sqrt(16), 1/sqrt(16))
+
+
+def test_dropout_between_layers():
+    m = kn.nn.LSTM(3, 4, num_layers=2, dropout=0.5)
+    x = kn.randn(5, 2, 3)
+    m.eval()
+    a, b = m(x)[0].detach().numpy(), m(x)[0].detach().numpy()
+    np.testing.assert_array_equal(a, b)  # eval: deterministic
+    m.train()
+    c = m(x)[0].detach().numpy()
+    assert not np.allclose(a, c)  # train: dropout on layer 0's output changes layer 1
+    m0 = kn.nn.LSTM(3, 4, num_layers=2, dropout=0.0)
+    np.testing.assert_array_equal(m0(x)[0].detach().numpy(), m0(x)[0].detach().numpy())
+
+
+def test_pack_pad_roundtrip():
+    rng = np.random.default_rng(5)
+    torch.manual_seed(0)
+    tm, km = torch.nn.LSTM(3, 4, batch_first=True), kn.nn.LSTM(3, 4, batch_first=True)
+    copy_params(tm, km)
+    x = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    lens = [5, 3, 1]
+    pt = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), lens, batch_first=True)
+    pk = kn.nn.utils.rnn.pack_padded_sequence(kn.tensor(x), lens, batch_first=True)
+    ot, (ht, _) = tm(pt)
+    ok, (hk, _) = km(pk)
+    ot, lt = torch.nn.utils.rnn.pad_packed_sequence(ot, batch_first=True)
+    ok, lk = kn.nn.utils.rnn.pad_packed_sequence(ok, batch_first=True)
+    assert lk.tolist() == lt.tolist()
+    assert_close(ok, ot, rtol=1e-4, atol=1e-5)
+    assert_close(hk, ht, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_input_raises():
+    m = kn.nn.GRU(3, 4)
+    with pytest.raises(ValueError, match="input_size"):
+        m(kn.randn(5, 2, 7))
+    with pytest.raises(ValueError, match="hidden size"):
+        m(kn.randn(5, 2, 3), kn.zeros(1, 3, 4))
+    with pytest.raises(ValueError, match="lengths"):
+        m(kn.randn(5, 2, 3), lengths=[6, 1])
+    with pytest.raises(ValueError, match="nonlinearity"):
+        kn.nn.RNN(3, 4, nonlinearity="gelu")
+
+
+def test_native_kernels_reject_bad_args():
+    be = kn.zeros(1)._backend
+    if not hasattr(be, "lstm_cell_forward"):
+        pytest.skip("no native cell kernels")
+    with pytest.raises(ValueError, match="lstm_cell_forward"):
+        be.lstm_cell_forward(0, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0)
+    with pytest.raises(ValueError, match="rnn_cell_forward: act"):
+        be.rnn_cell_forward(1, 1, 1, 1, 1, 1, 7, 0, 0)
+
+
+@pytest.mark.parametrize("name,rnn", [("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)])
+def test_zoo_row_readers(name, rnn):
+    from kernelnet.train.zoo import build_model
+    m = build_model(name, (1, 28, 28), 10)
+    t = rnn(28, 128)
+    expect = sum(p.numel() for p in t.parameters()) + 128 * 10 + 10
+    assert sum(p.numel() for p in m.parameters()) == expect
+    x = kn.randn(3, 1, 28, 28)
+    out = m(x)
+    assert tuple(out.shape) == (3, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_char_lm_example_learns():
+    import os
+    import sys
+    ex = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+    sys.path.insert(0, ex)
+    try:
+        import char_lm
+    finally:
+        sys.path.remove(ex)
+    with open(os.path.join(ex, "data", "sonnets.txt"), encoding="utf-8") as f:
+        text = f.read()[:1500]
+    model, chars, losses = char_lm.train(text, steps=40, seq=16, batch=8, hidden=32, lr=1e-2, sample_every=0)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5, losses
+    s = char_lm.sample(model, chars, "Sha", 20, rng=np.random.default_rng(0))
+    assert s.startswith("Sha") and len(s) == 23 and set(s[3:]) <= set(chars)
