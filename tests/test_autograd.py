@@ -71,7 +71,7 @@ OPS = {
     "leaky_relu": (lambda a: kn.leaky_relu(a, 0.1), lambda a: tF.leaky_relu(a, 0.1), [((6,), "away", "contig")]),
     "elu": (kn.elu, lambda a: tF.elu(a), [((6,), "away", "contig")]),
     "softplus": (kn.softplus, lambda a: tF.softplus(a), [((6,), "randn", "contig")]),
-    "floor_zero_grad": (lambda a: a.floor() + a, SAME, [((5,), "away", "contig")]),
+    "floor_zero_grad": (lambda a: a.floor() + a, SAME, [((5,), "distinct", "contig")]),
     "sign_zero_grad": (lambda a: a.sign() * 3 + a, SAME, [((5,), "away", "contig")]),
     # reductions
     "sum_all": (lambda a: a.sum(), SAME, [((3, 4), "randn", "T")]),

@@ -164,6 +164,17 @@ def test_max_pool2d_nan_propagates_and_indices_optional():
     np.testing.assert_array_equal(y[~np.isnan(y)], ref[~np.isnan(ref)])
 
 
+def test_max_pool2d_ties_pick_first_index():
+    x = np.round(randn(2, 3, 6, 6)).astype(np.float32) * 0  # all ties (zeros)
+    x[0, 0, 1, 1] = 1.0
+    y = np.empty((2, 3, 3, 3), np.float32)
+    ind = np.empty(y.shape, np.int64)
+    _cpu.max_pool2d_forward(ptr(x), ptr(y), ptr(ind), 2, 3, 6, 6, 3, 3, 2, 2, 2, 2, 0, 0, 1, 1)
+    _, it = F.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
+    np.testing.assert_array_equal(ind, it.numpy())
+    assert ind[0, 0, 0, 0] == 7 and ind[1, 2, 2, 2] == 4 * 6 + 4
+
+
 # (N, C, H, W, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
 AVGPOOL_CASES = [
     (2, 3, 8, 8, (2, 2), (2, 2), (0, 0), False, True, None),

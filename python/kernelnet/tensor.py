@@ -173,6 +173,8 @@ class Tensor:
         return int(dim) % max(n, 1)
 
     def is_contiguous(self):
+        if 0 in self._shape:  # an empty tensor is contiguous whatever its strides (PyTorch too)
+            return True
         expected = 1
         for s, st in zip(reversed(self._shape), reversed(self._stride)):
             if s != 1 and st != expected:

@@ -169,8 +169,19 @@ def _float_div_args(a, b):
     return a, b
 
 
+# bool arithmetic stays in {0, 1}: PyTorch's True + True is True (the raw kernel would store 2,
+# which then compares unequal to True)
+_BOOL_OP = {ADD: OR, MUL: AND, MAX: OR, MIN: AND}
+
+
 def _apply(cls, a, b):
     a, b = _prep(_NAMES[cls.op], a, b)
+    if a.dtype is D.bool_:
+        if cls.op in _BOOL_OP:
+            return binary_kernel(_BOOL_OP[cls.op], a, b)
+        if cls.op == SUB:
+            raise RuntimeError("sub: subtraction with two bool tensors is not supported; use logical_xor() "
+                               "or logical_not() (~) instead")
     if a.dtype is D.float32 and (a.requires_grad or b.requires_grad):
         return cls.apply(a, b)
     return binary_kernel(cls.op, a, b)
@@ -214,6 +225,8 @@ subtract = sub
 def floor_divide(a, b):
     if result_dtype(a, b) is D.int64:
         a, b = _prep("floor_divide", a, b)
+        if b.numel() and bool(binary_kernel(EQ, b, _as_tensor(0, D.int64, b.device)).any().item()):
+            raise ZeroDivisionError(f"floor_divide: integer division by zero (divisor shape {tuple(b.shape)})")
         return binary_kernel(DIV, a, b)
     return floor(div(a, b))
 

@@ -29,7 +29,7 @@ def _infer_shape(shape, numel, op):
 
 def _view_strides(x, shape):
     """Strides that let x be viewed as `shape` without a copy, or None (PyTorch's rule)."""
-    if x.is_contiguous():
+    if x.is_contiguous() or x.numel() == 0:
         return _contig_strides(shape)
     # merge x's dims into contiguous chunks, then split each chunk into the new dims
     old = [(s, st) for s, st in zip(x._shape, x._stride) if s != 1]
