@@ -52,6 +52,7 @@ def test_fit_learns_and_reports(tmp_path):
     # the baselines are printed beside the model's score
     out = tr.stream.getvalue()
     assert "random guess" in out and "majority class" in out and "model (best epoch" in out
+    assert "per-class accuracy: 0: " in out and len(t["per_class_accuracy"]) == 3
     assert t["baselines"]["random guess"]["accuracy"] == pytest.approx(1 / 3)
 
 

@@ -469,6 +469,11 @@ class Trainer:
             lines.append("  " + name.ljust(w) + f"{loss:8.4f}  {100 * acc:8.2f}%")
         for k in self.topk:
             lines.append(f"  top-{k} accuracy: {100 * r[f'top{k}']:.2f}%")
+        pc = r.get("per_class_accuracy")
+        if pc and len(pc) <= 20:
+            names = self.class_names if self.class_names and len(self.class_names) == len(pc) else None
+            cells = [f"{names[i] if names else i}: {'-' if a != a else f'{100 * a:.1f}%'}" for i, a in enumerate(pc)]
+            lines.append("  per-class accuracy: " + ", ".join(cells))
         return "\n".join(lines)
 
 
