@@ -143,6 +143,8 @@ def test_default_train_then_eval(tmp_path):
     assert test["accuracy"] > 0.9
     assert test["accuracy"] > test["baselines"]["majority class"]["accuracy"] + 0.5
     assert "random guess" in r.stdout and "majority class" in r.stdout
+    assert "\r" not in r.stdout and "\033" not in r.stdout  # not a terminal: plain lines, no redraws
+    assert r.stdout.count("epoch ") >= 30
     # eval reproduces the test score from the checkpoint alone (same split, same best weights)
     r2 = run_cli("eval", str(out), "--json")
     assert r2.returncode == 0, r2.stderr
