@@ -4,7 +4,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 KN_CUDA=ON JOBS=${JOBS:-16} tools/dev_build.sh 2>&1 | tail -3
-python3 -c "import sklearn, kernelnet; print('sklearn', sklearn.__version__); kernelnet.info()"
+PYTHONPATH=python python3 -c "import sklearn, kernelnet; print('sklearn', sklearn.__version__); kernelnet.info()"
 PYTHONPATH=python python3 -m pytest -q -x tests/test_sklearn_mlp.py -k "cuda or retraces or early" 2>&1 | tail -15
 PYTHONPATH=python python3 - <<'PY'
 import time, warnings, numpy as np
