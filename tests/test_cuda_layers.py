@@ -365,3 +365,51 @@ def test_training_20_steps_matches_cpu():
     cpu, gpu = _train("cpu"), _train("gpu")
     assert np.isfinite(cpu).all() and cpu[-1] < 0.8 * cpu[0]  # it learns the batch
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------- optimizers
+# (kernel, state lists, kwargs): each fused step on both devices over 3 steps from the same state.
+OPTIM_CASES = [
+    ("sgd_step", 0, dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)),
+    ("sgd_step", 1, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-2, nesterov=True, maximize=False)),
+    ("adam_step", 2, dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False, amsgrad=False, maximize=False)),
+    ("adam_step", 3, dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1, decoupled=True, amsgrad=True, maximize=True)),
+    ("rmsprop_step", 3, dict(lr=1e-2, alpha=0.9, eps=1e-8, weight_decay=1e-3, momentum=0.5, centered=True, maximize=False)),
+    ("adagrad_step", 1, dict(lr=0.1, lr_decay=0.01, weight_decay=0.0, eps=1e-10, maximize=False)),
+    ("adadelta_step", 2, dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)),
+]
+
+
+def _optim_run(dev, name, nstate, kw, sizes, steps=3):
+    rng = np.random.default_rng(11)
+    mod = _cpu if dev == "cpu" else _cuda
+    devname = "cpu" if dev == "cpu" else _DEV
+    T = lambda a: kn.tensor(a, device=devname)  # noqa: E731
+    params = [T(rng.standard_normal(n).astype(np.float32)) for n in sizes]
+    state = [[T(np.abs(rng.standard_normal(n)).astype(np.float32) * 0.1) for n in sizes] for _ in range(nstate)]
+    for step in range(1, steps + 1):
+        grads = [T(rng.standard_normal(n).astype(np.float32)) for n in sizes]
+        P = [p.data_ptr() for p in params]
+        G = [g.data_ptr() for g in grads]
+        S = [[s.data_ptr() for s in lst] for lst in state]
+        if name == "sgd_step":
+            mom = S[0] if nstate else []
+            mod.sgd_step(P, G, mom, [step == 1] * len(sizes) if nstate else [], sizes, **kw)
+        elif name == "adam_step":
+            mod.adam_step(P, G, S[0], S[1], S[2] if kw["amsgrad"] else [], sizes, [float(step)] * len(sizes), **kw)
+        elif name == "rmsprop_step":
+            mod.rmsprop_step(P, G, S[0], S[1] if kw["centered"] else [], S[2] if kw["momentum"] > 0 else [], sizes, **kw)
+        elif name == "adagrad_step":
+            mod.adagrad_step(P, G, S[0], sizes, [float(step)] * len(sizes), **kw)
+        else:
+            mod.adadelta_step(P, G, S[0], S[1], sizes, **kw)
+    return [p.cpu().numpy() for p in params] + [s.cpu().numpy() for lst in state for s in lst]
+
+
+@pytest.mark.parametrize("name,nstate,kw", OPTIM_CASES, ids=[c[0] + str(i) for i, c in enumerate(OPTIM_CASES)])
+def test_fused_optimizers(name, nstate, kw):
+    # 45 tensors: more than one launch's worth (40); sizes with odd tails, a 0, one over a chunk
+    sizes = [1, 3, 0, 4097, 10000] + [7 + i for i in range(40)]
+    cpu, gpu = _optim_run("cpu", name, nstate, kw, sizes), _optim_run("gpu", name, nstate, kw, sizes)
+    for c, g in zip(cpu, gpu):
+        np.testing.assert_allclose(g, c, rtol=2e-5, atol=2e-6)
