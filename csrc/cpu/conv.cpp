@@ -97,13 +97,13 @@ void im2col(const ConvGeom& g, const float* x, i64 p0, i64 p1, float* col) {
         for (i64 p = p0; p < p1; ++p, dst += Q) {
           const i64 ih = p * g.sh - g.ph + r * g.dh;
           if (ih < 0 || ih >= g.H) {
-            std::memset(dst, 0, sizeof(float) * Q);
+            for (i64 q = 0; q < Q; ++q) dst[q] = 0.f;
             continue;
           }
           const float* src = xc + ih * g.W + woff;  // src[q * sw] for q in [q0, q1)
           for (i64 q = 0; q < q0; ++q) dst[q] = 0.f;
-          if (g.sw == 1) {
-            std::memcpy(dst + q0, src + q0, sizeof(float) * (q1 - q0));
+          if (g.sw == 1) {  // short rows (tens of floats): an inline loop beats a memcpy call
+            for (i64 q = q0; q < q1; ++q) dst[q] = src[q];
           } else {
             for (i64 q = q0; q < q1; ++q) dst[q] = src[q * g.sw];
           }

@@ -35,3 +35,7 @@ def numel(t):
 
 def is_floating_point(t):
     return t.dtype.is_floating_point
+
+# neural-network API (issue 9): modules, optimizers, data, checkpoints
+from . import nn, optim, utils, datasets, transforms  # noqa: E402
+from .serialization import save, load  # noqa: E402

@@ -33,8 +33,8 @@ class _CudaStorage:
 
     def __init__(self, nbytes, size, buf=None, ptr=None, owner=None):
         if buf is None and ptr is None:
-            from ._device import _load_cuda
-            buf = _load_cuda().Buffer(max(int(nbytes), 1))
+            # backend() raises a clear RuntimeError when CUDA is not built or no GPU is visible
+            buf = backend(Device("cuda")).Buffer(max(int(nbytes), 1))
         self.buf = buf
         self.ptr = buf.ptr if ptr is None else ptr
         self.size = size

@@ -95,7 +95,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor holding a copy of `data` (lists, scalars, NumPy arrays, tensors)."""
     arr = _to_numpy_data(data, dtype)
     dt = D.to_dtype(dtype) or D.from_numpy_dtype(arr.dtype)
-    arr = np.ascontiguousarray(arr, dtype=dt.np)
+    # not np.ascontiguousarray: it turns 0-d input into shape (1,), so tensor(3.0) was 1-d
+    arr = np.asarray(arr, dtype=dt.np, order="C")
     dev = to_device(device)
     t = Tensor._empty(arr.shape, dt, CPU)
     if arr.size:

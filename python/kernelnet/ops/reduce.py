@@ -136,6 +136,8 @@ class MaxMin(Function):
 
 
 def _dims_arg(x, dim, op):
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        dim = None  # PyTorch: an empty dim list reduces over every dim
     return normalize_dims(dim, x.dim(), op)
 
 
@@ -160,9 +162,10 @@ def mean(x, dim=None, keepdim=False, dtype=None):
 
 
 def _extremum(op, x, dim, keepdim):
-    if x.numel() == 0:
-        raise RuntimeError(f"{_NAMES[op]}(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.")
     if dim is None:
+        if x.numel() == 0:
+            raise RuntimeError(f"{_NAMES[op]}(): Expected reduction dim to be specified for input.numel() == 0 "
+                               f"(input shape {tuple(x.shape)}). Specify the reduction dim with the 'dim' argument.")
         dims = list(range(x.dim()))
         if x.requires_grad and x.dtype is D.float32:
             return MaxMin.apply(x, op, dims, False)
@@ -211,14 +214,35 @@ def argmin(x, dim=None, keepdim=False):
     return reduce_kernel(R_ARGMIN, x, _dims_arg(x, dim, "argmin"), keepdim)
 
 
+class Prod(Function):
+    """Product over dims. The backward is the product of the *other* elements, computed so that
+    zeros are handled exactly (prod/x would divide by zero): one zero in a group sends the product
+    of the rest to that element and 0 elsewhere; two or more zeros give a zero gradient."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        y = reduce_kernel(R_PROD, x, dims, keepdim)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        ctx.save_for_backward(x)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        from .elementwise import eq, where, div, mul, logical_and
+        (x,) = ctx.saved_tensors
+        zero = eq(x, 0.0)
+        nzeros = reduce_kernel(R_SUM, zero, ctx.dims, True)
+        x_safe = where(zero, 1.0, x)
+        p_nz = reduce_kernel(R_PROD, x_safe, ctx.dims, True)  # product of the nonzero elements
+        factor = where(eq(nzeros, 0), div(p_nz, x_safe),
+                       where(logical_and(zero, eq(nzeros, 1)), p_nz, 0.0))
+        return mul(_expand_back(g, x._shape, ctx.dims, ctx.keepdim), factor)
+
+
 def prod(x, dim=None, keepdim=False):
     dims = _dims_arg(x, dim, "prod")
-    if x.requires_grad:
-        # d prod / dx_i = prod / x_i (inputs here are assumed nonzero; exp(sum(log)) for sign-safe)
-        from .elementwise import exp, log, abs as _abs, sign, mul
-        s = sum(log(_abs(x)), dim, keepdim)
-        sg = reduce_kernel(R_PROD, sign(x).detach(), dims, keepdim)
-        return mul(exp(s), sg)
+    if x.requires_grad and x.dtype is D.float32:
+        return Prod.apply(x, dims, keepdim)
     return reduce_kernel(R_PROD, x, dims, keepdim)
 
 

@@ -561,7 +561,7 @@ class Gather(Function):
 
 def gather(x, dim, index):
     d = x._wrap_dim(dim)
-    if index.dtype is not D.int64:
+    if not isinstance(index, Tensor) or index.dtype is not D.int64:
         raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
     if index.dim() != x.dim():
         raise RuntimeError(f"gather(): Index tensor must have the same number of dimensions as input tensor ({index.dim()} vs {x.dim()})")
@@ -593,6 +593,23 @@ class ScatterAdd(Function):
 
 def scatter_add(x, dim, index, src):
     d = x._wrap_dim(dim)
+    # the native kernel is float32 and reads index/src as [outer, n_idx, inner] with x's outer and
+    # inner sizes: anything else would read or write out of bounds, so reject it here
+    if not isinstance(index, Tensor) or index.dtype is not D.int64:
+        raise RuntimeError(f"scatter_add(): Expected dtype int64 for index, got "
+                           f"{getattr(index, 'dtype', type(index).__name__)}")
+    if not isinstance(src, Tensor):
+        raise TypeError(f"scatter_add(): src must be a Tensor, got {type(src).__name__}")
+    if x.dtype is not D.float32 or src.dtype is not D.float32:
+        raise RuntimeError(f"scatter_add(): only float32 is supported, got self {x.dtype} and src {src.dtype}")
+    from ._util import check_same_device
+    check_same_device("scatter_add", x, index, src)
+    if tuple(index._shape) != tuple(src._shape):
+        raise RuntimeError(f"scatter_add(): index shape {tuple(index.shape)} must equal src shape "
+                           f"{tuple(src.shape)}")
+    if index.dim() != x.dim() or any(a != b for i, (a, b) in enumerate(zip(index._shape, x._shape)) if i != d):
+        raise RuntimeError(f"scatter_add(): index shape {tuple(index.shape)} must match self shape "
+                           f"{tuple(x.shape)} in every dimension except dim {d}")
     index = _wrap_check_index(index, x._shape[d], d)
     return ScatterAdd.apply(x, d, index, src)
 

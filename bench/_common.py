@@ -1,0 +1,103 @@
+"""Shared helpers for the bench/ scripts.
+
+Conventions (see HELPER_PROTOCOL.md): each library runs in its own process; measurements alternate
+between libraries (A B A B ...) so that machine noise hits all of them alike; report medians and
+ratios measured in the same run; name the CPU and thread count; write JSON atomically.
+
+Persistent workers: `Worker(cmd)` starts `cmd` once (e.g. `python bench/gemm.py --worker numpy`),
+then `worker.ask(request)` sends one JSON line and reads one JSON line back. The worker side is
+`serve(handler)`, which answers each request line with handler(request).
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def cpu_name():
+    """The CPU model as the OS reports it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def load_average():
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def write_json_atomic(path, obj):
+    """Write obj as JSON to path without ever leaving a half-written file (temp file + rename)."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def time_call(fn, min_time=0.2, max_iters=1000):
+    """Seconds per call of fn(): one warm-up call, then enough calls to fill about min_time."""
+    fn()
+    t = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t
+    iters = max(1, min(max_iters, int(min_time / max(once, 1e-9))))
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t) / iters
+
+
+class Worker:
+    """A benchmark subprocess that answers JSON requests, one line each way."""
+
+    def __init__(self, args, env=None):
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, text=True, bufsize=1)
+
+    def ask(self, request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker {self.proc.args} died")
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+def serve(handler):
+    """Worker main loop: answer each JSON request line on stdin with handler(request) on stdout."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the protocol
+    for line in sys.stdin:
+        if line.strip():
+            out.write(json.dumps(handler(json.loads(line))) + "\n")
+            out.flush()

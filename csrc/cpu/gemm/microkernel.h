@@ -1,0 +1,52 @@
+// The register-tiled inner kernel of the GEMM: one MR x NR tile of C, kept in registers across a
+// whole K block, then written once (scaled, blended with the old C, bias, ReLU).
+//
+// Each SIMD path (microkernel_avx512.cpp, microkernel_avx2.cpp, microkernel_portable.cpp) provides
+// one MicroKernel; gemm.cpp (blocking, packing, threading) is shared and only calls through the
+// function pointer, so no code compiled with AVX flags is ever reached on a CPU without them.
+//
+// Operand addressing (the driver packs operands, or passes them in place when that is cheaper):
+//   A(i, k) = a[i + k * cs_a]   when rs_a == 1   ("k-major": packed panels, cs_a = MR; or A^T)
+//   A(i, k) = a[i * rs_a + k]   otherwise, cs_a == 1 ("row-major": the caller's A, unpacked)
+//   B(k, j) = b[k * rs_b + j]   (packed panels: rs_b = NR; or the caller's row-major B)
+// Rows i >= mr are never touched in C. Columns j >= nr: kernels with `reads_b_masked` never read
+// them (so B may be the caller's matrix with a ragged right edge); the others read NR columns of B
+// (the driver gives them zero-padded packed panels for tails).
+#pragma once
+#include <cstdint>
+
+namespace kn {
+namespace gemm {
+
+using i64 = std::int64_t;
+
+// What happens when the accumulators are written to C.
+struct TileStore {
+  float alpha;
+  float beta;             // 0: C is write-only (it may hold garbage or NaN); 1: accumulate
+  const float* bias_col;  // bias for this tile's first column (nullptr: none), indexed by j
+  const float* bias_row;  // bias for this tile's first row (nullptr: none), indexed by i
+  bool relu;
+};
+
+using MicroKernelFn = void (*)(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b,
+                               i64 rs_b, float* c, i64 ldc, int mr, int nr, const TileStore& st);
+
+struct MicroKernel {
+  const char* name;
+  int mr, nr;           // register tile
+  bool reads_b_masked;  // never reads B beyond column nr: B may be used in place
+  // Cache blocking, in elements (see gemm.cpp for how each level is used).
+  int kc;  // K block: a KC x NR panel of B stays in L1 while the kernel sweeps the A block
+  int mc;  // M block: the packed MC x KC block of A stays in L2
+  int nc;  // N block: the packed KC x NC block of B stays in L3 (or L2 on small shapes)
+  MicroKernelFn fn;
+};
+
+// nullptr when the file was compiled without the ISA (non-x86 builds).
+const MicroKernel* microkernel_avx512();
+const MicroKernel* microkernel_avx2();
+const MicroKernel* microkernel_portable();
+
+}  // namespace gemm
+}  // namespace kn

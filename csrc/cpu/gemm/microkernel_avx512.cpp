@@ -1,0 +1,142 @@
+// AVX-512 micro-kernel: a 12 x 32 tile of C in 24 zmm accumulators.
+//
+// Why 12 x 32: each k step loads one 32-wide row of B (two zmm) and broadcasts 12 values of A
+// straight from memory into the FMAs, so 24 FMAs share 2 vector loads. 24 accumulators + 2 B
+// registers fit the 32 zmm registers, and 24 independent FMA chains cover the FMA latency (4
+// cycles) on both FMA ports. N = 32 also divides every channel count of the course CNN (32, 64,
+// 128, 288 = 9 * 32, 9216), so tails are rare; when they occur the B loads and C stores are masked,
+// which lets the driver hand the caller's B to the kernel without packing it.
+// M tails (mr < 12) run a kernel instantiated for exactly mr rows: no wasted FMAs on padding.
+#include "cpu/gemm/microkernel.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+namespace kn {
+namespace gemm {
+namespace {
+
+constexpr int MR = 12;
+constexpr int NR = 32;
+
+inline __mmask16 lane_mask(int n) {  // the first n (clamped to 0..16) lanes
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+// R rows x 32 columns. KMAJOR: A(i,k) = a[i + k*cs_a]; otherwise A(i,k) = a[i*rs_a + k].
+template <int R, bool KMAJOR>
+void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
+          int nr, const TileStore& st) {
+  const __mmask16 m0 = lane_mask(nr), m1 = lane_mask(nr - 16);
+  // Start pulling the C tile in now; it is needed only after the K loop.
+  for (int i = 0; i < R; ++i) {
+    _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char*)(c + i * ldc + 31), _MM_HINT_T0);
+  }
+  __m512 c0[R], c1[R];
+  for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+
+  if (KMAJOR) {
+#pragma GCC unroll 4
+    for (i64 k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+      const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i]);
+        c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      }
+      a += cs_a;
+      b += rs_b;
+    }
+  } else {
+#pragma GCC unroll 4
+    for (i64 k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+      const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i * rs_a + k]);
+        c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      }
+      b += rs_b;
+    }
+  }
+
+  // The single write of this tile for this K block: alpha, beta*C, bias, ReLU while in registers.
+  const __m512 va = _mm512_set1_ps(st.alpha), vb = _mm512_set1_ps(st.beta);
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 bias0 = zero, bias1 = zero;
+  if (st.bias_col) {
+    bias0 = _mm512_maskz_loadu_ps(m0, st.bias_col);
+    bias1 = _mm512_maskz_loadu_ps(m1, st.bias_col + 16);
+  }
+  for (int i = 0; i < R; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = _mm512_mul_ps(c0[i], va), v1 = _mm512_mul_ps(c1[i], va);
+    if (st.beta == 1.f) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+    } else if (st.beta != 0.f) {
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
+    }
+    if (st.bias_col) {
+      v0 = _mm512_add_ps(v0, bias0);
+      v1 = _mm512_add_ps(v1, bias1);
+    }
+    if (st.bias_row) {
+      const __m512 br = _mm512_set1_ps(st.bias_row[i]);
+      v0 = _mm512_add_ps(v0, br);
+      v1 = _mm512_add_ps(v1, br);
+    }
+    if (st.relu) {
+      v0 = _mm512_max_ps(v0, zero);
+      v1 = _mm512_max_ps(v1, zero);
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  }
+}
+
+using TileFn = void (*)(i64, const float*, i64, i64, const float*, i64, float*, i64, int,
+                        const TileStore&);
+
+template <bool KMAJOR, int... Rs>
+constexpr std::array<TileFn, sizeof...(Rs)> make_table(std::integer_sequence<int, Rs...>) {
+  return {&tile<Rs + 1, KMAJOR>...};
+}
+
+void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
+         int mr, int nr, const TileStore& st) {
+  static constexpr auto kmajor = make_table<true>(std::make_integer_sequence<int, MR>{});
+  static constexpr auto rowmajor = make_table<false>(std::make_integer_sequence<int, MR>{});
+  (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+}
+
+// KC = 256: the 256 x 32 panel of B (32 KiB) stays in the 48 KiB L1 while 12-row panels of A
+// (12 KiB each) stream past it. MC = 384: the packed 384 x 256 block of A (384 KiB) sits in the
+// 2 MiB L2. NC = 4096: the packed 256 x 4096 block of B (4 MiB) lives in L3.
+constexpr MicroKernel kAvx512{"avx512", MR, NR, /*reads_b_masked=*/true, 256, 384, 4096, &run};
+
+}  // namespace
+
+const MicroKernel* microkernel_avx512() { return &kAvx512; }
+
+}  // namespace gemm
+}  // namespace kn
+
+#else  // not compiled for AVX-512 (non-x86 build)
+
+namespace kn {
+namespace gemm {
+const MicroKernel* microkernel_avx512() { return nullptr; }
+}  // namespace gemm
+}  // namespace kn
+
+#endif

@@ -1,0 +1,49 @@
+"""Glue between the optimizers and the fused native update kernels.
+
+The kernels (csrc/cpu/optim.cpp; the CUDA module exports the same names) take lists of raw
+pointers; this module checks what they rely on (float32, contiguous, one device per call) and
+keeps the tensors whose pointers are passed alive until the call returns.
+"""
+import kernelnet as _kn
+
+
+def params_with_grad(group, opt_name):
+    ps = [p for p in group["params"] if p.grad is not None]
+    for p in ps:
+        if getattr(p.grad, "is_sparse", False):
+            raise RuntimeError(f"{opt_name} does not support sparse gradients")
+        if tuple(p.grad.shape) != tuple(p.shape):
+            raise RuntimeError(f"{opt_name}: gradient shape {tuple(p.grad.shape)} does not match parameter "
+                               f"shape {tuple(p.shape)}")
+    return ps
+
+
+def backend_of(tensors, opt_name):
+    dev = tensors[0].device
+    for t in tensors:
+        if t.device != dev:
+            raise RuntimeError(f"{opt_name}: all parameters of a param group must be on one device; found "
+                               f"{dev} and {t.device}")
+    return tensors[0]._backend
+
+
+def dense(t, opt_name, what):
+    """A contiguous float32 tensor with t's values (the tensor itself when it already is one)."""
+    if t.dtype != _kn.float32:
+        raise TypeError(f"{opt_name}: {what} must be float32, got {t.dtype}")
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def ptrs(tensors):
+    return [t.data_ptr() for t in tensors]
+
+
+def sizes(tensors):
+    return [t.numel() for t in tensors]
+
+
+def check_param_contiguous(ps, opt_name):
+    for p in ps:
+        if not p.is_contiguous():
+            raise RuntimeError(f"{opt_name}: parameters must be contiguous for the fused update "
+                               f"(got shape {tuple(p.shape)} with non-contiguous strides)")

@@ -1,0 +1,4 @@
+"""kernelnet.utils: data loading (kernelnet.utils.data)."""
+from . import data
+
+__all__ = ["data"]

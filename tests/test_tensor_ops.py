@@ -1,0 +1,525 @@
+"""Forward values of the core tensor ops against NumPy float64 on awkward shapes (0-size dims,
+size 1, odd sizes) and layouts (contiguous, transposed, strided views)."""
+import math
+
+import numpy as np
+import pytest
+
+import kernelnet as kn
+from _coreutil import arr, make, tonp, close, RNG
+
+LAYOUTS = ["contig", "T", "step"]
+SHAPES = [(7,), (1,), (0,), (3, 5), (1, 4), (4, 1), (2, 0, 3), (2, 3, 5), ()]
+
+# ------------------------------------------------------------------ creation
+
+
+def test_zeros_ones_full(device):
+    for shape in [(), (0,), (3,), (2, 3, 1)]:
+        close(kn.zeros(*shape, device=device), np.zeros(shape))
+        close(kn.ones(shape, device=device), np.ones(shape))
+        close(kn.full(shape, 2.5, device=device), np.full(shape, 2.5))
+    assert kn.zeros(2, 3).dtype is kn.float32
+    assert kn.full((2,), 3).dtype is kn.int64
+    assert kn.full((2,), True).dtype is kn.bool
+    assert kn.zeros(2, dtype=kn.int64).tolist() == [0, 0]
+    assert kn.ones(2, 2, dtype=kn.bool).tolist() == [[True, True], [True, True]]
+    t = kn.zeros_like(kn.ones(2, 3, dtype=kn.int64))
+    assert t.dtype is kn.int64 and tuple(t.shape) == (2, 3)
+    close(kn.full_like(kn.ones(2), 7.0), [7.0, 7.0])
+    close(kn.ones_like(kn.zeros(3, 1)), np.ones((3, 1)))
+
+
+def test_arange_linspace_eye(device):
+    close(kn.arange(5, device=device), np.arange(5))
+    assert kn.arange(5).dtype is kn.int64
+    close(kn.arange(2, 11, 3, device=device), np.arange(2, 11, 3))
+    close(kn.arange(0.0, 1.0, 0.25), np.arange(0.0, 1.0, 0.25))
+    assert kn.arange(0.0, 1.0, 0.25).dtype is kn.float32
+    close(kn.arange(5, 0, -2), np.arange(5, 0, -2))
+    assert kn.arange(0).numel() == 0
+    close(kn.linspace(-1, 1, 7, device=device), np.linspace(-1, 1, 7))
+    close(kn.linspace(0, 1, 1), np.linspace(0, 1, 1))
+    close(kn.eye(3, device=device), np.eye(3))
+    close(kn.eye(2, 4), np.eye(2, 4))
+    with pytest.raises(ValueError, match="arange"):
+        kn.arange(0, 5, 0)
+
+
+def test_tensor_from_data(device):
+    t = kn.tensor([[1, 2], [3, 4]], device=device)
+    assert t.dtype is kn.int64 and t.tolist() == [[1, 2], [3, 4]]
+    assert kn.tensor([1.5, 2]).dtype is kn.float32
+    assert kn.tensor([True, False]).dtype is kn.bool
+    assert kn.tensor(3.0).dim() == 0 and kn.tensor(3.0).item() == 3.0
+    assert kn.tensor(np.arange(3, dtype=np.int32)).dtype is kn.int64
+    assert kn.tensor(np.ones(2, dtype=np.float64)).dtype is kn.float32
+    assert kn.tensor([1, 2], dtype=kn.float32).dtype is kn.float32
+    assert kn.tensor([]).numel() == 0
+    # a copy: changing the source does not change the tensor
+    a = np.ones(3, dtype=np.float32)
+    t = kn.tensor(a)
+    a[0] = 5
+    assert t.tolist() == [1.0, 1.0, 1.0]
+    # from a list of tensors
+    close(kn.tensor([kn.tensor(1.0), kn.tensor(2.0)]), [1.0, 2.0])
+
+
+def test_from_numpy_dtypes():
+    for npd, kd in [(np.float32, kn.float32), (np.int64, kn.int64), (np.bool_, kn.bool),
+                    (np.float64, kn.float32), (np.int32, kn.int64), (np.uint8, kn.int64)]:
+        a = np.arange(6).reshape(2, 3).astype(npd)
+        t = kn.from_numpy(a)
+        assert t.dtype is kd
+        close(t, a.astype(np.float64) if kd is kn.float32 else a.astype(kd.np))
+    # non-contiguous numpy input keeps its strides
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)[::2, 1::2]
+    t = kn.from_numpy(a)
+    close(t, a)
+    with pytest.raises(TypeError, match="numpy"):
+        kn.from_numpy([1, 2])
+
+
+def test_rand_randn_stats_and_shape(device):
+    kn.manual_seed(0)
+    u = kn.rand(2000, device=device)
+    n = kn.randn(40, 50, device=device)
+    assert tuple(n.shape) == (40, 50) and u.dtype is kn.float32
+    un = tonp(u)
+    assert un.min() >= 0 and un.max() < 1 and abs(un.mean() - 0.5) < 0.05
+    nn_ = tonp(n)
+    assert abs(nn_.mean()) < 0.1 and abs(nn_.std() - 1) < 0.1
+    assert kn.rand(0).numel() == 0
+    # non-contiguous fill
+    t = kn.zeros(4, 6).T
+    t.normal_()
+    assert np.all(tonp(t) != 0)
+
+
+def test_randint_randperm():
+    kn.manual_seed(3)
+    r = kn.randint(2, 7, (500,))
+    v = tonp(r)
+    assert r.dtype is kn.int64 and v.min() == 2 and v.max() == 6
+    p = tonp(kn.randperm(9))
+    assert sorted(p.tolist()) == list(range(9))
+
+
+# ------------------------------------------------------------------ elementwise binary
+BINARY = {
+    "add": (lambda a, b: a + b, np.add),
+    "sub": (lambda a, b: a - b, np.subtract),
+    "mul": (lambda a, b: a * b, np.multiply),
+    "div": (lambda a, b: a / b, np.divide),
+    "maximum": (kn.maximum, np.maximum),
+    "minimum": (kn.minimum, np.minimum),
+    "pow": (kn.pow, np.power),
+}
+BCAST = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((2, 3, 5), (5,)), ((2, 1, 5), (3, 1)), ((7,), ()),
+         ((), ()), ((0, 3), (1, 3)), ((1,), (5,)), ((4, 5), (4, 1))]
+
+
+@pytest.mark.parametrize("name", list(BINARY))
+@pytest.mark.parametrize("sa,sb", BCAST)
+def test_binary_broadcast(name, sa, sb, device):
+    f, ref = BINARY[name]
+    a = arr(*sa, kind="pos" if name == "pow" else "randn")
+    b = arr(*sb, kind="away")
+    for la, lb in [("contig", "contig"), ("T", "step")]:
+        ta, tb = make(a, device, la), make(b, device, lb)
+        close(f(ta, tb), ref(a, b), tol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow"])
+def test_binary_python_scalars(name, device):
+    f, ref = BINARY[name]
+    a = arr(3, 5, kind="pos")
+    t = make(a, device, "T")
+    for s in [2, 0.5, -1.5]:
+        close(f(t, s), ref(a, s))
+        if name != "pow":
+            close(f(s, t), ref(s, a))
+    base = arr(4)
+    close(2.0 ** make(base, device), np.power(2.0, base))
+
+
+def test_type_promotion(device):
+    i = kn.tensor([1, 2, 3], device=device)
+    f = kn.tensor([0.5, 1.5, 2.5], device=device)
+    b = kn.tensor([True, False, True], device=device)
+    assert (i + i).dtype is kn.int64
+    assert (i + f).dtype is kn.float32
+    assert (i + b).dtype is kn.int64
+    assert (b + b).dtype is kn.bool
+    assert (f + b).dtype is kn.float32
+    assert (i * 2).dtype is kn.int64
+    assert (i * 2.5).dtype is kn.float32
+    assert (b * 2).dtype is kn.int64
+    assert (i / 2).dtype is kn.float32  # true division
+    close(i / 2, [0.5, 1.0, 1.5])
+    close(i + f, [1.5, 3.5, 5.5])
+    close(i + b, [2, 2, 4])
+    # 0-d tensors only promote across categories (PyTorch's rule)
+    assert (i + kn.tensor(2.5)).dtype is kn.float32
+    assert (f + kn.tensor(2)).dtype is kn.float32
+    assert (kn.tensor([1, 2]) + kn.tensor(True)).dtype is kn.int64
+    close(kn.tensor(3.0) * kn.tensor(2.0), 6.0)
+    assert (kn.tensor(3.0) * kn.tensor(2.0)).dim() == 0
+
+
+def test_integer_ops(device):
+    a = arr(4, 5, kind="int")
+    b = np.where(arr(4, 5, kind="int") == 0, 3, arr(4, 5, kind="int"))
+    ta, tb = make(a, device), make(b, device)
+    close(ta + tb, a + b)
+    close(ta * tb, a * b)
+    close(ta - tb, a - b)
+    close(ta // tb, np.floor_divide(a, b))
+    close(ta % tb, np.mod(a, b))
+    close(abs(ta), np.abs(a))
+    close(-ta, -a)
+    close(kn.maximum(ta, tb), np.maximum(a, b))
+    close(kn.clamp(ta, -2, 3), np.clip(a, -2, 3))
+    fa = arr(3, 4)
+    close(make(fa, device) // 0.7, np.floor(fa / np.float32(0.7)), tol=1e-5)
+    close(kn.remainder(make(fa, device), 0.7), fa - np.floor(fa / 0.7) * 0.7, tol=1e-4)
+
+
+COMPARE = {"eq": (lambda a, b: a == b, np.equal), "ne": (lambda a, b: a != b, np.not_equal),
+           "lt": (lambda a, b: a < b, np.less), "le": (lambda a, b: a <= b, np.less_equal),
+           "gt": (lambda a, b: a > b, np.greater), "ge": (lambda a, b: a >= b, np.greater_equal)}
+
+
+@pytest.mark.parametrize("name", list(COMPARE))
+def test_comparisons(name, device):
+    f, ref = COMPARE[name]
+    a = np.round(arr(3, 4)).astype(np.float64)
+    b = np.round(arr(4))
+    r = f(make(a, device, "T"), make(b, device))
+    assert r.dtype is kn.bool
+    close(r, ref(a, b))
+    close(f(make(a, device), 0.0), ref(a, 0.0))
+    ia = arr(5, kind="int")
+    close(f(make(ia, device), 1), ref(ia, 1))
+    close(f(make(ia, device), 0.5), ref(ia, 0.5))
+
+
+def test_logical_ops(device):
+    a, b = arr(3, 4, kind="bool"), arr(4, kind="bool")
+    ta, tb = make(a, device), make(b, device)
+    close(ta & tb, a & b)
+    close(ta | tb, a | b)
+    close(ta ^ tb, a ^ b)
+    close(~ta, ~a)
+    fa = arr(4)
+    fa[1] = 0.0
+    close(kn.logical_not(make(fa, device)), np.logical_not(fa))
+
+
+def test_isnan_isinf_isfinite_allclose(device):
+    a = np.array([1.0, np.nan, np.inf, -np.inf, 0.0])
+    t = make(a, device)
+    close(kn.isnan(t), np.isnan(a))
+    close(kn.isinf(t), np.isinf(a))
+    close(kn.isfinite(t), np.isfinite(a))
+    x = make(arr(5), device)
+    assert kn.allclose(x, x + 1e-7)
+    assert not kn.allclose(x, x + 1e-2)
+    assert kn.equal(x, x.clone()) and not kn.equal(x, x[:4])
+
+
+# ------------------------------------------------------------------ unary math
+def _np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _np_erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+UNARY = {
+    "exp": (kn.exp, np.exp, "randn"), "log": (kn.log, np.log, "pos"), "tanh": (kn.tanh, np.tanh, "randn"),
+    "sigmoid": (kn.sigmoid, _np_sigmoid, "randn"), "relu": (kn.relu, lambda x: np.maximum(x, 0), "randn"),
+    "sqrt": (kn.sqrt, np.sqrt, "pos"), "abs": (kn.abs, np.abs, "randn"), "neg": (kn.neg, np.negative, "randn"),
+    "rsqrt": (kn.rsqrt, lambda x: 1 / np.sqrt(x), "pos"), "sin": (kn.sin, np.sin, "randn"),
+    "cos": (kn.cos, np.cos, "randn"), "reciprocal": (kn.reciprocal, np.reciprocal, "away"),
+    "square": (kn.square, np.square, "randn"), "log1p": (kn.log1p, np.log1p, "pos"),
+    "expm1": (kn.expm1, np.expm1, "randn"), "floor": (kn.floor, np.floor, "randn"),
+    "ceil": (kn.ceil, np.ceil, "randn"), "round": (kn.round, np.round, "randn"),
+    "sign": (kn.sign, np.sign, "randn"), "log2": (kn.log2, np.log2, "pos"),
+    "log10": (kn.log10, np.log10, "pos"), "exp2": (kn.exp2, np.exp2, "randn"),
+    "silu": (kn.silu, lambda x: x * _np_sigmoid(x), "randn"), "erf": (kn.erf, _np_erf, "randn"),
+    "pow3": (lambda t: t ** 3, lambda x: x ** 3, "randn"), "pow_half": (lambda t: t ** 0.5, np.sqrt, "pos"),
+    "pow_neg": (lambda t: kn.pow(t, -1.5), lambda x: x ** -1.5, "pos"),
+    "clamp": (lambda t: kn.clamp(t, -0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7), "randn"),
+    "clamp_min": (lambda t: t.clamp(min=0.1), lambda x: np.maximum(x, 0.1), "randn"),
+    "clamp_max": (lambda t: t.clamp(max=0.1), lambda x: np.minimum(x, 0.1), "randn"),
+    "leaky_relu": (lambda t: kn.leaky_relu(t, 0.1), lambda x: np.where(x > 0, x, 0.1 * x), "randn"),
+    "elu": (kn.elu, lambda x: np.where(x > 0, x, np.expm1(x)), "randn"),
+    "softplus": (kn.softplus, lambda x: np.log1p(np.exp(x)), "randn"),
+    "gelu": (kn.gelu, lambda x: 0.5 * x * (1 + _np_erf(x / np.sqrt(2))), "randn"),
+    "gelu_tanh": (lambda t: kn.gelu(t, approximate="tanh"),
+                  lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))), "randn"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNARY))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_unary(name, layout, device):
+    f, ref, kind = UNARY[name]
+    for shape in [(3, 5), (1, 7), (2, 0)] if layout != "contig" else [(3, 5), (17,), (1,), (0,), ()]:
+        a = arr(*shape, kind=kind)
+        if name == "round":
+            a = a + 0.013  # keep clear of .5 ties (NumPy and PyTorch both round half to even)
+        t = make(a, device, layout)
+        y = f(t)
+        assert y.dtype is kn.float32
+        close(y, ref(a), tol=2e-5)
+
+
+def test_unary_on_int_promotes_to_float(device):
+    t = kn.tensor([1, 4, 9], device=device)
+    close(kn.sqrt(t), [1.0, 2.0, 3.0])
+    close(kn.exp(kn.tensor([0, 1])), [1.0, math.e])
+
+
+def test_special_values(device):
+    t = make(np.array([0.0, -1.0, np.inf, -np.inf, 88.0, -88.0]), device)
+    with np.errstate(all="ignore"):
+        close(kn.log(t), np.log(np.array([0.0, -1.0, np.inf, -np.inf, 88.0, -88.0])))
+        close(kn.sigmoid(t), _np_sigmoid(np.array([0.0, -1.0, np.inf, -np.inf, 88.0, -88.0])))
+        close(kn.tanh(t), np.tanh(np.array([0.0, -1.0, np.inf, -np.inf, 88.0, -88.0])))
+
+
+def test_where_lerp_masked_fill(device):
+    c = arr(3, 4, kind="bool")
+    a, b = arr(3, 4), arr(4)
+    close(kn.where(make(c, device), make(a, device, "T"), make(b, device)), np.where(c, a, b))
+    close(kn.where(make(c, device), make(a, device), 0.0), np.where(c, a, 0.0))
+    close(kn.where(make(c, device), 1, 2), np.where(c, 1, 2))
+    close(kn.lerp(make(a, device), make(b, device), 0.3), a + (b - a) * 0.3, tol=1e-5)
+    close(make(a, device).masked_fill(make(c, device), -1.0), np.where(c, -1.0, a))
+    m = arr(4, kind="bool")
+    close(make(a, device, "T").masked_fill(make(m, device), 9), np.where(m, 9.0, a))
+    # where(cond) -> nonzero tuple
+    nz = kn.where(make(c, device))
+    for got, ref in zip(nz, np.nonzero(c)):
+        close(got, ref)
+
+
+# ------------------------------------------------------------------ reductions
+RED_DIMS = [None, 0, -1, 1, (0, 2), (0, 1, 2), (2, 0), (-1, -2), (1,)]
+
+
+@pytest.mark.parametrize("name,ref", [("sum", np.sum), ("mean", np.mean), ("amax", np.max),
+                                      ("amin", np.min), ("prod", np.prod)])
+@pytest.mark.parametrize("dim", RED_DIMS)
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_reduce_over_dims(name, ref, dim, keepdim, device):
+    a = arr(3, 4, 5, kind="pos" if name == "prod" else "randn")
+    for layout in ["contig", "T"]:
+        t = make(a, device, layout)
+        npdim = tuple(dim) if isinstance(dim, tuple) else dim
+        got = getattr(t, name)(dim=dim, keepdim=keepdim) if dim is not None else getattr(t, name)()
+        want = ref(a, axis=npdim, keepdims=keepdim) if dim is not None else ref(a)
+        close(got, want, tol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_min_argmax_argmin(dim, keepdim, device):
+    a = arr(4, 7)
+    t = make(a, device, "T")
+    v, i = t.max(dim, keepdim=keepdim)
+    close(v, np.max(a, axis=dim, keepdims=keepdim))
+    close(i, np.argmax(a, axis=dim, keepdims=keepdim) if keepdim else np.argmax(a, axis=dim))
+    v, i = t.min(dim=dim, keepdim=keepdim)
+    close(v, np.min(a, axis=dim, keepdims=keepdim))
+    close(i, np.expand_dims(np.argmin(a, axis=dim), dim) if keepdim else np.argmin(a, axis=dim))
+    close(t.argmax(dim), np.argmax(a, axis=dim))
+    close(t.argmin(dim), np.argmin(a, axis=dim))
+    close(t.argmax(), np.argmax(a))
+    close(t.argmin(), np.argmin(a))
+    close(t.max(), np.max(a))
+    close(t.min(), np.min(a))
+    # first index of ties (PyTorch and NumPy agree)
+    ties = make(np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]]), device)
+    close(ties.argmax(1), [1, 0])
+    close(ties.argmin(1), [3, 0])
+    # integer max
+    ia = arr(3, 5, kind="int")
+    close(make(ia, device).max(1).values, ia.max(1))
+    close(make(ia, device).argmax(0), ia.argmax(0))
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1, (0, 2), -1])
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_var_std(dim, unbiased, device):
+    a = arr(3, 4, 5)
+    t = make(a, device, "step")
+    ddof = 1 if unbiased else 0
+    ax = dim if not isinstance(dim, list) else tuple(dim)
+    close(t.var(dim, unbiased=unbiased), np.var(a, axis=ax, ddof=ddof), tol=1e-5)
+    close(t.std(dim, unbiased=unbiased), np.std(a, axis=ax, ddof=ddof), tol=1e-5)
+    close(t.var(dim, keepdim=True), np.var(a, axis=ax, ddof=1, keepdims=True), tol=1e-5)
+    close(kn.var(t, dim, correction=0), np.var(a, axis=ax), tol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [0, 1, (0, 1), -1])
+def test_logsumexp_norm(dim, device):
+    a = arr(4, 6) * 10
+    t = make(a, device, "T")
+    ax = dim
+    m = np.max(a, axis=ax, keepdims=True)
+    ref = np.log(np.sum(np.exp(a - m), axis=ax, keepdims=True)) + m
+    close(kn.logsumexp(t, dim), np.squeeze(ref, axis=ax), tol=1e-5)
+    close(t.logsumexp(dim, keepdim=True), ref, tol=1e-5)
+    close(t.norm(), np.linalg.norm(a), tol=1e-5)
+    close(t.norm(dim=dim), np.sqrt(np.sum(a * a, axis=ax)), tol=1e-5)
+    close(t.norm(p=1, dim=dim), np.sum(np.abs(a), axis=ax), tol=1e-5)
+
+
+def test_any_all_count(device):
+    b = arr(3, 5, kind="bool")
+    t = make(b, device, "T")
+    close(t.any(), b.any())
+    close(t.all(), b.all())
+    close(t.any(0), b.any(0))
+    close(t.all(1, keepdim=True), b.all(1, keepdims=True))
+    close(kn.count_nonzero(make(b, device)), np.count_nonzero(b))
+    close(make(arr(3, 4), device).any(1), np.ones(3, bool))
+
+
+def test_integer_and_bool_reductions(device):
+    ia = arr(3, 5, kind="int")
+    t = make(ia, device)
+    assert t.sum().dtype is kn.int64
+    close(t.sum(), ia.sum())
+    close(t.sum(1), ia.sum(1))
+    close(t.prod(0), ia.prod(0))
+    b = arr(4, 5, kind="bool")
+    assert make(b, device).sum().dtype is kn.int64
+    close(make(b, device).sum(0), b.sum(0))
+    close(t.float().mean(), ia.mean())
+
+
+def test_empty_reductions(device):
+    z = kn.zeros(0, 3, device=device)
+    close(z.sum(), 0.0)
+    close(z.sum(0), np.zeros(3))
+    close(z.prod(0), np.ones(3))
+    assert tuple(z.sum(1).shape) == (0,)
+    assert np.isnan(z.mean().item())
+    close(z.any(0), np.zeros(3, bool))
+    close(z.all(0), np.ones(3, bool))
+    v, i = z.max(1)  # reducing a non-empty dim of an empty tensor is fine
+    assert tuple(v.shape) == (0,) and tuple(i.shape) == (0,)
+
+
+def test_zero_dim_reductions(device):
+    t = kn.tensor(2.5, device=device)
+    close(t.sum(), 2.5)
+    close(t.mean(), 2.5)
+    close(t.max(), 2.5)
+    close(t.argmax(), 0)
+    close(t.sum(0), 2.5)
+    close(t.sum(dim=-1, keepdim=True), 2.5)
+
+
+def test_sum_with_empty_dim_list_reduces_everything(device):
+    a = arr(3, 4)
+    close(make(a, device).sum(dim=()), a.sum())
+    close(make(a, device).mean(dim=[]), a.mean())
+
+
+# ------------------------------------------------------------------ matmul / linear
+MATMUL = [((3, 4), (4, 5)), ((1, 4), (4, 1)), ((4,), (4, 3)), ((3, 4), (4,)), ((5,), (5,)),
+          ((2, 3, 4), (4, 5)), ((3, 4), (2, 4, 5)), ((2, 1, 3, 4), (3, 4, 2)), ((2, 3, 4), (4,)),
+          ((4,), (2, 4, 3)), ((0, 4), (4, 3)), ((3, 0), (0, 2)), ((2, 3, 4), (2, 4, 6)), ((7, 9), (9, 11))]
+
+
+@pytest.mark.parametrize("sa,sb", MATMUL)
+def test_matmul(sa, sb, device):
+    a, b = arr(*sa), arr(*sb)
+    for la, lb in [("contig", "contig"), ("T", "T"), ("step", "T"), ("T", "step")]:
+        close(make(a, device, la) @ make(b, device, lb), np.matmul(a, b), tol=1e-5)
+
+
+def test_matmul_transposed_views(device):
+    a, b = arr(5, 3), arr(4, 5)
+    ta, tb = make(a, device), make(b, device)
+    close(ta.T @ tb.T, a.T @ b.T, tol=1e-5)
+    close(kn.mm(ta.t(), tb.t()), a.T @ b.T, tol=1e-5)
+    x = arr(2, 5, 3)
+    w5 = arr(5, 2)
+    close(make(x, device).transpose(1, 2) @ make(w5, device), np.swapaxes(x, 1, 2) @ w5, tol=1e-5)
+    y = arr(3, 5, 4)
+    close(make(y, device).permute(0, 2, 1) @ make(y, device), np.swapaxes(y, 1, 2) @ y, tol=1e-5)
+    z = arr(2, 3, 4)
+    close(kn.bmm(make(x, device), make(z, device)), x @ z, tol=1e-5)
+    v = arr(6)
+    close(kn.dot(make(v, device), make(v, device)), v @ v, tol=1e-5)
+    p, q = arr(3), arr(4)
+    close(kn.outer(make(p, device), make(q, device)), np.outer(p, q), tol=1e-5)
+    m = arr(3, 6)
+    close(kn.mv(make(m, device), make(v, device)), m @ v, tol=1e-5)
+
+
+@pytest.mark.parametrize("xshape", [(5, 4), (2, 3, 4), (1, 4), (0, 4), (4,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(xshape, bias, device):
+    x, w, b = arr(*xshape), arr(3, 4), arr(3)
+    got = kn.linear(make(x, device), make(w, device, "T"), make(b, device) if bias else None)
+    close(got, x @ w.T + (b if bias else 0), tol=1e-5)
+
+
+# ------------------------------------------------------------------ copies and conversions
+def test_contiguous_clone_to(device):
+    a = arr(3, 4)
+    t = make(a, device, "T")
+    assert not t.is_contiguous()
+    c = t.contiguous()
+    assert c.is_contiguous()
+    close(c, a)
+    assert t.contiguous().data_ptr() != t.data_ptr()
+    u = make(a, device)
+    assert u.contiguous() is u
+    cl = u.clone()
+    assert cl.data_ptr() != u.data_ptr()
+    close(cl, a)
+    close(t.to(kn.int64), np.trunc(a).astype(np.int64))
+    close(t.to(kn.bool), a != 0)
+    ia = np.array([3, -2, 0])
+    close(make(ia, device).float(), ia.astype(np.float64))
+    close(make(ia, device).bool(), ia != 0)
+    close(make(np.array([True, False]), device).long(), [1, 0])
+    assert u.to(kn.float32) is u
+    assert u.to("cpu" if device == "cpu" else "cuda") is u
+    assert u.to(device, kn.int64).dtype is kn.int64
+    assert u.to(dtype=kn.int64).dtype is kn.int64
+    assert u.to(kn.zeros(1, dtype=kn.bool)).dtype is kn.bool
+
+
+def test_inplace_methods(device):
+    a = arr(3, 4)
+    t = make(a.copy(), device)
+    t.add_(1.0)
+    t.mul_(2)
+    t.sub_(make(np.ones(4), device))
+    t.div_(4.0)
+    close(t, ((a + 1) * 2 - 1) / 4, tol=1e-6)
+    t.clamp_(-0.2, 0.2)
+    close(t, np.clip(((a + 1) * 2 - 1) / 4, -0.2, 0.2), tol=1e-6)
+    t.zero_()
+    close(t, np.zeros((3, 4)))
+    t.fill_(3)
+    close(t, np.full((3, 4), 3.0))
+    v = make(a.copy(), device, "T")  # non-contiguous in-place
+    v += 1
+    close(v, a + 1, tol=1e-6)
+    v.fill_(0.5)
+    close(v, np.full((3, 4), 0.5))
+    v.copy_(make(a, device))
+    close(v, a)
+    v.masked_fill_(v > 0, 0.0)
+    close(v, np.where(a > 0, 0.0, a))
