@@ -58,7 +58,8 @@ def tonp(t):
     """float64 copy of a tensor's values (or pass NumPy/scalars through)."""
     if isinstance(t, kn.Tensor):
         a = t.detach().cpu().numpy()
-        return a.astype(np.float64) if a.dtype == np.float32 else a.copy()
+        # C-ordered copies (astype keeps a transposed layout; reshape(-1) of that would copy)
+        return np.array(a, dtype=np.float64 if a.dtype == np.float32 else a.dtype, order="C")
     if torch is not None and isinstance(t, torch.Tensor):
         return t.detach().numpy()
     return np.asarray(t)
@@ -127,7 +128,7 @@ def gradcheck(fn, inputs, eps=1e-2, tol=2e-2):
 def to_torch(x, requires_grad=None):
     """float64 torch copy of a kernelnet tensor (int64/bool kept), leaf with the same requires_grad."""
     a = tonp(x)
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    t = torch.from_numpy(np.array(a, order="C"))  # (ascontiguousarray would make 0-d 1-d)
     rg = x.requires_grad if requires_grad is None else requires_grad
     if rg:
         t.requires_grad_(True)

@@ -97,6 +97,11 @@ def _inplace(name, fn):
     def method(self, *args, **kwargs):
         _check_inplace(self, name)
         result = fn(self, *args, **kwargs)
+        if isinstance(result, Tensor) and result.requires_grad:
+            from .autograd import is_grad_enabled
+            if is_grad_enabled():  # an argument requires grad: the in-place result would lose it
+                raise RuntimeError(f"{name}: an argument requires grad, but in-place ops are not recorded "
+                                   "by autograd; use the out-of-place version")
         ops.assign(self, result.detach() if isinstance(result, Tensor) else result)
         return self
     method.__name__ = name
@@ -140,6 +145,10 @@ def _fill_(self, value):
 
 def _copy_(self, src, non_blocking=False):
     _check_inplace(self, "copy_")
+    from .autograd import is_grad_enabled
+    if isinstance(src, Tensor) and src.requires_grad and is_grad_enabled():
+        raise RuntimeError("copy_: the source requires grad, but in-place copies are not recorded by "
+                           "autograd; use clone() or run under no_grad()")
     ops.assign(self, src.detach() if isinstance(src, Tensor) else src)
     return self
 

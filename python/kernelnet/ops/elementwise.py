@@ -418,11 +418,13 @@ def clamp(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # where(), not maximum(): at a tie PyTorch's clamp sends the whole gradient to x
+        # (maximum would split it in half)
         y = x
         if min is not None:
-            y = maximum(y, min)
+            y = where(lt(y, min), min, y)
         if max is not None:
-            y = minimum(y, max)
+            y = where(gt(y, max), max, y)
         return y
     if x.dtype is not D.float32:
         y = x

@@ -11,6 +11,9 @@ from ..tensor import Tensor
 from ._layer_util import as_contiguous, check_tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
+# Signatures: cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing) and
+# nll_loss(input, target, weight, ignore_index, reduction) positionally (nn.functional calls them
+# so); PyTorch's deprecated size_average/reduce are keyword-only here.
 
 
 # ------------------------------------------------------------------------------------- softmax
@@ -173,8 +176,8 @@ def _check_reduction(op, reduction, size_average=None, reduce=None):
     return reduction
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                  *, size_average=None, reduce=None):
     """Softmax cross-entropy over dim 1 of input [N, C, d...] (or [C]); target int64 class indices
     [N, d...], or float32 class probabilities of the input's shape."""
     op = "cross_entropy"
@@ -236,8 +239,8 @@ class _NLLLoss(Function):
         return d
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, size_average=None,
+             reduce=None):
     """Negative log-likelihood of log-probabilities input [N, C, d...] (or [C]) at target [N, d...]."""
     op = "nll_loss"
     reduction = _check_reduction(op, reduction, size_average, reduce)

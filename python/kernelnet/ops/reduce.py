@@ -111,7 +111,8 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, g):
         from .elementwise import mul
-        return _expand_back(mul(g, 1.0 / max(ctx.n, 1)), ctx.shape, ctx.dims, ctx.keepdim)
+        # (no builtin max here: this module defines max/min/sum as tensor reductions)
+        return _expand_back(mul(g, 1.0 / (ctx.n if ctx.n > 0 else 1)), ctx.shape, ctx.dims, ctx.keepdim)
 
 
 class MaxMin(Function):

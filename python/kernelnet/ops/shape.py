@@ -486,8 +486,17 @@ def getitem(x, idx):
 
 def setitem(x, idx, value):
     from .copy import assign
-    if x.requires_grad and is_grad_enabled() and x.grad_fn is None:
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    if is_grad_enabled():
+        # kernelnet does not record in-place writes in the graph: refuse what would otherwise
+        # silently give wrong gradients (PyTorch records them)
+        if x.requires_grad and x.grad_fn is None:
+            raise RuntimeError("setitem: a leaf Variable that requires grad is being used in an in-place operation.")
+        if x.requires_grad:
+            raise RuntimeError("setitem: in-place assignment into a tensor that is part of the autograd graph "
+                               "is not supported; build the result with cat/stack/where instead")
+        if isinstance(value, Tensor) and value.requires_grad:
+            raise RuntimeError("setitem: the assigned value requires grad, but in-place assignment is not "
+                               "recorded by autograd; build the result with cat/stack/where, or assign under no_grad()")
     if not isinstance(idx, tuple):
         idx = (idx,)
     idx = _expand_ellipsis(x, idx)
