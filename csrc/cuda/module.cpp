@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "common/kn.h"
+#include "cuda/cuda_check.h"
 
 namespace kn {
 std::vector<std::pair<const char*, BindFn>>& registry() {
@@ -15,6 +16,9 @@ Registrar::Registrar(const char* name, BindFn fn) { registry().emplace_back(name
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "kernelnet CUDA kernels";
   m.attr("__device_name__") = "cuda";
+  // CUDA errors -> RuntimeError (kn::CudaError derives from std::runtime_error); out of memory ->
+  // kernelnet._cuda.OutOfMemoryError, a MemoryError subclass, so `except MemoryError` works.
+  kn::py::register_exception<kn::CudaOOM>(m, "OutOfMemoryError", PyExc_MemoryError);
   m.def("device_count", [] {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {

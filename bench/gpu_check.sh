@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# GPU check, run on a machine with an NVIDIA GPU (no network needed): build + install kernelnet
+# with the CUDA backend, run the CUDA kernel tests, the GPU benchmarks, then the whole test suite.
+#
+#   OUT=/some/dir KN_COMMIT=<sha> bash bench/gpu_check.sh
+#
+# Writes into $OUT (default ./gpu_check_out), at most 8 files, no subfolders:
+#   env.txt (date, commit, nvidia-smi, nvcc, torch), build.log, tests_cuda.log, bench.log,
+#   tests.log, bench_json.tar (bench/results/cuda_*.json), summary.txt
+# Budget: KN_TOTAL_BUDGET seconds for everything (default 470, under 8 minutes); each stage also
+# has its own cap (seconds, override by env), and never runs past the total:
+#   KN_BUILD_TIMEOUT=240 KN_CUDA_TEST_TIMEOUT=90 KN_BENCH_TIMEOUT=150 KN_SUITE_TIMEOUT=(what is left)
+# KN_CUDA_ARCH (default: the local GPU's, e.g. 90) keeps the build to one architecture.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/gpu_check_out}
+mkdir -p "$OUT"
+cd "$ROOT"
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+TOTAL=${KN_TOTAL_BUDGET:-470}
+# cap <seconds>: the stage cap, or what is left of the total budget (minus 5 s to pack up)
+cap() { local left=$(( TOTAL - $(elapsed) - 5 )); [ "$1" -lt "$left" ] && echo "$1" || echo $(( left > 1 ? left : 1 )); }
+COMMIT=${KN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+export KN_COMMIT=$COMMIT PYTHONUNBUFFERED=1
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+say() { echo "[$(elapsed)s] $*" | tee -a "$SUMMARY"; }
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $COMMIT"
+  echo "host: $(hostname) cpus: $(nproc)"
+  nvidia-smi 2>&1
+  nvidia-smi --query-gpu=name,compute_cap,memory.total,clocks.max.sm --format=csv 2>&1
+  nvcc --version 2>&1
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1
+  python -c "import numpy, pybind11; print('numpy', numpy.__version__, 'pybind11', pybind11.__version__)" 2>&1
+} > "$OUT/env.txt"
+say "device: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), commit $COMMIT"
+
+# ---------------------------------------------------------------- build + install
+ARCH=${KN_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')}
+ARCH=${ARCH:-90}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+export CMAKE_ARGS="${CMAKE_ARGS:-} -DCMAKE_CUDA_ARCHITECTURES=$ARCH -DKN_CUDA=ON"
+rm -rf build/  # a stale build directory from another machine would confuse CMake
+timeout "$(cap "${KN_BUILD_TIMEOUT:-240}")" python -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1
+RC=$?
+say "build+install rc=$RC (sm_$ARCH)"
+if [ $RC -ne 0 ]; then
+  tail -40 "$OUT/build.log" | tee -a "$SUMMARY"
+  exit 1
+fi
+# run everything from outside the source tree so the installed package (with _cuda) is imported
+cd /tmp
+python -c "import kernelnet, kernelnet._cuda as g; print('kernelnet from', kernelnet.__file__); print('cuda families', g.__families__, 'devices', g.device_count(), g.device_name(0))" 2>&1 | tee -a "$SUMMARY"
+
+# ---------------------------------------------------------------- CUDA kernel tests first
+timeout "$(cap "${KN_CUDA_TEST_TIMEOUT:-90}")" python -m pytest -q -p no:cacheprovider --rootdir="$ROOT" \
+  "$ROOT/tests/test_cuda_kernels.py" > "$OUT/tests_cuda.log" 2>&1
+say "tests/test_cuda_kernels.py rc=$? : $(tail -1 "$OUT/tests_cuda.log")"
+
+# ---------------------------------------------------------------- benchmarks
+export KN_BENCH_OUT=$OUT/json
+mkdir -p "$KN_BENCH_OUT"
+: > "$OUT/bench.log"
+BENCH_BUDGET=$(cap "${KN_BENCH_TIMEOUT:-150}")
+BENCH_END=$(( $(date +%s) + BENCH_BUDGET ))
+for b in sgemm elementwise reduce $(cd "$ROOT/bench/cuda" && ls *.py | grep -v -E '^(_lab|sgemm|elementwise|reduce)\.py$' | sed 's/\.py$//'); do
+  left=$(( BENCH_END - $(date +%s) ))
+  [ $left -le 5 ] && { say "bench $b skipped (budget)"; continue; }
+  echo "=== bench/cuda/$b.py" >> "$OUT/bench.log"
+  (cd "$ROOT/bench/cuda" && timeout $left python "$b.py" ${KN_BENCH_ARGS:-}) >> "$OUT/bench.log" 2>&1
+  say "bench $b rc=$?"
+done
+(cd "$OUT" && tar cf bench_json.tar json && rm -rf json)
+
+# ---------------------------------------------------------------- whole test suite
+timeout "$(cap "${KN_SUITE_TIMEOUT:-100000}")" python -m pytest -q -p no:cacheprovider --rootdir="$ROOT" \
+  "$ROOT/tests" > "$OUT/tests.log" 2>&1
+say "whole test suite rc=$? : $(tail -1 "$OUT/tests.log")"
+say "done"

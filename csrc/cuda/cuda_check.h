@@ -1,0 +1,64 @@
+// CUDA error handling and launch helpers shared by every kernelnet._cuda source file.
+//
+// Errors never exit the process (darknet's assert(0) on a CUDA error killed users' sessions):
+//   KN_CUDA_CHECK(call, "op")  -> throws kn::CudaError (RuntimeError in Python) naming op, call,
+//                                 file and line; cudaErrorMemoryAllocation -> kn::CudaOOM
+//                                 (kernelnet._cuda.OutOfMemoryError, a MemoryError).
+//   KN_LAUNCH_CHECK("op")      -> after every kernel launch: cudaGetLastError() catches bad launch
+//                                 configurations at once instead of at the next synchronise.
+//
+// Stream: every kernel and copy in kernelnet runs on ONE stream, the legacy default stream
+// (stream 0). PyTorch and CuPy also use it by default, so tensors exchanged through DLPack need no
+// extra synchronisation, and blocks freed to the caching allocator can be reused at once (all later
+// work is ordered after the work that used them).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "common/kn.h"
+
+namespace kn {
+
+struct CudaError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct CudaOOM : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+constexpr cudaStream_t kStream = 0;  // the one stream (see above)
+
+[[noreturn]] inline void cuda_fail(cudaError_t e, const char* op, const char* what, const char* file,
+                                   int line) {
+  std::string msg = str_cat(op, ": CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
+                            ") in ", what, " at ", file, ":", line);
+  if (e == cudaErrorMemoryAllocation) throw CudaOOM(msg);
+  throw CudaError(msg);
+}
+
+}  // namespace kn
+
+#define KN_CUDA_CHECK(call, op)                                                 \
+  do {                                                                          \
+    cudaError_t kn_err_ = (call);                                               \
+    if (kn_err_ != cudaSuccess) {                                               \
+      cudaGetLastError(); /* clear non-sticky errors so later calls work */     \
+      ::kn::cuda_fail(kn_err_, op, #call, __FILE__, __LINE__);                  \
+    }                                                                           \
+  } while (0)
+
+#define KN_LAUNCH_CHECK(op) KN_CUDA_CHECK(cudaGetLastError(), op)
+
+namespace kn {
+// Grid size for grid-stride loops: enough blocks to fill the GPU several times, never more than
+// the work needs (and never 0: callers return early for empty inputs).
+inline unsigned grid_for(i64 n, int threads, i64 max_blocks = 65536) {
+  i64 b = (n + threads - 1) / threads;
+  if (b > max_blocks) b = max_blocks;
+  if (b < 1) b = 1;
+  return (unsigned)b;
+}
+int num_sms();  // multiprocessor count of the current device (cached), allocator.cpp
+}  // namespace kn

@@ -1,0 +1,6 @@
+"""``python -m kernelnet`` runs the ``kernelnet`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
