@@ -413,3 +413,36 @@ def test_fused_optimizers(name, nstate, kw):
     cpu, gpu = _optim_run("cpu", name, nstate, kw, sizes), _optim_run("gpu", name, nstate, kw, sizes)
     for c, g in zip(cpu, gpu):
         np.testing.assert_allclose(g, c, rtol=2e-5, atol=2e-6)
+
+
+# ----------------------------------------------------------------------------------- the API
+def _api_train(dev, steps=20):
+    """The course CNN's layer mix through kernelnet.nn + optim.Adam, 20 steps on one batch:
+    conv+ReLU, conv, max-pool, avg-pool, dropout, linear, cross-entropy. Same init, same seed."""
+    import kernelnet.nn as nn
+    kn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.AvgPool2d(2, ceil_mode=True), nn.Dropout(0.25), nn.Flatten(),
+                          nn.Linear(16 * 3 * 3, 10))
+    model = model.to(dev)
+    opt = kn.optim.Adam(model.parameters(), lr=1e-2)
+    rng = np.random.default_rng(5)
+    x = kn.tensor(rng.standard_normal((24, 1, 14, 14)).astype(np.float32), device=dev)
+    y = kn.tensor(rng.integers(0, 10, 24).astype(np.int64), device=dev)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    kn.manual_seed(1)  # the dropout stream: the same (seed, offset) on both devices
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return np.array(losses)
+
+
+def test_api_training_20_steps_matches_cpu():
+    pytest.importorskip("kernelnet.nn")
+    cpu, gpu = _api_train("cpu"), _api_train(_DEV)
+    assert np.isfinite(cpu).all() and cpu[-1] < cpu[0]
+    np.testing.assert_allclose(gpu, cpu, rtol=2e-3, atol=2e-4)

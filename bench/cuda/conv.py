@@ -46,19 +46,20 @@ def time_it(fn, sync, iters, reps):
     return statistics.median(out)
 
 
-def worker_kernelnet(batches, iters, reps):
+def worker_kernelnet(batches, iters, reps, dev="cuda"):
     import numpy as np
     import kernelnet as kn
     from kernelnet._device import _load_cuda
-    cu = _load_cuda()
+    cu = _load_cuda() if dev == "cuda" else kn._cpu
+    sync = cu.synchronize if dev == "cuda" else (lambda: None)
     res = {}
     for N in batches:
         for name, C, H, W, K, R, S, st, pd, need_dx in LAYERS:
             _, P, Q = flops(N, C, H, W, K, R, S, st, pd, need_dx)
             rng = np.random.default_rng(0)
-            T = lambda *s: kn.tensor(rng.standard_normal(s).astype(np.float32), device="cuda")  # noqa: E731
+            T = lambda *s: kn.tensor(rng.standard_normal(s).astype(np.float32), device=dev)  # noqa: E731
             x, w, b, dy = T(N, C, H, W), T(K, C, R, S), T(K), T(N, K, P, Q)
-            y, dx, dw, db = (kn.empty(*s, device="cuda") for s in ((N, K, P, Q), (N, C, H, W), (K, C, R, S), (K,)))
+            y, dx, dw, db = (kn.empty(*s, device=dev) for s in ((N, K, P, Q), (N, C, H, W), (K, C, R, S), (K,)))
             geo = (N, C, H, W, K, R, S, st, st, pd, pd, 1, 1, 1)
 
             def step():
@@ -67,12 +68,13 @@ def worker_kernelnet(batches, iters, reps):
                     cu.conv2d_backward_input(dy.data_ptr(), w.data_ptr(), dx.data_ptr(), *geo)
                 cu.conv2d_backward_weight(x.data_ptr(), dy.data_ptr(), dw.data_ptr(), *geo, False)
                 cu.conv2d_backward_bias(dy.data_ptr(), db.data_ptr(), N, K, P * Q)
-            res[f"{name}/N{N}"] = time_it(step, cu.synchronize, iters, reps)
+            res[f"{name}/N{N}"] = time_it(step, sync, iters, reps)
     return res
 
 
-def worker_torch(batches, iters, reps):
+def worker_torch(batches, iters, reps, dev="cuda"):
     import torch
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -81,14 +83,14 @@ def worker_torch(batches, iters, reps):
     for N in batches:
         for name, C, H, W, K, R, S, st, pd, need_dx in LAYERS:
             _, P, Q = flops(N, C, H, W, K, R, S, st, pd, need_dx)
-            g = torch.Generator(device="cuda").manual_seed(0)
-            T = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
+            g = torch.Generator(device=dev).manual_seed(0)
+            T = lambda *s: torch.randn(*s, device=dev, generator=g)  # noqa: E731
             x, w, b, dy = T(N, C, H, W), T(K, C, R, S), T(K), T(N, K, P, Q)
 
             def step():
                 conv(x, w, b, [st, st], [pd, pd], [1, 1], False, [0, 0], 1)
                 conv_bwd(dy, x, w, [K], [st, st], [pd, pd], [1, 1], False, [0, 0], 1, [need_dx, True, True])
-            res[f"{name}/N{N}"] = time_it(step, torch.cuda.synchronize, iters, reps)
+            res[f"{name}/N{N}"] = time_it(step, sync, iters, reps)
     return res
 
 
@@ -96,20 +98,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", choices=["kernelnet", "torch"])
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of the script itself")
     ap.add_argument("--procs", type=int, default=2, help="processes per library (alternating)")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "results", "cuda_conv.json"))
+    ap.add_argument("--out", default=os.path.join(os.environ.get("KN_BENCH_OUT") or
+                                                     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"),
+                                                     "cuda_conv.json"))
     a = ap.parse_args()
     if a.worker:
         fn = worker_kernelnet if a.worker == "kernelnet" else worker_torch
-        print(json.dumps(fn(a.batches, a.iters, a.reps)))
+        print(json.dumps(fn(a.batches, a.iters, a.reps, a.device)))
         return
     runs = {"kernelnet": [], "torch": []}
     for _ in range(a.procs):
         for lib in ("kernelnet", "torch"):
             cmd = [sys.executable, __file__, "--worker", lib, "--iters", str(a.iters), "--reps", str(a.reps),
-                   "--batches", *map(str, a.batches)]
+                   "--device", a.device, "--batches", *map(str, a.batches)]
             p = subprocess.run(cmd, capture_output=True, text=True)
             if p.returncode != 0:
                 print(f"{lib} worker failed:\n{p.stderr[-3000:]}", file=sys.stderr)

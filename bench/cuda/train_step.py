@@ -61,17 +61,16 @@ def mlp(lib, sizes):
     return nn.Sequential(*layers[:-1])
 
 
-def worker(libname, batches, steps):
+def worker(libname, batches, steps, dev="cuda", epoch_limit=None):
     if libname == "torch":
         import torch as lib
         lib.backends.cudnn.benchmark = True
         lib.backends.cudnn.allow_tf32 = False
         lib.backends.cuda.matmul.allow_tf32 = False
-        sync = lib.cuda.synchronize
+        sync = lib.cuda.synchronize if dev == "cuda" else (lambda: None)
     else:
         import kernelnet as lib
         sync = lib.cuda.synchronize
-    dev = "cuda"
     lib.manual_seed(0)
     res = {}
 
@@ -107,6 +106,8 @@ def worker(libname, batches, steps):
 
     # one Fashion-MNIST epoch, data resident on the GPU
     X, Y, src = load_fmnist()
+    if epoch_limit:  # (a quick dry run on the CPU)
+        X, Y = X[:epoch_limit], Y[:epoch_limit]
     model = cnn(lib).to(dev)
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = lib.nn.CrossEntropyLoss()
@@ -141,18 +142,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", choices=["kernelnet", "torch"])
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "results", "cuda_train_step.json"))
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of the script itself")
+    ap.add_argument("--epoch-limit", type=int, default=None, help="train on only this many images (dry runs)")
+    ap.add_argument("--procs", type=int, default=1, help="processes per library (alternating)")
+    ap.add_argument("--out", default=os.path.join(os.environ.get("KN_BENCH_OUT") or
+                                                     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"),
+                                                     "cuda_train_step.json"))
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.batches, a.steps)))
+        print(json.dumps(worker(a.worker, a.batches, a.steps, a.device, a.epoch_limit)))
         return
     runs = {"kernelnet": [], "torch": []}
     errors = {}
     for _ in range(a.procs):
         for lib in ("kernelnet", "torch"):
-            cmd = [sys.executable, __file__, "--worker", lib, "--steps", str(a.steps), "--batches", *map(str, a.batches)]
+            cmd = [sys.executable, __file__, "--worker", lib, "--steps", str(a.steps), "--device", a.device,
+                   "--batches", *map(str, a.batches)] + (["--epoch-limit", str(a.epoch_limit)] if a.epoch_limit else [])
             p = subprocess.run(cmd, capture_output=True, text=True)
             if p.returncode != 0:
                 errors[lib] = p.stderr[-2000:]
