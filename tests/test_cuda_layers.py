@@ -446,3 +446,25 @@ def test_api_training_20_steps_matches_cpu():
     cpu, gpu = _api_train("cpu"), _api_train(_DEV)
     assert np.isfinite(cpu).all() and cpu[-1] < cpu[0]
     np.testing.assert_allclose(gpu, cpu, rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("cfg", [1, 2, 3])
+def test_conv2d_every_tile_config(cfg):
+    """Each implicit-GEMM tile configuration, pinned, on shapes with tails in every dimension."""
+    if not hasattr(_cuda, "_conv_force_config"):
+        pytest.skip("CUDA-only knob")
+    cases = [(3, 5, 11, 9, 70, 3, 3, (1, 2), (1, 0), (1, 1), 1), (2, 6, 9, 10, 9, 2, 3, (2, 1), (0, 2), (2, 1), 3)]
+    try:
+        _cuda._conv_force_config(cfg)
+        for N, C, H, W, K, R, S, st, pd, dl, g in cases:
+            P, Q = conv_dims(N, C, H, W, K, R, S, st, pd, dl)
+            x, w, dy = randn(N, C, H, W), randn(K, C // g, R, S), randn(N, K, P, Q)
+            geo = (N, C, H, W, K, R, S, st[0], st[1], pd[0], pd[1], dl[0], dl[1], g)
+            (r,), (c,) = call("conv2d_forward", x, w, randn(K), Out((N, K, P, Q)), *geo, 1)
+            close(c, r)
+            (r,), (c,) = call("conv2d_backward_input", dy, w, Out(x.shape), *geo)
+            close(c, r)
+            (r,), (c,) = call("conv2d_backward_weight", x, dy, Out(w.shape), *geo, False)
+            close(c, r)
+    finally:
+        _cuda._conv_force_config(0)

@@ -68,7 +68,15 @@ def worker_kernelnet(batches, iters, reps, dev="cuda"):
                     cu.conv2d_backward_input(dy.data_ptr(), w.data_ptr(), dx.data_ptr(), *geo)
                 cu.conv2d_backward_weight(x.data_ptr(), dy.data_ptr(), dw.data_ptr(), *geo, False)
                 cu.conv2d_backward_bias(dy.data_ptr(), db.data_ptr(), N, K, P * Q)
-            res[f"{name}/N{N}"] = time_it(step, sync, iters, reps)
+            # automatic tile choice, then each configuration pinned (see csrc/cuda/conv.cu)
+            cfgs = [0, 1, 2, 3] if hasattr(cu, "_conv_force_config") else [0]
+            for c in cfgs:
+                if c:
+                    cu._conv_force_config(c)
+                t = time_it(step, sync, iters, reps)
+                res[f"{name}/N{N}" + (f"/cfg{c}" if c else "")] = t
+            if len(cfgs) > 1:
+                cu._conv_force_config(0)
     return res
 
 
@@ -134,6 +142,9 @@ def main():
                    "kernelnet_gflops": med["kernelnet"] and fl / med["kernelnet"] / 1e9,
                    "cudnn_gflops": med["torch"] and fl / med["torch"] / 1e9}
             row["ratio_vs_cudnn"] = (med["torch"] / med["kernelnet"]) if med["torch"] and med["kernelnet"] else None
+            for c in (1, 2, 3):  # the pinned tile configurations (kernelnet only)
+                ts = [r.get(f"{key}/cfg{c}") for r in runs["kernelnet"] if r and r.get(f"{key}/cfg{c}")]
+                row[f"kernelnet_cfg{c}_ms"] = statistics.median(ts) * 1e3 if ts else None
             rows.append(row)
             print(f"{key:12s} kernelnet {row['kernelnet_ms'] or float('nan'):8.3f} ms   cuDNN "
                   f"{row['cudnn_ms'] or float('nan'):8.3f} ms   ratio {row['ratio_vs_cudnn'] or float('nan'):.2f}x")

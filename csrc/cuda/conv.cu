@@ -28,6 +28,7 @@
 //
 // Indices are 32-bit: the host checks every tensor has fewer than 2^31 elements.
 #include <algorithm>
+#include <atomic>
 
 #include "common/kn.h"
 #include "common/ops.h"
@@ -325,24 +326,44 @@ struct BwdWProb {
 
 // ---------------------------------------------------------------------------- launching
 
-// Tile configurations. 64x64 for the usual shapes; 32x128 when M (output or input channels per
-// group) is at most 32, so the course CNN's first layer does not waste half of every tile.
+// Tile configurations (id: block tile, register block, threads):
+//   1: 64x64,  4x4, 256 threads  the general case
+//   2: 32x128, 4x4, 256 threads  M (output or input channels per group) <= 32: the course CNN's
+//                                first layer would waste half of every 64-row tile
+//   3: 64x128, 8x8, 128 threads  M >= 64 and many columns: twice the FMAs per shared-memory load
+//                                and per im2col address computation
+// _conv_force_config(id) pins one (0 = automatic) so bench/cuda/conv.py can time each.
+std::atomic<int> g_force_config{0};
+
+int choose_config(int M, i64 N) {
+  int f = g_force_config.load();
+  if (f >= 1 && f <= 3) return f;
+  if (M <= 32) return 2;
+  if (M >= 64 && N >= 128 * 4 * (i64)layer::sm_count()) return 3;  // enough tiles to fill the GPU
+  return 1;
+}
+
+template <int BM, int BN, int TM, int TN, class Prob>
+void launch_cfg(const char* op, const Prob& pr, unsigned gz, int groups, int k_chunk) {
+  dim3 grid((unsigned)((pr.N + BN - 1) / BN), (unsigned)((pr.M + BM - 1) / BM), gz);
+  KN_CHECK(grid.y <= 65535u, op, ": too many row tiles");
+  k_igemm<BM, BN, TM, TN, Prob><<<grid, (BM / TM) * (BN / TN), 0, kStream>>>(pr, groups, k_chunk);
+}
+
 template <class Prob>
-void launch(const char* op, const Prob& pr, int groups, int splits, int k_chunk) {
+void launch(const char* op, const Prob& pr, int cfg, int groups, int splits, int k_chunk) {
   const unsigned gz = (unsigned)(groups * splits);
   KN_CHECK(gz <= 65535u, op, ": too many groups x splits (", groups, " x ", splits, ")");
-  if (pr.M <= 32) {
-    constexpr int BM = 32, BN = 128, TM = 4, TN = 4;
-    dim3 grid((pr.N + BN - 1) / BN, (pr.M + BM - 1) / BM, gz);
-    KN_CHECK(grid.y <= 65535u, op, ": too many row tiles");
-    k_igemm<BM, BN, TM, TN, Prob><<<grid, (BM / TM) * (BN / TN), 0, kStream>>>(pr, groups, k_chunk);
-  } else {
-    constexpr int BM = 64, BN = 64, TM = 4, TN = 4;
-    dim3 grid((pr.N + BN - 1) / BN, (pr.M + BM - 1) / BM, gz);
-    KN_CHECK(grid.y <= 65535u, op, ": too many row tiles");
-    k_igemm<BM, BN, TM, TN, Prob><<<grid, (BM / TM) * (BN / TN), 0, kStream>>>(pr, groups, k_chunk);
-  }
+  if (cfg == 2) launch_cfg<32, 128, 4, 4>(op, pr, gz, groups, k_chunk);
+  else if (cfg == 3) launch_cfg<64, 128, 8, 8>(op, pr, gz, groups, k_chunk);
+  else launch_cfg<64, 64, 4, 4>(op, pr, gz, groups, k_chunk);
   KN_LAUNCH_CHECK(op);
+}
+
+// Block tile (rows, columns) of a configuration, for the split-K sizing.
+void tile_of(int cfg, i64& BM, i64& BN) {
+  BM = cfg == 2 ? 32 : 64;
+  BN = cfg == 1 ? 64 : 128;
 }
 
 FastDiv fd(i64 d) { return FastDiv((std::uint32_t)d); }
@@ -356,7 +377,7 @@ void forward(const Geom& g, const float* x, const float* w, const float* bias, f
   pr.Kg = (int)g.Kg; pr.S = (int)g.S; pr.sh = (int)g.sh; pr.sw = (int)g.sw; pr.ph = (int)g.ph;
   pr.pw = (int)g.pw; pr.dh = (int)g.dh; pr.dw = (int)g.dw; pr.PQ = (int)(g.P * g.Q); pr.act = act;
   pr.div_PQ = fd(g.P * g.Q); pr.div_Q = fd(g.Q); pr.div_RS = fd(g.R * g.S); pr.div_S = fd(g.S);
-  launch("conv2d_forward", pr, (int)g.groups, 1, pr.Kd);
+  launch("conv2d_forward", pr, choose_config(pr.M, pr.N), (int)g.groups, 1, pr.Kd);
 }
 
 void backward_input(const Geom& g, const float* dy, const float* w, float* dx) {
@@ -368,7 +389,7 @@ void backward_input(const Geom& g, const float* dy, const float* w, float* dx) {
   pr.S = (int)g.S; pr.sh = (int)g.sh; pr.sw = (int)g.sw; pr.ph = (int)g.ph; pr.pw = (int)g.pw;
   pr.dh = (int)g.dh; pr.dw = (int)g.dw; pr.P = (int)g.P; pr.Q = (int)g.Q; pr.HW = (int)(g.H * g.W);
   pr.div_HW = fd(g.H * g.W); pr.div_W = fd(g.W); pr.div_RS = fd(g.R * g.S); pr.div_S = fd(g.S);
-  launch("conv2d_backward_input", pr, (int)g.groups, 1, pr.Kd);
+  launch("conv2d_backward_input", pr, choose_config(pr.M, pr.N), (int)g.groups, 1, pr.Kd);
 }
 
 void backward_weight(const Geom& g, const float* x, const float* dy, float* dwt, bool accumulate) {
@@ -387,7 +408,11 @@ void backward_weight(const Geom& g, const float* x, const float* dy, float* dwt,
   pr.div_PQ = fd(g.P * g.Q); pr.div_Q = fd(g.Q); pr.div_RS = fd(g.R * g.S); pr.div_S = fd(g.S);
 
   // Split-K: enough blocks for ~4 waves of the GPU, each split at least 4 k-steps long.
-  const i64 BM = pr.M <= 32 ? 32 : 64, BN = pr.M <= 32 ? 128 : 64;
+  // The weight gradient's C is small (K x C*R*S); its long dimension is the reduction, so the
+  // 8x8 tile (fewer, larger tiles) is never chosen automatically here.
+  const int cfg = g_force_config.load() ? choose_config(pr.M, pr.N) : (pr.M <= 32 ? 2 : 1);
+  i64 BM, BN;
+  tile_of(cfg, BM, BN);
   const i64 tiles = ((pr.M + BM - 1) / BM) * ((pr.N + BN - 1) / BN) * g.groups;
   const i64 want = std::max<i64>(1, (4 * (i64)layer::sm_count() + tiles - 1) / tiles);
   const i64 max_splits = std::max<i64>(1, pr.Kd / (4 * BK));
@@ -401,7 +426,7 @@ void backward_weight(const Geom& g, const float* x, const float* dy, float* dwt,
   } else {
     pr.mode = accumulate ? 1 : 0;
   }
-  launch(op, pr, (int)g.groups, (int)splits, (int)chunk);
+  launch(op, pr, cfg, (int)g.groups, (int)splits, (int)chunk);
 }
 
 // db[k] = sum over n and pq of dy[n, k, pq]: block (k, slice of the batch) reduces its part and
@@ -487,6 +512,8 @@ KN_BIND(conv_cuda) {
                             accumulate);
       },
       KN_NOGIL);
+  m.def("_conv_force_config", [](int id) { cc::g_force_config.store(id); }, kn::py::arg("config_id"),
+        "pin the implicit-GEMM tile configuration (1: 64x64/4x4, 2: 32x128/4x4, 3: 64x128/8x8; 0: automatic); for benchmarks");
   m.def(
       "conv2d_backward_bias",
       [](uptr dy, uptr db, i64 N, i64 K, i64 PQ) {

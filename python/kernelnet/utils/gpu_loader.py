@@ -24,6 +24,8 @@ from ..tensor import Tensor
 def _as_columns(dataset):
     if hasattr(dataset, "tensors"):
         cols = list(dataset.tensors)
+    elif isinstance(dataset, (Tensor, np.ndarray)):
+        cols = [dataset]
     elif isinstance(dataset, (tuple, list)) and len(dataset) > 0 and all(
             isinstance(c, (Tensor, np.ndarray)) for c in dataset):
         cols = list(dataset)
@@ -72,8 +74,6 @@ class GPUDataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
-        self._single = not (hasattr(dataset, "tensors") or isinstance(dataset, (tuple, list))) and \
-            not isinstance(dataset[0] if len(dataset) else None, (tuple, list))
         try:
             self.tensors = [_to_device(c, self.device) for c in _as_columns(dataset)]
         except MemoryError as e:
