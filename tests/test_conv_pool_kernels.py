@@ -50,6 +50,7 @@ CONV_CASES = [
     (4, 3, 11, 10, 5, 3, 3, (3, 2), (2, 1), (2, 3), 1),
     (2, 32, 34, 34, 8, 3, 3, (1, 1), (0, 0), (1, 1), 1),  # several im2col bands (col > 1 MiB)
     (3, 1, 28, 28, 32, 3, 3, (1, 1), (0, 0), (1, 1), 1),  # course CNN conv1
+    (2, 4, 7, 7, 16, 2, 1, (2, 1), (1, 0), (1, 1), 2),  # grouped, CRS < Kg: transposed dW GEMM
 ]
 
 
@@ -162,6 +163,17 @@ def test_max_pool2d_nan_propagates_and_indices_optional():
     np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
     assert np.isnan(y[0, 0, 0, 0])
     np.testing.assert_array_equal(y[~np.isnan(y)], ref[~np.isnan(ref)])
+
+
+def test_max_pool2d_ties_pick_first_index():
+    x = np.round(randn(2, 3, 6, 6)).astype(np.float32) * 0  # all ties (zeros)
+    x[0, 0, 1, 1] = 1.0
+    y = np.empty((2, 3, 3, 3), np.float32)
+    ind = np.empty(y.shape, np.int64)
+    _cpu.max_pool2d_forward(ptr(x), ptr(y), ptr(ind), 2, 3, 6, 6, 3, 3, 2, 2, 2, 2, 0, 0, 1, 1)
+    _, it = F.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
+    np.testing.assert_array_equal(ind, it.numpy())
+    assert ind[0, 0, 0, 0] == 7 and ind[1, 2, 2, 2] == 4 * 6 + 4
 
 
 # (N, C, H, W, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)

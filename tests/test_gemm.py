@@ -114,7 +114,7 @@ def check(rng, M, N, K, ta=False, tb=False, alpha=1.0, beta=0.0, bias_mode=BIAS_
 
 
 # Shapes: (M, N, K). Tails of every register tile (MR 12/6/4, NR 32/16), in-place and packed
-# operands (packing starts above 4 B panels of columns / 3 A panels of rows), several K blocks.
+# operands (A is packed above 4 B panels of columns, B above 1 A panel of rows), several K blocks.
 SHAPES = [
     (1, 1, 1),
     (17, 33, 65),

@@ -58,7 +58,7 @@ def test_cross_entropy_spatial_and_unbatched_and_probabilities():
 
 
 def test_cross_entropy_errors():
-    with pytest.raises(ValueError, match="expected target of shape"):
+    with pytest.raises(ValueError, match="target of shape"):
         F.cross_entropy(kn.zeros(3, 4), kn.zeros(4, dtype=kn.int64))
     with pytest.raises((IndexError, ValueError), match="out of"):
         F.cross_entropy(kn.zeros(2, 4), kn.tensor([1, 4]))

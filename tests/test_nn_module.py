@@ -174,3 +174,14 @@ def test_forward_hooks():
     h.remove()
     lin(kn.randn(3, 2))
     assert calls == [(3, 2)]
+
+
+def test_deepcopy_and_pickle_keep_parameters():
+    import copy
+    import pickle
+    m = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    for m2 in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        w, w2 = m[0].weight, m2[0].weight
+        assert isinstance(w2, nn.Parameter) and w2.requires_grad and w2 is not w
+        assert np.array_equal(w2.detach().numpy(), w.detach().numpy())
+        assert [n for n, _ in m2.named_buffers()] == [n for n, _ in m.named_buffers()]

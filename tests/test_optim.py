@@ -191,3 +191,20 @@ def test_scheduler_state_dict_round_trip():
     s2 = optim.lr_scheduler.StepLR(opt, step_size=100)
     s2.load_state_dict(sd)
     assert s2.step_size == 3 and s2.last_epoch == 5
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+                                     ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+                                     ("AdamW", dict(lr=0.01)), ("RMSprop", dict(lr=0.005, momentum=0.9, centered=True)),
+                                     ("Adagrad", dict(lr=0.05, lr_decay=0.01)), ("Adadelta", dict(lr=1.0))])
+def test_reference_path_matches_torch(name, kw, monkeypatch):
+    """The tensor-op fallback (used where a backend has no fused kernel) follows torch too."""
+    monkeypatch.setenv("KERNELNET_OPTIM", "reference")
+    tm, km = _models()
+    topt = getattr(torch.optim, name)(tm.parameters(), **kw)
+    kopt = getattr(optim, name)(km.parameters(), **kw)
+    for _ in range(20):
+        _step(tm, topt, torch)
+        _step(km, kopt, kn)
+    for pk, pt in zip(km.parameters(), tm.parameters()):
+        assert_close(pk, pt, rtol=1e-4, atol=1e-5)

@@ -169,7 +169,8 @@ def test_type_promotion(device):
 
 def test_integer_ops(device):
     a = arr(4, 5, kind="int")
-    b = np.where(arr(4, 5, kind="int") == 0, 3, arr(4, 5, kind="int"))
+    b = arr(4, 5, kind="int")
+    b = np.where(b == 0, 3, b)
     ta, tb = make(a, device), make(b, device)
     close(ta + tb, a + b)
     close(ta * tb, a * b)
@@ -523,3 +524,22 @@ def test_inplace_methods(device):
     close(v, a)
     v.masked_fill_(v > 0, 0.0)
     close(v, np.where(a > 0, 0.0, a))
+
+
+def test_bool_arithmetic_stays_boolean(device):
+    b = kn.tensor([True, False, True], device=device)
+    c = kn.tensor([True, True, False], device=device)
+    s = b + c
+    assert s.dtype is kn.bool
+    close(s, [True, True, True])
+    close(s == kn.tensor([True, True, True], device=device), [True, True, True])  # stored as 1, not 2
+    close(b * c, [True, False, False])
+    close(kn.maximum(b, c), [True, True, True])
+    with pytest.raises(RuntimeError, match="bool"):
+        b - c
+
+
+def test_integer_division_by_zero_raises(device):
+    with pytest.raises(ZeroDivisionError, match="floor_divide"):
+        kn.tensor([1, 2], device=device) // kn.tensor([1, 0], device=device)
+    close(kn.tensor([1, 2], device=device) / 0, [np.inf, np.inf])  # true division: float, like torch

@@ -1,4 +1,6 @@
 """Plots write real PNG images with content (not blank canvases)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,7 @@ def test_learning_curves(tmp_path):
                               baselines={"random guess": {"accuracy": 0.1}})
     _png(p)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
+    assert os.stat(p).st_mode & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044  # readable by others
 
 
 def test_learning_curves_without_validation(tmp_path):

@@ -52,6 +52,7 @@ def test_fit_learns_and_reports(tmp_path):
     # the baselines are printed beside the model's score
     out = tr.stream.getvalue()
     assert "random guess" in out and "majority class" in out and "model (best epoch" in out
+    assert "per-class accuracy: 0: " in out and len(t["per_class_accuracy"]) == 3
     assert t["baselines"]["random guess"]["accuracy"] == pytest.approx(1 / 3)
 
 
@@ -276,3 +277,18 @@ def test_zoo_errors():
         build_model("cnn", (64,), 10)
     with pytest.raises(NotImplementedError, match="lstm"):
         build_model("lstm", (10, 4), 10)
+
+
+def test_fit_on_each_device(device, tmp_path):
+    """The same run on CPU and (when a GPU is usable) CUDA: batches moved to the model's device,
+    metrics gathered back, checkpoint written and resumable."""
+    X, y = blobs(n=96, seed=2)
+    tr = Trainer(make_model(), device=device, lr=1e-2, checkpoint_dir=tmp_path, **quiet())
+    hist = tr.fit((X, y), epochs=3, batch_size=16, valid_fraction=0.25, test_fraction=0.25)
+    assert str(tr.device).startswith(device)
+    assert all(str(p.device).startswith(device) for p in tr.model.parameters())
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert tr.results["test"]["samples"] == 24
+    again = Trainer(make_model(seed=1), device=device, lr=1e-2, checkpoint_dir=tmp_path, **quiet())
+    h2 = again.fit((X, y), epochs=3, batch_size=16, valid_fraction=0.25, test_fraction=0.25, resume=True)
+    assert [h["val_loss"] for h in h2] == [h["val_loss"] for h in hist]

@@ -235,6 +235,10 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
     if (!accumulate) std::memset(dw, 0, sizeof(float) * WN);
     return;
   }
+  // Orientation: the GEMM wastes its register tile when N is tiny (conv1 of the course CNN:
+  // dW is 32 x 9). When CRS < Kg, compute dW^T[CRS, Kg] = col @ dY^T instead (1.5x faster there)
+  // and transpose while summing the partials.
+  const bool tr = g.CRS < g.Kg;
   over_batch(g.N, chunks, [&](i64 c, i64 n0, i64 n1) {
     float* acc = partial + c * WN;
     float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
@@ -242,18 +246,20 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
       for (i64 gr = 0; gr < g.groups; ++gr) {
         const float* xg = x + (n * g.C + gr * g.Cg) * g.H * g.W;
         const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;
-        float* ag = acc + gr * g.Kg * g.CRS;
-        if (g.direct) {  // dW[Kg, Cg] += dY[Kg, HW] @ X[Cg, HW]^T
-          sgemm(1, false, true, g.Kg, g.CRS, PQ, 1.f, dyg, PQ, 0, xg, PQ, 0, n == n0 ? 0.f : 1.f, ag,
-                g.CRS, 0);
-          continue;
-        }
+        float* ag = acc + gr * g.Kg * g.CRS;  // [Kg, CRS], or [CRS, Kg] when tr
         for (i64 p0 = 0; p0 < g.P; p0 += band) {
           const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
-          im2col(g, xg, p0, p1, col);
-          // dW[Kg, CRS] += dY[:, band] @ col^T
-          sgemm(1, false, true, g.Kg, g.CRS, L, 1.f, dyg + p0 * g.Q, PQ, 0, col, L, 0,
-                (n == n0 && p0 == 0) ? 0.f : 1.f, ag, g.CRS, 0);
+          // 1x1 direct: the image rows are the col matrix (one band covers it: P*Q = H*W)
+          const float* cb = g.direct ? xg + p0 * g.Q : col;
+          const i64 ldcol = g.direct ? PQ : L;
+          if (!g.direct) im2col(g, xg, p0, p1, col);
+          const float beta = (n == n0 && p0 == 0) ? 0.f : 1.f;
+          if (tr)  // dW^T[CRS, Kg] += col @ dY[:, band]^T
+            sgemm(1, false, true, g.CRS, g.Kg, L, 1.f, cb, ldcol, 0, dyg + p0 * g.Q, PQ, 0, beta, ag,
+                  g.Kg, 0);
+          else  // dW[Kg, CRS] += dY[:, band] @ col^T
+            sgemm(1, false, true, g.Kg, g.CRS, L, 1.f, dyg + p0 * g.Q, PQ, 0, cb, ldcol, 0, beta, ag,
+                  g.CRS, 0);
         }
       }
     }
@@ -261,8 +267,13 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
   // Sum the partials into dw (threads split the weight elements).
   parallel_for(WN, 4096, [&](i64 i0, i64 i1) {
     for (i64 i = i0; i < i1; ++i) {
+      i64 src = i;
+      if (tr) {  // dw index (gr, k, j) lives at (gr, j, k) in the transposed partials
+        const i64 gsz = g.Kg * g.CRS, gr = i / gsz, k = (i % gsz) / g.CRS, j = i % g.CRS;
+        src = gr * gsz + j * g.Kg + k;
+      }
       float s = accumulate ? dw[i] : 0.f;
-      for (i64 c = 0; c < chunks; ++c) s += partial[c * WN + i];
+      for (i64 c = 0; c < chunks; ++c) s += partial[c * WN + src];
       dw[i] = s;
     }
   });

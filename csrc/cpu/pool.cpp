@@ -6,7 +6,7 @@
 //   pool2d_output_size(H, k, stride, pad, dil, ceil_mode) -> P
 //   max_pool2d_forward(x, y, indices, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw)
 //       indices (int64, may be 0 = not needed): flat index ih*W + iw of the max inside its
-//       H x W plane (PyTorch's convention). NaN wins, like PyTorch.
+//       H x W plane (PyTorch's convention); ties: the first. NaN wins, like PyTorch.
 //   max_pool2d_backward(dy, indices, dx, N, C, H, W, P, Q)            dx overwritten
 //   avg_pool2d_forward(x, y, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, count_include_pad,
 //                      divisor_override)                              divisor_override 0 = none
@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "common/kn.h"
 #include "cpu/parallel.h"
@@ -57,40 +58,62 @@ PoolGeom check_pool(const char* op, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i6
 // Grain: planes per thread chunk, so tiny tensors stay on one thread.
 i64 plane_grain(i64 plane_elems) { return std::max<i64>(1, 16384 / std::max<i64>(1, plane_elems)); }
 
+// Window of output position o along one axis: start (may be negative) and the kernel taps
+// [t0, t1) that land inside the input. Precomputed once per call: integer divisions per output
+// element made the forward pass several times slower than its memory traffic.
+struct Span {
+  i64 start, t0, t1;
+};
+
+std::vector<Span> window_spans(i64 out, i64 in, i64 k, i64 s, i64 p, i64 d) {
+  std::vector<Span> v((size_t)out);
+  for (i64 o = 0; o < out; ++o) {
+    i64 st = o * s - p;
+    i64 t0 = st < 0 ? (-st + d - 1) / d : 0;
+    i64 t1 = std::min(k, (in - st + d - 1) / d);
+    v[(size_t)o] = Span{st, t0, std::max(t0, t1)};
+  }
+  return v;
+}
+
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, i64* ind) {
   const i64 HW = g.H * g.W, PQ = g.P * g.Q;
+  const std::vector<Span> rows = window_spans(g.P, g.H, g.kh, g.sh, g.ph, g.dh);
+  const std::vector<Span> cols = window_spans(g.Q, g.W, g.kw, g.sw, g.pw, g.dw);
   parallel_for(g.N * g.C, plane_grain(HW), [&](i64 c0, i64 c1) {
     for (i64 c = c0; c < c1; ++c) {
       const float* xp = x + c * HW;
       float* yp = y + c * PQ;
       i64* ip = ind ? ind + c * PQ : nullptr;
       for (i64 p = 0; p < g.P; ++p) {
-        i64 h0 = p * g.sh - g.ph;
-        // first/last kernel rows that land inside the input (dilation skips rows)
-        i64 r0 = h0 < 0 ? (-h0 + g.dh - 1) / g.dh : 0;
-        i64 r1 = std::min(g.kh, (g.H - h0 + g.dh - 1) / g.dh);
+        const Span rw = rows[(size_t)p];
         for (i64 q = 0; q < g.Q; ++q) {
-          i64 w0 = q * g.sw - g.pw;
-          i64 s0 = w0 < 0 ? (-w0 + g.dw - 1) / g.dw : 0;
-          i64 s1 = std::min(g.kw, (g.W - w0 + g.dw - 1) / g.dw);
+          const Span cw = cols[(size_t)q];
+          // Two branch-free passes over the (small) window: the max (NaN noted on the side),
+          // then the first tap equal to it, scanning backwards with a select. On random data a
+          // `v > best` branch is a coin flip; mispredictions cost more than the loads.
           float best = -std::numeric_limits<float>::infinity();
-          // a window entirely in the padding (only with unusual P, Q) reports its clipped corner
-          i64 bi = std::min(std::max<i64>(h0 + r0 * g.dh, 0), g.H - 1) * g.W +
-                   std::min(std::max<i64>(w0 + s0 * g.dw, 0), g.W - 1);
-          for (i64 r = r0; r < r1; ++r) {
-            const i64 ih = h0 + r * g.dh;
-            const float* row = xp + ih * g.W;
-            for (i64 s = s0; s < s1; ++s) {
-              const i64 iw = w0 + s * g.dw;
-              float v = row[iw];
-              if (v > best || std::isnan(v)) {
-                best = v;
-                bi = ih * g.W + iw;
-                if (std::isnan(v)) goto done;  // NaN propagates: nothing beats it
-              }
+          bool nan = false;
+          for (i64 r = rw.t0; r < rw.t1; ++r) {
+            const float* row = xp + (rw.start + r * g.dh) * g.W + cw.start;
+            for (i64 s = cw.t0; s < cw.t1; ++s) {
+              const float v = row[s * g.dw];
+              best = std::max(best, v);
+              nan |= v != v;
             }
           }
-        done:
+          if (nan) best = std::numeric_limits<float>::quiet_NaN();
+          // a window entirely in the padding (only with unusual P, Q) reports its clipped corner
+          i64 bi = std::min(std::max<i64>(rw.start + rw.t0 * g.dh, 0), g.H - 1) * g.W +
+                   std::min(std::max<i64>(cw.start + cw.t0 * g.dw, 0), g.W - 1);
+          for (i64 r = rw.t1 - 1; r >= rw.t0; --r) {
+            const i64 base = (rw.start + r * g.dh) * g.W + cw.start;
+            for (i64 s = cw.t1 - 1; s >= cw.t0; --s) {
+              const float v = xp[base + s * g.dw];
+              const bool hit = nan ? v != v : v == best;  // PyTorch: the first maximum (or NaN)
+              bi = hit ? base + s * g.dw : bi;
+            }
+          }
           yp[p * g.Q + q] = best;
           if (ip) ip[p * g.Q + q] = bi;
         }

@@ -64,6 +64,8 @@ class device:
                 s = "cuda" if cuda_available() else "cpu"
         if ":" in s:
             s, idx = s.split(":", 1)
+            if not idx.isdigit():
+                raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
             index = int(idx)
         if s not in ("cpu", "cuda"):
             raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")

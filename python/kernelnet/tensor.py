@@ -92,9 +92,10 @@ class Tensor:
         if device.type == "cpu":
             # 64-byte aligned so SIMD kernels can use aligned loads on fresh buffers
             raw = np.empty(n * dtype.itemsize + 64, dtype=np.uint8)
-            start = (-raw.ctypes.data) % 64
+            base = raw.ctypes.data  # (one ctypes round trip: it costs microseconds per op)
+            start = (-base) % 64
             arr = raw[start:start + n * dtype.itemsize].view(dtype.np)
-            return cls._make(arr, shape, _contig_strides(shape), 0, dtype, device, arr.ctypes.data)
+            return cls._make(arr, shape, _contig_strides(shape), 0, dtype, device, base + start)
         st = _CudaStorage(n * dtype.itemsize, n)
         return cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
 
@@ -173,6 +174,8 @@ class Tensor:
         return int(dim) % max(n, 1)
 
     def is_contiguous(self):
+        if 0 in self._shape:  # an empty tensor is contiguous whatever its strides (PyTorch too)
+            return True
         expected = 1
         for s, st in zip(reversed(self._shape), reversed(self._stride)):
             if s != 1 and st != expected:
@@ -211,6 +214,8 @@ class Tensor:
     def item(self):
         if self.numel() != 1:
             raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        if self.device.type == "cpu":  # fast path: read the one element straight from storage
+            return self._storage[self._offset].item()
         return self.detach().cpu().numpy().reshape(()).item()
 
     def __float__(self):

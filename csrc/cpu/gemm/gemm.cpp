@@ -1,11 +1,15 @@
 // Packed, cache-blocked, multithreaded SGEMM in the GotoBLAS/BLIS structure, with a fused epilogue.
 //
 // Loop nest over one thread's slice of C (rows m0..m1, columns n0..n1, k0..k1):
-//   jc: NC columns at a time    B block (KC x NC) packed once, reused by every A block   -> L3
-//    pc: KC at a time           C accumulates across K blocks
-//     ic: MC rows at a time     A block (MC x KC) packed once, reused by every B panel   -> L2
-//      jr: NR-column panels     one B panel (KC x NR) stays in L1 during the ir sweep     -> L1
-//       ir: MR-row panels       micro-kernel: the MR x NR tile of C lives in registers
+//   pc: KC at a time            C accumulates across K blocks
+//    ic: MC rows at a time      A block (MC x KC) packed once per K block                 -> L3
+//     jc: NC columns at a time  B block (KC x NC) packed, reread by every A panel         -> L2
+//      ir: MR-row panels        one A panel (MR x KC) stays in L1 during the jr sweep     -> L1
+//       jr: NR-column panels    micro-kernel: the MR x NR tile of C lives in registers
+// The A panel is the broadcast operand (MR values per k step) and the B panels the vector one
+// (NR values per k step), so B streams from L2 while the small A panel sits in L1; the jr sweep
+// walks C along its rows, which keeps C accesses sequential. Each operand is packed once per K
+// block (B once more per extra MC block), instead of once per neighbouring block.
 // Block sizes belong to each micro-kernel (microkernel_*.cpp) because they follow its tile shape.
 //
 // Epilogue: every tile of C is written once per K block by the micro-kernel; beta is applied on
@@ -113,11 +117,12 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
   const i64 MC = balanced_block(rows, uk.mc, MR);
   const i64 NC = balanced_block(cols, uk.nc, NR);
 
-  // An A block is reused once per B panel and a B block once per A panel; with few reuses the
-  // packing copy costs more than the better memory layout saves.
-  const bool pack_a = ceil_div(std::min(cols, NC), NR) > 4;
-  const bool pack_b = p.tb || ceil_div(std::min(rows, MC), MR) > 3 ||
-                      (!uk.reads_b_masked && cols % NR != 0);
+  // An A panel is reused once per B panel (jr loop), a B block once per A panel (ir loop); with
+  // few reuses the packing copy costs more than the contiguous layout saves. B in place is read
+  // with its own row stride, which thrashes L1 sets when that stride is a multiple of 4 KiB, so
+  // it is left unpacked only when nothing rereads it (a single A panel).
+  const bool pack_a = ceil_div(cols, NR) > 4;
+  const bool pack_b = p.tb || ceil_div(rows, MR) > 1 || (!uk.reads_b_masked && cols % NR != 0);
 
   Workspace& ws = tls_ws;
   float* abuf = nullptr;
@@ -129,47 +134,47 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
   const bool bias_row = epilogue && p.ep.bias_mode == BIAS_ROW && p.ep.bias;
   const bool relu = epilogue && p.ep.act == ACT_RELU;
 
-  for (i64 jc = s.n0; jc < s.n1; jc += NC) {
-    const i64 nc = std::min(NC, s.n1 - jc);
-    for (i64 pc = s.k0; pc < s.k1; pc += KC) {
-      const i64 kc = std::min(KC, s.k1 - pc);
-      const bool first = pc == s.k0, last = pc + kc == s.k1;
+  for (i64 pc = s.k0; pc < s.k1; pc += KC) {
+    const i64 kc = std::min(KC, s.k1 - pc);
+    const bool first = pc == s.k0, last = pc + kc == s.k1;
 
-      // B block: packed panels (panel q at bbuf + q*kc*NR, row stride NR) or B in place.
-      const float* bblk;
-      i64 rs_b, b_panel;
-      if (pack_b) {
-        gemm::pack_b(p.tb, p.B, p.ldb, pc, jc, kc, nc, NR, bbuf);
-        bblk = bbuf, rs_b = NR, b_panel = kc * NR;
-      } else {
-        bblk = p.B + pc * p.ldb + jc, rs_b = p.ldb, b_panel = NR;
-      }
+    for (i64 ic = s.m0; ic < s.m1; ic += MC) {
+      const i64 mc = std::min(MC, s.m1 - ic);
+      if (pack_a) gemm::pack_a(p.ta, p.A, p.lda, ic, pc, mc, kc, MR, abuf);
 
-      for (i64 ic = s.m0; ic < s.m1; ic += MC) {
-        const i64 mc = std::min(MC, s.m1 - ic);
-        if (pack_a) gemm::pack_a(p.ta, p.A, p.lda, ic, pc, mc, kc, MR, abuf);
+      for (i64 jc = s.n0; jc < s.n1; jc += NC) {
+        const i64 nc = std::min(NC, s.n1 - jc);
+        // B block: packed panels (panel q at bbuf + q*kc*NR, row stride NR) or B in place.
+        const float* bblk;
+        i64 rs_b, b_panel;
+        if (pack_b) {
+          gemm::pack_b(p.tb, p.B, p.ldb, pc, jc, kc, nc, NR, bbuf);
+          bblk = bbuf, rs_b = NR, b_panel = kc * NR;
+        } else {
+          bblk = p.B + pc * p.ldb + jc, rs_b = p.ldb, b_panel = NR;
+        }
 
-        for (i64 jr = 0; jr < nc; jr += NR) {
-          const int nr = (int)std::min<i64>(NR, nc - jr);
-          const float* bp = bblk + (jr / NR) * b_panel;
-          for (i64 ir = 0; ir < mc; ir += MR) {
-            const int mr = (int)std::min<i64>(MR, mc - ir);
-            // A panel: packed (k-major, stride MR), A^T in place (k-major, stride lda), or A in
-            // place (row-major).
-            const float* ap;
-            i64 rs_a, cs_a;
-            if (pack_a)
-              ap = abuf + ir * kc, rs_a = 1, cs_a = MR;
-            else if (p.ta)
-              ap = p.A + pc * p.lda + ic + ir, rs_a = 1, cs_a = p.lda;
-            else
-              ap = p.A + (ic + ir) * p.lda + pc, rs_a = p.lda, cs_a = 1;
+        for (i64 ir = 0; ir < mc; ir += MR) {
+          const int mr = (int)std::min<i64>(MR, mc - ir);
+          // A panel: packed (k-major, stride MR), A^T in place (k-major, stride lda), or A in
+          // place (row-major).
+          const float* ap;
+          i64 rs_a, cs_a;
+          if (pack_a)
+            ap = abuf + ir * kc, rs_a = 1, cs_a = MR;
+          else if (p.ta)
+            ap = p.A + pc * p.lda + ic + ir, rs_a = 1, cs_a = p.lda;
+          else
+            ap = p.A + (ic + ir) * p.lda + pc, rs_a = p.lda, cs_a = 1;
+
+          for (i64 jr = 0; jr < nc; jr += NR) {
+            const int nr = (int)std::min<i64>(NR, nc - jr);
             const i64 gi = ic + ir, gj = jc + jr;  // global row / column of this tile
             TileStore st{p.alpha, first ? beta : 1.f,
                          last && bias_col ? p.ep.bias + gj : nullptr,
                          last && bias_row ? p.ep.bias + gi : nullptr, last && relu};
-            uk.fn(kc, ap, rs_a, cs_a, bp, rs_b, c + (gi - s.m0) * ldc + (gj - s.n0), ldc, mr, nr,
-                  st);
+            uk.fn(kc, ap, rs_a, cs_a, bblk + (jr / NR) * b_panel, rs_b,
+                  c + (gi - s.m0) * ldc + (gj - s.n0), ldc, mr, nr, st);
           }
         }
       }

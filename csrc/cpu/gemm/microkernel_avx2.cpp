@@ -105,9 +105,10 @@ void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, f
   (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
 }
 
-// KC = 256: the 256 x 16 panel of B (16 KiB) stays in a 32 KiB L1. MC = 192: the packed A block
-// (192 KiB) fits a 256 KiB-or-larger L2. NC = 4096: the packed B block (4 MiB) lives in L3.
-constexpr MicroKernel kAvx2{"avx2", MR, NR, /*reads_b_masked=*/false, 256, 192, 4096, &run};
+// KC = 256: the 6 x 256 panel of A (6 KiB) stays in a 32 KiB L1 during a sweep over B. NC = 256:
+// the packed 256 x 256 block of B (256 KiB) fits a 512 KiB-or-larger L2. MC = 1024: the packed A
+// block (1 MiB) lives in L3.
+constexpr MicroKernel kAvx2{"avx2", MR, NR, /*reads_b_masked=*/false, 256, 1024, 256, &run};
 
 }  // namespace
 

@@ -26,6 +26,26 @@ inline __mmask16 lane_mask(int n) {  // the first n (clamped to 0..16) lanes
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
+// The K loop: c0/c1[i] += A(i,k) * B(k, 0:16) / B(k, 16:32).
+template <int R, bool KMAJOR, bool MASKED>
+inline __attribute__((always_inline)) void accumulate(i64 kc, const float* a, i64 rs_a, i64 cs_a,
+                                                      const float* b, i64 rs_b, __mmask16 m0,
+                                                      __mmask16 m1, __m512* c0, __m512* c1) {
+#pragma GCC unroll 4
+  for (i64 k = 0; k < kc; ++k) {
+    const __m512 b0 = MASKED ? _mm512_maskz_loadu_ps(m0, b) : _mm512_loadu_ps(b);
+    const __m512 b1 = MASKED ? _mm512_maskz_loadu_ps(m1, b + 16) : _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512 ai = _mm512_set1_ps(KMAJOR ? a[i] : a[i * rs_a + k]);
+      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+    }
+    if (KMAJOR) a += cs_a;
+    b += rs_b;
+  }
+}
+
 // R rows x 32 columns. KMAJOR: A(i,k) = a[i + k*cs_a]; otherwise A(i,k) = a[i*rs_a + k].
 template <int R, bool KMAJOR>
 void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
@@ -39,34 +59,11 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
   __m512 c0[R], c1[R];
   for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
 
-  if (KMAJOR) {
-#pragma GCC unroll 4
-    for (i64 k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-      const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) {
-        const __m512 ai = _mm512_set1_ps(a[i]);
-        c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-        c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
-      }
-      a += cs_a;
-      b += rs_b;
-    }
-  } else {
-#pragma GCC unroll 4
-    for (i64 k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-      const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) {
-        const __m512 ai = _mm512_set1_ps(a[i * rs_a + k]);
-        c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-        c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
-      }
-      b += rs_b;
-    }
-  }
+  // Full tiles load B unmasked (masked loads of a full row measured ~25 % slower here).
+  if (nr == NR)
+    accumulate<R, KMAJOR, false>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
+  else
+    accumulate<R, KMAJOR, true>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
 
   // The single write of this tile for this K block: alpha, beta*C, bias, ReLU while in registers.
   const __m512 va = _mm512_set1_ps(st.alpha), vb = _mm512_set1_ps(st.beta);
@@ -119,10 +116,11 @@ void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, f
   (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
 }
 
-// KC = 256: the 256 x 32 panel of B (32 KiB) stays in the 48 KiB L1 while 12-row panels of A
-// (12 KiB each) stream past it. MC = 384: the packed 384 x 256 block of A (384 KiB) sits in the
-// 2 MiB L2. NC = 4096: the packed 256 x 4096 block of B (4 MiB) lives in L3.
-constexpr MicroKernel kAvx512{"avx512", MR, NR, /*reads_b_masked=*/true, 256, 384, 4096, &run};
+// KC = 384: the 12 x 384 panel of A (18 KiB) stays in the 48 KiB L1 during a sweep over B; a
+// long K block also means fewer reloads of each C tile. NC = 512: the packed 384 x 512 block of B
+// (768 KiB) stays in the 2 MiB L2 while all A panels pass. MC = 2048: the packed A block (3 MiB)
+// lives in L3 and is read once per B block.
+constexpr MicroKernel kAvx512{"avx512", MR, NR, /*reads_b_masked=*/true, 384, 2048, 512, &run};
 
 }  // namespace
 

@@ -54,7 +54,7 @@ void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, f
 }
 
 // Smaller blocks than the SIMD paths: this kernel is slower, so it needs less cache to hide memory.
-constexpr MicroKernel kPortable{"portable", MR, NR, /*reads_b_masked=*/false, 256, 128, 2048, &run};
+constexpr MicroKernel kPortable{"portable", MR, NR, /*reads_b_masked=*/false, 256, 512, 256, &run};
 
 }  // namespace
 

@@ -1,9 +1,9 @@
 """nn.functional: PyTorch's functional forms and losses.
 
 Layer kernels (conv, pooling, softmax, cross-entropy/NLL, dropout) live in kernelnet.ops.{conv,
-pool, loss, dropout} with their autograd; this module adapts PyTorch's argument conventions
-(int-or-pair sizes, 'same' padding, [N, C, d1, ...] loss inputs, reductions) and composes the
-rest (batch/layer norm, BCE, MSE, pad, ...) from core tensor ops.
+pool, loss, dropout} with their autograd and PyTorch's signatures; the functions here call them.
+(Softmax, cross-entropy, NLL and dropout keep a composed fallback for builds without them.) The
+rest (batch/layer norm, BCE, MSE, L1, pad, embedding, ...) is composed from core tensor ops.
 """
 import importlib
 import math
@@ -129,15 +129,13 @@ def _softmax_dim(ndim, stacklevel):
 
 
 def _last_dim_op(fn_name, fallback, input, dim):
-    """Run a kernel that works over the last axis on any ``dim`` by moving that axis last."""
+    """Composed fallback (used only when kernelnet.ops.loss is absent) on any ``dim``."""
     nd = input.dim()
     if nd == 0:
         input = input.reshape(1)
     d = dim % max(nd, 1) if nd else 0
     x = input if d == max(nd, 1) - 1 else input.movedim(d, -1)
-    mod = _layer_ops("loss")
-    fn = getattr(mod, fn_name, None) if mod is not None else None
-    y = fn(x, -1) if fn is not None else fallback(x)
+    y = fallback(x)
     if x is not input:
         y = y.movedim(-1, d)
     return y.reshape(()) if nd == 0 else y
@@ -146,6 +144,9 @@ def _last_dim_op(fn_name, fallback, input, dim):
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         dim = _softmax_dim(input.dim(), _stacklevel)
+    mod = _layer_ops("loss")
+    if mod is not None and hasattr(mod, "softmax"):
+        return mod.softmax(input, dim, dtype=dtype)
     if dtype is not None:
         input = input.to(dtype)
     return _last_dim_op("softmax", lambda x: (x - _kn.logsumexp(x, -1, keepdim=True)).exp(), input, dim)
@@ -154,6 +155,9 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         dim = _softmax_dim(input.dim(), _stacklevel)
+    mod = _layer_ops("loss")
+    if mod is not None and hasattr(mod, "log_softmax"):
+        return mod.log_softmax(input, dim, dtype=dtype)
     if dtype is not None:
         input = input.to(dtype)
     return _last_dim_op("log_softmax", lambda x: x - _kn.logsumexp(x, -1, keepdim=True), input, dim)
@@ -165,70 +169,25 @@ def linear(input, weight, bias=None):
     return _kn.linear(input, weight, bias)
 
 
-def _conv_padding(padding, weight, dilation, stride):
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), None
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ValueError("padding='same' is not supported for strided convolutions")
-            kh, kw = weight.shape[2], weight.shape[3]
-            th, tw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-            if th % 2 == 0 and tw % 2 == 0:
-                return (th // 2, tw // 2), None
-            return (0, 0), (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-        raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
-    return _pair(padding, "padding"), None
-
-
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    pad_hw, explicit = _conv_padding(padding, weight, dilation, stride)
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    if explicit is not None:
-        input = pad(input, explicit)
-    out = _need("conv", "conv2d")(input, weight, bias, stride, pad_hw, dilation, groups)
-    return out.squeeze(0) if unbatched else out
+    """2-D convolution (im2col + SGEMM kernels); padding may be an int, a pair, 'same' or 'valid'."""
+    return _need("conv", "conv2d")(input, weight, bias=bias, stride=stride, padding=padding, dilation=dilation,
+                                   groups=groups)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    k = _pair(kernel_size, "kernel_size")
-    s = k if (stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)) else _pair(stride, "stride")
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    out = _need("pool", "max_pool2d")(input, k, s, _pair(padding, "padding"), _pair(dilation, "dilation"),
-                                      ceil_mode, return_indices)
-    if unbatched:
-        out = tuple(o.squeeze(0) for o in out) if return_indices else out.squeeze(0)
-    return out
+    return _need("pool", "max_pool2d")(input, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                                       ceil_mode=ceil_mode, return_indices=return_indices)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-    k = _pair(kernel_size, "kernel_size")
-    s = k if (stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)) else _pair(stride, "stride")
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    out = _need("pool", "avg_pool2d")(input, k, s, _pair(padding, "padding"), ceil_mode, count_include_pad,
-                                      divisor_override)
-    return out.squeeze(0) if unbatched else out
+    return _need("pool", "avg_pool2d")(input, kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                                       count_include_pad=count_include_pad, divisor_override=divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size):
-    if isinstance(output_size, (tuple, list)):
-        oh = input.shape[-2] if output_size[0] is None else int(output_size[0])
-        ow = input.shape[-1] if output_size[1] is None else int(output_size[1])
-    else:
-        oh = ow = int(output_size)
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    out = _need("pool", "adaptive_avg_pool2d")(input, (oh, ow))
-    return out.squeeze(0) if unbatched else out
+    return _need("pool", "adaptive_avg_pool2d")(input, output_size)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -238,7 +197,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     mod = _layer_ops("dropout")
     if mod is not None and hasattr(mod, "dropout"):
-        out = mod.dropout(input, p, True)
+        return mod.dropout(input, p=p, training=True, inplace=inplace)
     else:
         keep = 1.0 - p
         mask = _kn.bernoulli_mask(tuple(input.shape), keep, (1.0 / keep) if keep > 0 else 0.0, device=input.device)
@@ -401,6 +360,10 @@ def _check_targets(target, op):
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0):
     """Softmax cross-entropy from logits; targets as class indices (int64) or probabilities (float)."""
+    mod = _layer_ops("loss")
+    if mod is not None and hasattr(mod, "cross_entropy"):  # the fused native kernel
+        return mod.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
+                                 reduction=_legacy(size_average, reduce, reduction), label_smoothing=label_smoothing)
     reduction = _legacy(size_average, reduce, reduction)
     _check_reduction(reduction, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
@@ -424,11 +387,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _reduce(loss, reduction)
     _check_targets(target, "cross_entropy")
     x, t, shape = _class_rows(input, target, "cross_entropy")
-    mod = _layer_ops("loss")
-    if mod is not None and hasattr(mod, "cross_entropy"):
-        loss = mod.cross_entropy(x, t, weight, ignore_index, reduction, label_smoothing)
-    else:
-        loss = _cross_entropy_composed(x, t, weight, ignore_index, reduction, label_smoothing)
+    loss = _cross_entropy_composed(x, t, weight, ignore_index, reduction, label_smoothing)
     if reduction == "none":
         return loss.reshape(shape)
     return loss
@@ -464,16 +423,16 @@ def _cross_entropy_composed(x, t, weight, ignore_index, reduction, label_smoothi
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    mod = _layer_ops("loss")
+    if mod is not None and hasattr(mod, "nll_loss"):
+        return mod.nll_loss(input, target, weight=weight, ignore_index=ignore_index,
+                            reduction=_legacy(size_average, reduce, reduction))
     reduction = _legacy(size_average, reduce, reduction)
     _check_reduction(reduction, "nll_loss")
     _check_targets(target, "nll_loss")
     x, t, shape = _class_rows(input, target, "nll_loss")
-    mod = _layer_ops("loss")
-    if mod is not None and hasattr(mod, "nll_loss"):
-        loss = mod.nll_loss(x, t, weight, ignore_index, reduction)
-    else:
-        nll, w = _nll_rows(x, t, weight, ignore_index)
-        loss = nll.sum() / w.sum() if reduction == "mean" else _reduce(nll, reduction)
+    nll, w = _nll_rows(x, t, weight, ignore_index)
+    loss = nll.sum() / w.sum() if reduction == "mean" else _reduce(nll, reduction)
     if reduction == "none":
         return loss.reshape(shape)
     return loss

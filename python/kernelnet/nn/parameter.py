@@ -23,8 +23,21 @@ class Parameter(_kn.Tensor):
     def __init__(self, *args, **kwargs):  # state is set up in __new__; skip Tensor.__init__
         pass
 
+    @classmethod
+    def _wrap(cls, t):  # used by Tensor.__deepcopy__: copy.deepcopy(model) keeps Parameters
+        return cls(t, t.requires_grad)
+
+    def __reduce__(self):
+        t = _kn.Tensor.__reduce__(self)
+        return (_rebuild_parameter, (t, self.requires_grad))
+
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+
+def _rebuild_parameter(tensor_reduce, requires_grad):
+    fn, args = tensor_reduce
+    return Parameter(fn(*args), requires_grad)
 
 
 class Buffer:

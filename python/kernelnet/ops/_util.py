@@ -1,6 +1,7 @@
 """Helpers shared by the op files: argument checks with clear errors, broadcasting, dimension
 coalescing for the native strided kernels."""
 import numbers
+from builtins import all as builtins_all
 
 import numpy as np
 
@@ -101,6 +102,8 @@ def normalize_dims(dim, ndim, op):
         return list(range(ndim))
     if isinstance(dim, (int, np.integer)):
         dim = [dim]
+    if not isinstance(dim, (list, tuple)) or not builtins_all(isinstance(d, (int, np.integer)) for d in dim):
+        raise TypeError(f"{op}: dim must be an int or a tuple of ints, got {dim!r}")
     out = []
     for d in dim:
         if ndim == 0 and d in (0, -1):

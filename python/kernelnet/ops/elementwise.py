@@ -30,10 +30,14 @@ def _as_tensor(x, dtype, device):
 
 def _prep(op_name, a, b):
     """Tensors of one dtype and device for a binary op; Python scalars become 0-d tensors."""
+    if (type(a) is Tensor and type(b) is Tensor and a.dtype is b.dtype
+            and (a.device is b.device or a.device == b.device)):
+        return a, b  # the common case, without the promotion/device machinery
     dt = result_dtype(a, b)
-    dev = check_same_device(op_name, a, b)
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
-        pass
+    # the op runs where the tensors are; a 0-d CPU tensor may join a CUDA one (PyTorch allows it),
+    # any other mix is refused below with both devices named
+    devs = [t.device for t in (a, b) if isinstance(t, Tensor) and not (t.dim() == 0 and t.device.type == "cpu")]
+    dev = devs[0] if devs else (a.device if isinstance(a, Tensor) else b.device if isinstance(b, Tensor) else None)
     a = _as_tensor(a, dt, dev)
     b = _as_tensor(b, dt, dev)
     # a 0-d CPU tensor mixes with a CUDA tensor, as in PyTorch
@@ -54,8 +58,15 @@ def _prep(op_name, a, b):
 
 def binary_kernel(op, a, b):
     """out = a (op) b with broadcasting; a and b already share dtype and device."""
-    shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
     out_dt = D.bool_ if op in _COMPARE else a.dtype
+    if a._shape == b._shape and a.is_contiguous() and b.is_contiguous():
+        # same-shape dense operands: one flat row, no broadcasting or coalescing to work out
+        out = Tensor._empty(a._shape, out_dt, a.device)
+        n = out.numel()
+        if n:
+            a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), [1], b.data_ptr(), [1], [n])
+        return out
+    shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
     out = Tensor._empty(shape, out_dt, a.device)
     if out.numel():
         sh, (sa, sb) = coalesce(shape, broadcast_strides(a, shape), broadcast_strides(b, shape))
@@ -169,8 +180,19 @@ def _float_div_args(a, b):
     return a, b
 
 
+# bool arithmetic stays in {0, 1}: PyTorch's True + True is True (the raw kernel would store 2,
+# which then compares unequal to True)
+_BOOL_OP = {ADD: OR, MUL: AND, MAX: OR, MIN: AND}
+
+
 def _apply(cls, a, b):
     a, b = _prep(_NAMES[cls.op], a, b)
+    if a.dtype is D.bool_:
+        if cls.op in _BOOL_OP:
+            return binary_kernel(_BOOL_OP[cls.op], a, b)
+        if cls.op == SUB:
+            raise RuntimeError("sub: subtraction with two bool tensors is not supported; use logical_xor() "
+                               "or logical_not() (~) instead")
     if a.dtype is D.float32 and (a.requires_grad or b.requires_grad):
         return cls.apply(a, b)
     return binary_kernel(cls.op, a, b)
@@ -214,6 +236,8 @@ subtract = sub
 def floor_divide(a, b):
     if result_dtype(a, b) is D.int64:
         a, b = _prep("floor_divide", a, b)
+        if b.numel() and bool(binary_kernel(EQ, b, _as_tensor(0, D.int64, b.device)).any().item()):
+            raise ZeroDivisionError(f"floor_divide: integer division by zero (divisor shape {tuple(b.shape)})")
         return binary_kernel(DIV, a, b)
     return floor(div(a, b))
 
@@ -482,6 +506,8 @@ def where(cond, a=None, b=None):
         raise TypeError("where: condition must be a bool Tensor")
     if cond.dtype is not D.bool_:
         cond = cond.to(D.bool_)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # where(cond, 1.0, 0.0): on cond's device
+        a = _as_tensor(a, result_dtype(a, b), cond.device)
     a, b = _prep("where", a, b)
     if cond.device != a.device:
         raise RuntimeError(f"where: condition is on {cond.device} but the values are on {a.device}")

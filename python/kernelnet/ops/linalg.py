@@ -201,6 +201,9 @@ def linear(input, weight, bias=None):
         raise RuntimeError(f"linear: input features {input._shape[-1]} do not match weight shape "
                            f"{tuple(weight.shape)} (expected input [..., {weight._shape[1]}])")
     if bias is not None:
+        check_same_device("linear", input, weight, bias)
+        if bias.dtype is not D.float32:
+            raise RuntimeError(f"linear: expected a float32 bias, got {bias.dtype}")
         if tuple(bias.shape) != (weight._shape[0],):
             raise RuntimeError(f"linear: bias shape {tuple(bias.shape)} does not match out_features {weight._shape[0]}")
         from .copy import contiguous

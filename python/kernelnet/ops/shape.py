@@ -29,7 +29,7 @@ def _infer_shape(shape, numel, op):
 
 def _view_strides(x, shape):
     """Strides that let x be viewed as `shape` without a copy, or None (PyTorch's rule)."""
-    if x.is_contiguous():
+    if x.is_contiguous() or x.numel() == 0:
         return _contig_strides(shape)
     # merge x's dims into contiguous chunks, then split each chunk into the new dims
     old = [(s, st) for s, st in zip(x._shape, x._stride) if s != 1]
@@ -411,8 +411,12 @@ def _wrap_check_index(idx, size, dim):
     from .reduce import reduce_kernel, R_MAX, R_MIN
     if idx.numel() == 0:
         return idx
-    lo = reduce_kernel(R_MIN, idx.reshape(-1), [0], False).item()
-    hi = reduce_kernel(R_MAX, idx.reshape(-1), [0], False).item()
+    if idx.device.type == "cpu":  # NumPy's min/max on the shared memory: no kernels, no copies
+        a = idx.numpy()
+        lo, hi = int(a.min()), int(a.max())
+    else:
+        lo = reduce_kernel(R_MIN, idx.reshape(-1), [0], False).item()
+        hi = reduce_kernel(R_MAX, idx.reshape(-1), [0], False).item()
     if lo < -size or hi >= size:
         bad = hi if hi >= size else lo
         raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
@@ -574,6 +578,8 @@ def gather(x, dim, index):
         raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
     if index.dim() != x.dim():
         raise RuntimeError(f"gather(): Index tensor must have the same number of dimensions as input tensor ({index.dim()} vs {x.dim()})")
+    from ._util import check_same_device
+    check_same_device("gather", x, index)  # a CPU index pointer handed to a CUDA kernel would crash
     index = _wrap_check_index(index, x._shape[d], d)
     return Gather.apply(x, d, index)
 
@@ -763,6 +769,14 @@ def one_hot(tensor, num_classes=-1):
     from .creation import arange
     if tensor.dtype is not D.int64:
         raise RuntimeError("one_hot is only applicable to index tensor of type int64")
-    if num_classes < 0:
-        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    if tensor.numel():
+        lo, hi = int(tensor.min().item()), int(tensor.max().item())
+        if lo < 0:
+            raise RuntimeError(f"one_hot: class values must be non-negative, got {lo}")
+        if num_classes < 0:
+            num_classes = hi + 1
+        elif hi >= num_classes:
+            raise RuntimeError(f"one_hot: class values must be smaller than num_classes={num_classes}, got {hi}")
+    elif num_classes < 0:
+        num_classes = 0
     return eq(unsqueeze(tensor, -1), arange(num_classes, device=tensor.device)).to(D.int64)

@@ -4,6 +4,8 @@ The kernels (csrc/cpu/optim.cpp; the CUDA module exports the same names) take li
 pointers; this module checks what they rely on (float32, contiguous, one device per call) and
 keeps the tensors whose pointers are passed alive until the call returns.
 """
+import os
+
 import kernelnet as _kn
 
 
@@ -47,3 +49,17 @@ def check_param_contiguous(ps, opt_name):
         if not p.is_contiguous():
             raise RuntimeError(f"{opt_name}: parameters must be contiguous for the fused update "
                                f"(got shape {tuple(p.shape)} with non-contiguous strides)")
+
+
+def step(kernel, params, *args):
+    """Run the update ``kernel`` ("adam_step", ...) over a group. ``args`` follow the kernel's
+    signature (docs/KERNEL_CONTRACT.md) with tensor lists in place of pointer lists. The fused
+    native kernel runs when the parameters' backend has it; otherwise (or with
+    KERNELNET_OPTIM=reference) the tensor-op reference in _reference.py does the same update."""
+    backend = backend_of(params, kernel)
+    fn = None if os.environ.get("KERNELNET_OPTIM") == "reference" else getattr(backend, kernel, None)
+    if fn is None:
+        from . import _reference
+        return getattr(_reference, kernel)(params, *args)
+    conv = [ptrs(a) if isinstance(a, list) and a and isinstance(a[0], _kn.Tensor) else a for a in args]
+    return fn(ptrs(params), *conv)

@@ -38,8 +38,8 @@ class Adadelta(Optimizer):
                     st["step"] = float(st["step"]) + 1.0
                     sq.append(st["square_avg"])
                     acc.append(st["acc_delta"])
-                _fused.backend_of(ps, "Adadelta").adadelta_step(
-                    _fused.ptrs(ps), _fused.ptrs(grads), _fused.ptrs(sq), _fused.ptrs(acc), _fused.sizes(ps),
+                _fused.step(
+                    "adadelta_step", ps, grads, sq, acc, _fused.sizes(ps),
                     float(group["lr"]), float(group["rho"]), float(group["eps"]), float(group["weight_decay"]),
                     bool(group["maximize"]))
         return loss

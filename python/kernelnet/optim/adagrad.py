@@ -48,8 +48,8 @@ class Adagrad(Optimizer):
                     st["step"] = float(st["step"]) + 1.0
                     steps.append(st["step"])
                     sums.append(st["sum"])
-                _fused.backend_of(ps, "Adagrad").adagrad_step(
-                    _fused.ptrs(ps), _fused.ptrs(grads), _fused.ptrs(sums), _fused.sizes(ps), steps,
+                _fused.step(
+                    "adagrad_step", ps, grads, sums, _fused.sizes(ps), steps,
                     float(group["lr"]), float(group["lr_decay"]), float(group["weight_decay"]), float(group["eps"]),
                     bool(group["maximize"]))
         return loss

@@ -59,8 +59,8 @@ class Adam(Optimizer):
                     if amsgrad:
                         vmax.append(st["max_exp_avg_sq"])
                 beta1, beta2 = group["betas"]
-                _fused.backend_of(ps, name).adam_step(
-                    _fused.ptrs(ps), _fused.ptrs(grads), _fused.ptrs(m), _fused.ptrs(v), _fused.ptrs(vmax),
+                _fused.step(
+                    "adam_step", ps, grads, m, v, vmax,
                     _fused.sizes(ps), steps, float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
                     float(group["weight_decay"]), bool(group.get("decoupled_weight_decay", False)), amsgrad,
                     bool(group["maximize"]))

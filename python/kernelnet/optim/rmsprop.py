@@ -47,8 +47,8 @@ class RMSprop(Optimizer):
                         ga.append(st["grad_avg"])
                     if group["momentum"] > 0:
                         mb.append(st["momentum_buffer"])
-                _fused.backend_of(ps, "RMSprop").rmsprop_step(
-                    _fused.ptrs(ps), _fused.ptrs(grads), _fused.ptrs(sq), _fused.ptrs(ga), _fused.ptrs(mb),
+                _fused.step(
+                    "rmsprop_step", ps, grads, sq, ga, mb,
                     _fused.sizes(ps), float(group["lr"]), float(group["alpha"]), float(group["eps"]),
                     float(group["weight_decay"]), float(group["momentum"]), bool(group["centered"]),
                     bool(group["maximize"]))

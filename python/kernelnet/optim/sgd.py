@@ -39,8 +39,8 @@ class SGD(Optimizer):
                             buf = _kn.empty_like(p)
                             st["momentum_buffer"] = buf
                         bufs.append(buf)
-                _fused.backend_of(ps, "SGD").sgd_step(
-                    _fused.ptrs(ps), _fused.ptrs(grads), _fused.ptrs(bufs), init, _fused.sizes(ps),
+                _fused.step(
+                    "sgd_step", ps, grads, bufs, init, _fused.sizes(ps),
                     float(group["lr"]), float(group["momentum"]), float(group["dampening"]),
                     float(group["weight_decay"]), bool(group["nesterov"]), bool(group["maximize"]))
         return loss

@@ -161,7 +161,7 @@ def _load_mnist_like(cls_name, name):
         test = cls(None, train=False, transform=T.ToTensor())
     except FileNotFoundError as ex:
         lines = str(ex).splitlines()
-        where = ", ".join(s.strip() for s in lines[2:] if s.startswith("  "))
+        where = ", ".join(s.strip() for s in lines[1:] if s.startswith("  "))
         raise DataError(f"dataset {name!r}: IDX files not found (looked in {where}); no download is attempted "
                         "- copy the files there or pass --dataset FOLDER") from ex
     h, w = train._images.shape[1:] if hasattr(train, "_images") else (28, 28)

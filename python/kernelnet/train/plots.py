@@ -50,9 +50,9 @@ def learning_curves(history, path, title=None, baselines=None):
     ax_a.plot(ep, acc_train, "o-", ms=3, label="train")
     if has_val:
         ax_a.plot(ep, [100 * h.get("val_accuracy", np.nan) for h in history], "o-", ms=3, label="validation")
-    for name, b in (baselines or {}).items():
-        ax_a.axhline(100 * b["accuracy"], ls=":", lw=1, color="gray")
-        ax_a.text(ep[0] if ep else 0, 100 * b["accuracy"], " " + name, va="bottom", fontsize=8, color="gray")
+    for (name, b), style in zip((baselines or {}).items(), (":", "-.", "--")):
+        ax_a.axhline(100 * b["accuracy"], ls=style, lw=1, color="gray",
+                     label=f"{name} baseline (test) {100 * b['accuracy']:.1f}%")
     ax_a.set_xlabel("epoch")
     ax_a.set_ylabel("accuracy (%)")
     ax_a.set_title("accuracy")

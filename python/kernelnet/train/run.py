@@ -96,15 +96,22 @@ def train_run(dataset="digits", model="mlp", epochs=None, batch_size=32, lr=1e-3
     if scheduler:
         trainer.scheduler = make_scheduler(scheduler, trainer.optimizer, epochs)
     config["device_used"] = str(trainer.device)
-    if command is not None:
-        write_text(os.path.join(out, "command.txt"), command + "\n")
+    if command is not None:  # appended: a resumed run keeps the command that started it
+        cmd_path = os.path.join(out, "command.txt")
+        before = open(cmd_path).read() if resume and os.path.exists(cmd_path) else ""
+        write_text(cmd_path, before + command + "\n")
     write_json(os.path.join(out, "config.json"), config)
+    # history.json after every epoch too, so a long or interrupted run can be watched and plotted
+    from .callbacks import LambdaCallback
+    trainer.callbacks.append(LambdaCallback(on_epoch_end=lambda tr, ep, logs: write_json(
+        os.path.join(out, "history.json"), {"config": config, "command": command, "history": tr.history,
+                                            "best_epoch": tr.best_epoch, "complete": False})))
     trainer.fit(train, test=source.test, epochs=epochs, batch_size=batch_size, valid_fraction=valid_fraction,
                 test_fraction=test_fraction, resume=os.path.join(out, CHECKPOINT_NAME) if resume else None)
     test = dict(trainer.results.get("test", {}))
     summary = {"config": config, "command": command, "history": trainer.history,
                "best_epoch": trainer.best_epoch, "results": {k: v for k, v in trainer.results.items() if k != "test"},
-               "test": test}
+               "test": test, "complete": True}
     write_json(os.path.join(out, "history.json"), summary)
     files = ["history.json", CHECKPOINT_NAME, BEST_NAME] + (["command.txt"] if command else [])
     if make_plots:

@@ -371,7 +371,7 @@ class Trainer:
         loader = self._loader(train, batch_size, shuffle=True)
         monitor = "val_loss" if valid is not None else "train_loss"
         self.stop_training = False
-        self.log(f"training {type(self.model).__name__} on {self.device}: {len(train)} train"
+        self.log(f"training {self.config.get('model', type(self.model).__name__)} on {self.device}: {len(train)} train"
                  + (f" / {len(valid)} valid" if valid is not None else "")
                  + (f" / {len(test)} test" if test is not None else "") + f" samples, batch {batch_size}")
         for cb in self.callbacks:
@@ -469,6 +469,11 @@ class Trainer:
             lines.append("  " + name.ljust(w) + f"{loss:8.4f}  {100 * acc:8.2f}%")
         for k in self.topk:
             lines.append(f"  top-{k} accuracy: {100 * r[f'top{k}']:.2f}%")
+        pc = r.get("per_class_accuracy")
+        if pc and len(pc) <= 20:
+            names = self.class_names if self.class_names and len(self.class_names) == len(pc) else None
+            cells = [f"{names[i] if names else i}: {'-' if a != a else f'{100 * a:.1f}%'}" for i, a in enumerate(pc)]
+            lines.append("  per-class accuracy: " + ", ".join(cells))
         return "\n".join(lines)
 
 
