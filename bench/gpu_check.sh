@@ -21,7 +21,8 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 TOTAL=${KN_TOTAL_BUDGET:-470}
 # cap <seconds>: the stage cap, or what is left of the total budget (minus 5 s to pack up)
 cap() { local left=$(( TOTAL - $(elapsed) - 5 )); [ "$1" -lt "$left" ] && echo "$1" || echo $(( left > 1 ? left : 1 )); }
-COMMIT=${KN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+COMMIT=${KN_COMMIT:-$(git -C "$ROOT" log -1 --format=%H 2>/dev/null)}
+COMMIT=${COMMIT:-unknown}
 export KN_COMMIT=$COMMIT PYTHONUNBUFFERED=1
 SUMMARY=$OUT/summary.txt
 : > "$SUMMARY"
@@ -55,6 +56,28 @@ fi
 # run everything from outside the source tree so the installed package (with _cuda) is imported
 cd /tmp
 python -c "import kernelnet, kernelnet._cuda as g; print('kernelnet from', kernelnet.__file__); print('cuda families', g.__families__, 'devices', g.device_count(), g.device_name(0))" 2>&1 | tee -a "$SUMMARY"
+
+# ---------------------------------------------------------------- do exceptions cross the boundary?
+# (the first H100 run crashed with SIGSEGV where _cuda raised; each probe runs in its own process)
+probe() {
+  local name=$1 code=$2
+  local out rc
+  out=$(timeout 60 python -c "$code" 2>&1)
+  rc=$?
+  say "probe $name rc=$rc: $(echo "$out" | tail -2 | tr '\n' ' ' | cut -c1-300)"
+}
+probe cpu_value_error "import kernelnet._cpu as c
+try: c.reduce(99, 0, 0, 0, 1, 1, 1)
+except ValueError as e: print('OK ValueError', e)"
+probe cuda_value_error "import kernelnet._cuda as g
+try: g.binary(99, 0, 0, 0, [1], 0, [1], [1])
+except ValueError as e: print('OK ValueError', e)"
+probe cuda_oom "import kernelnet._cuda as g
+try: g.Buffer(1 << 50)
+except MemoryError as e: print('OK MemoryError', e)"
+probe cuda_runtime_error "import kernelnet._cuda as g
+try: g.memcpy_dtod(8, 16, 16); g.synchronize()
+except RuntimeError as e: print('OK RuntimeError', e)"
 
 # ---------------------------------------------------------------- CUDA kernel tests first
 timeout "$(cap "${KN_CUDA_TEST_TIMEOUT:-90}")" python -m pytest -q -p no:cacheprovider --rootdir="$ROOT" \

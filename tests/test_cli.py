@@ -38,6 +38,19 @@ def test_info():
     assert "kernelnet" in r.stdout and "CPU backend" in r.stdout
 
 
+def test_console_script():
+    """`pip install` makes a `kernelnet` command (pyproject: kernelnet = "kernelnet.cli:main")."""
+    import shutil
+    exe = shutil.which("kernelnet")
+    if exe is None:
+        pytest.skip("kernelnet is not pip-installed here (development tree on PYTHONPATH)")
+    r = subprocess.run([exe, "info"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "CPU backend" in r.stdout
+    r = subprocess.run([exe, "train", "--bogus"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args,needle", [
     (["train", "--epochs", "zero"], "--epochs"),
     (["train", "--epochs", "0"], "positive"),

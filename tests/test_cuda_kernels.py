@@ -77,6 +77,8 @@ def test_buffer_and_cache_reuse():
     p = b.ptr
     del b
     assert G.memory_allocated() == base
+    x = G.Buffer(3 << 20)  # first use of this size class may cudaMalloc
+    del x
     n0 = G._allocator_stats()["n_malloc"]
     for _ in range(20):  # steady state: blocks come from the cache, no cudaMalloc
         x = G.Buffer(1000)
@@ -100,13 +102,6 @@ def test_size_classes_bound_waste():
         assert s >= n and s <= max(512, 1.25 * n + 512)
 
 
-def test_out_of_memory_raises_memory_error_and_recovers():
-    with pytest.raises(MemoryError, match="Buffer"):
-        G.Buffer(1 << 50)
-    b = G.Buffer(1024)  # the device still works
-    assert b.ptr
-
-
 @pytest.mark.parametrize("n", [0, 1, 7, 4096, (1 << 20) + 3, (9 << 20) + 5])
 def test_memcpy_roundtrip(n):
     rng = np.random.default_rng(n)
@@ -120,15 +115,6 @@ def test_memcpy_roundtrip(n):
 def test_device_queries():
     assert isinstance(G.device_name(0), str) and G.device_name(0)
     G.synchronize()
-
-
-def test_bad_arguments_raise_value_error():
-    with pytest.raises(ValueError, match="sgemm"):
-        G.sgemm(1, False, False, -1, 2, 2, 1.0, 0, 2, 0, 0, 2, 0, 0.0, 0, 2, 0, 0, 0, 0)
-    with pytest.raises(ValueError, match="binary"):
-        G.binary(99, F32, 0, 0, [1], 0, [1], [1])
-    with pytest.raises(ValueError, match="reduce"):
-        G.reduce(R_MAX, F32, 0, 0, 2, 0, 1)
 
 
 # ------------------------------------------------------------------------------ elementwise
@@ -654,3 +640,53 @@ def test_dlpack_with_torch_cuda():
     assert p == t2.data_ptr() and shape == [3, 2] and strides == [1, 3] and dtype == I64
     tb = torch.tensor([True, False], device="cuda")
     assert G.from_dlpack(tb)[3] == BOOL
+
+
+# ------------------------------------------------------------------------------ errors
+# Errors raise C++ exceptions that pybind11 turns into Python exceptions. These run in a child
+# process: on the first H100 run a thrown exception crashed the interpreter (SIGSEGV, cause not
+# yet known), and a crash here must fail these tests, not kill the whole test session.
+def _isolated(code):
+    import subprocess
+    import sys
+    import textwrap
+    prog = "import numpy as np\nfrom kernelnet import _cuda as G\n" + textwrap.dedent(code)
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"child exited with {r.returncode}:\n{r.stdout}\n{r.stderr[-3000:]}"
+
+
+def test_bad_arguments_raise_value_error():
+    _isolated("""
+        import pytest
+        with pytest.raises(ValueError, match="sgemm"):
+            G.sgemm(1, False, False, -1, 2, 2, 1.0, 0, 2, 0, 0, 2, 0, 0.0, 0, 2, 0, 0, 0, 0)
+        with pytest.raises(ValueError, match="binary"):
+            G.binary(99, 0, 0, 0, [1], 0, [1], [1])
+        with pytest.raises(ValueError, match="reduce"):
+            G.reduce(2, 0, 0, 0, 2, 0, 1)
+        G.synchronize()
+    """)
+
+
+def test_out_of_memory_raises_memory_error_and_recovers():
+    _isolated("""
+        import pytest
+        with pytest.raises(MemoryError, match="Buffer"):
+            G.Buffer(1 << 50)
+        b = G.Buffer(1024)  # the device still works
+        assert b.ptr
+        G.fill(0, b.ptr, 256, 1.0)
+        G.synchronize()
+    """)
+
+
+def test_host_index_pointer_is_rejected():
+    # an index tensor left on the CPU must raise, not make the kernel read host memory
+    _isolated("""
+        import pytest
+        idx = np.zeros(4, np.int64)
+        out, src = G.Buffer(64), G.Buffer(64)
+        with pytest.raises(ValueError, match="index_select"):
+            G.index_select(0, out.ptr, src.ptr, 1, 4, 1, idx.ctypes.data, 4)
+        G.synchronize()
+    """)

@@ -292,3 +292,15 @@ def test_fit_on_each_device(device, tmp_path):
     again = Trainer(make_model(seed=1), device=device, lr=1e-2, checkpoint_dir=tmp_path, **quiet())
     h2 = again.fit((X, y), epochs=3, batch_size=16, valid_fraction=0.25, test_fraction=0.25, resume=True)
     assert [h["val_loss"] for h in h2] == [h["val_loss"] for h in hist]
+
+
+def test_resume_after_early_stop_trains_no_further(tmp_path):
+    X, y = blobs(n=120, spread=3.0, seed=5)
+    tr = Trainer(make_model(), lr=0.1, patience=2, checkpoint_dir=tmp_path, **quiet())
+    hist = tr.fit((X, y), epochs=40, batch_size=8, valid_fraction=0.3)
+    assert len(hist) < 40
+    again = Trainer(make_model(seed=3), lr=0.1, patience=2, checkpoint_dir=tmp_path, **quiet())
+    h2 = again.fit((X, y), epochs=40, batch_size=8, valid_fraction=0.3, resume=True)
+    assert len(h2) == len(hist)
+    for (k, v), (_, v2) in zip(tr.model.state_dict().items(), again.model.state_dict().items()):
+        np.testing.assert_array_equal(v.numpy(), v2.numpy())  # the best model, restored in both

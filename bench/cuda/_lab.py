@@ -107,7 +107,7 @@ def metadata():
     commit = os.environ.get("KN_COMMIT")
     if not commit:
         try:
-            commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
+            commit = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%H"], capture_output=True,
                                     text=True, timeout=5).stdout.strip() or "unknown"
         except Exception:
             commit = "unknown"

@@ -88,6 +88,8 @@ def main():
         variants = [("auto", -1, False)]
         if name.startswith("square"):
             variants += [(f"v{c}", c, False) for c in (0, 1, 2, 4)]
+        else:  # every FP32 tile config on the course shapes: data for tuning choose() in gemm.cu
+            variants += [(f"v{c}", c, False) for c in (0, 1, 2, 3)]
         variants += [("tf32 auto", -1, True)]
         if name == "square 4096":
             variants += [("tf32 v10", 10, True), ("tf32 v11", 11, True)]

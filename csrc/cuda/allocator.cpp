@@ -80,6 +80,19 @@ void* cuda_alloc(std::size_t nbytes, const char* op) {
     c.cached -= sz;
     c.n_reuse++;
   } else {
+    // A request larger than the whole device never reaches cudaMalloc (on the first H100 run a
+    // 1 PiB request crashed the process instead of failing; cause not yet isolated).
+    static const std::size_t total = [] {
+      std::size_t f = 0, t = 0;
+      if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+        cudaGetLastError();
+        return std::size_t(0);
+      }
+      return t;
+    }();
+    if (total && sz > total)
+      throw CudaOOM(str_cat(op, ": CUDA out of memory: ", nbytes, " bytes requested, the device has ",
+                            total, " bytes"));
     cudaError_t e = cudaMalloc(&p, sz);
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();

@@ -61,4 +61,17 @@ inline unsigned grid_for(i64 n, int threads, i64 max_blocks = 65536) {
   return (unsigned)b;
 }
 int num_sms();  // multiprocessor count of the current device (cached), allocator.cpp
+
+// ValueError when p is ordinary (pageable) host memory: a kernel reading it would fault and poison
+// the CUDA context. Used for index tensors, which Python code easily leaves on the CPU. ~1 us.
+inline void check_device_ptr(const char* op, const char* what, const void* p) {
+  if (!p) return;
+  cudaPointerAttributes a;
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return;  // unknown to the runtime: let the kernel run (it reports its own errors)
+  }
+  KN_CHECK(a.type != cudaMemoryTypeUnregistered, op, ": ", what,
+           " is host (CPU) memory; move it to the GPU first (e.g. index.to('cuda'))");
+}
 }  // namespace kn

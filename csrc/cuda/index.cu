@@ -80,6 +80,7 @@ void index_select_t(uptr out, uptr src, i64 outer, i64 n_src, i64 inner, uptr id
 void index_select(int dtype, uptr out, uptr src, i64 outer, i64 n_src, i64 inner, uptr idx, i64 n_idx) {
   check_sizes("index_select", outer, n_src, inner, n_idx);
   if (outer * n_idx * inner == 0) return;
+  check_device_ptr("index_select", "the index", ptr<void>(idx));
   switch (dtype) {
     case F32: return index_select_t<uint32_t>(out, src, outer, n_src, inner, idx, n_idx);
     case I64: return index_select_t<uint64_t>(out, src, outer, n_src, inner, idx, n_idx);
@@ -92,6 +93,7 @@ void index_add(uptr out, uptr src, i64 outer, i64 n_out, i64 inner, uptr idx, i6
   check_sizes("index_add", outer, n_out, inner, n_idx);
   i64 total = outer * n_idx * inner;
   if (total == 0) return;
+  check_device_ptr("index_add", "the index", ptr<void>(idx));
   if (fits32(total, outer * n_out * inner))
     k_index_add<int32_t><<<grid(total), kThreads, 0, kStream>>>(
         ptr<float>(out), ptr<const float>(src), (int32_t)outer, (int32_t)n_out, (int32_t)inner,
@@ -118,6 +120,7 @@ void gather_t(uptr out, uptr src, uptr idx, i64 outer, i64 n_src, i64 inner, i64
 void gather(int dtype, uptr out, uptr src, uptr idx, i64 outer, i64 n_src, i64 inner, i64 n_idx) {
   check_sizes("gather", outer, n_src, inner, n_idx);
   if (outer * n_idx * inner == 0) return;
+  check_device_ptr("gather", "the index", ptr<void>(idx));
   switch (dtype) {
     case F32: return gather_t<uint32_t>(out, src, idx, outer, n_src, inner, n_idx);
     case I64: return gather_t<uint64_t>(out, src, idx, outer, n_src, inner, n_idx);
@@ -130,6 +133,7 @@ void scatter_add(uptr out, uptr src, uptr idx, i64 outer, i64 n_out, i64 inner, 
   check_sizes("scatter_add", outer, n_out, inner, n_idx);
   i64 total = outer * n_idx * inner;
   if (total == 0) return;
+  check_device_ptr("scatter_add", "the index", ptr<void>(idx));
   if (fits32(total, outer * n_out * inner))
     k_scatter_add<int32_t><<<grid(total), kThreads, 0, kStream>>>(
         ptr<float>(out), ptr<const float>(src), ptr<const int64_t>(idx), (int32_t)outer,

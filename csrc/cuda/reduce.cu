@@ -1,8 +1,9 @@
 // reduce(op, dtype, out, inp, outer, R, inner): inp viewed as [outer, R, inner] -> out [outer, inner].
 //
 // Strategies (chosen on the host from the shape):
-//   inner == 1 ("row reduce"): a group of threads per row, 32 (one warp) for short rows or 256
-//     (a block) for long ones; lanes stride over the row so a warp's loads are coalesced, then
+//   inner == 1 ("row reduce"): a group of threads per row: the power of two >= R up to 32 (part
+//     of a warp: rows of 10 classes keep 16 lanes busy, not 32) for rows up to 1024, else 256
+//     (a block); lanes stride over the row so a warp's loads are coalesced, then
 //     warp shuffles and, for blocks, shared memory combine the partial results.
 //   inner > 1 ("column reduce"): 32 threads across consecutive inner indices (coalesced 128-byte
 //     rows) x 8 threads splitting R; shared memory combines the 8 partial results.
@@ -116,13 +117,15 @@ struct Loader<Op, true> {
   __device__ static void add(typename Op::Acc& a, const Src* p, int64_t off, int64_t) { Op::combine(a, p[off]); }
 };
 
+// Tree-combines groups of `width` consecutive lanes (a power of two <= 32); lane 0 of each group
+// ends with the group's result (shfl_down from a lane past the group only reaches lanes whose
+// values lane 0 of the group never reads).
 template <class Op>
-__device__ __forceinline__ void warp_combine(typename Op::Acc& a) {
-#pragma unroll
-  for (int d = 16; d > 0; d >>= 1) Op::combine(a, shfl_down(a, d));
+__device__ __forceinline__ void warp_combine(typename Op::Acc& a, int width = 32) {
+  for (int d = width >> 1; d > 0; d >>= 1) Op::combine(a, shfl_down(a, d));
 }
 
-// Row reduce: groups of `group` threads (32 or blockDim.x) per segment. Segment g covers
+// Row reduce: groups of `group` threads (a power of two <= 32, or blockDim.x) per segment. Segment g covers
 // row g / S, elements [c * chunk, min(R, (c + 1) * chunk)) with c = g % S.
 template <class Op, bool FROM_ACC, bool FINAL>
 __global__ void k_reduce_rows(const typename Loader<Op, FROM_ACC>::Src* __restrict__ in, void* out,
@@ -140,7 +143,7 @@ __global__ void k_reduce_rows(const typename Loader<Op, FROM_ACC>::Src* __restri
     const auto* p = in + row * R;
     for (int64_t r = r0 + lane; r < r1; r += group) Loader<Op, FROM_ACC>::add(a, p, r, r);
   }
-  warp_combine<Op>(a);
+  warp_combine<Op>(a, group < 32 ? group : 32);
   if (group > 32) {  // one group per block: combine the warps through shared memory
     int w = threadIdx.x / 32;
     if ((threadIdx.x & 31) == 0) sh[w] = a;
@@ -190,11 +193,14 @@ void run_reduce(uptr out, uptr inp, i64 outer, i64 R, i64 inner) {
   const i64 sms = num_sms();
   const i64 want_blocks = sms * 4;
   if (inner == 1) {
-    if (R <= 1024) {  // warp per row, 8 rows per block
-      i64 nb = (outer + 7) / 8;
+    if (R <= 1024) {  // a warp per row, or a power-of-two part of a warp for short rows
+      int group = 1;
+      while (group < 32 && group < R) group *= 2;
+      i64 rows_per_block = 256 / group;
+      i64 nb = (outer + rows_per_block - 1) / rows_per_block;
       KN_CHECK(nb < (i64(1) << 31), "reduce: too many rows");
       k_reduce_rows<Op, false, true><<<(unsigned)nb, 256, 0, kStream>>>(in, ptr<void>(out), outer, R, 1,
-                                                                         R > 0 ? R : 1, R, 32);
+                                                                         R > 0 ? R : 1, R, group);
       KN_LAUNCH_CHECK("reduce");
       return;
     }

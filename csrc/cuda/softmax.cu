@@ -4,8 +4,8 @@
 //   log_softmax_forward(x, y, rows, cols)        y = x - lse(x)
 //   softmax_backward(y, dy, dx, rows, cols)      dx = y * (dy - sum(dy * y))
 //   log_softmax_backward(y, dy, dx, rows, cols)  dx = dy - exp(y) * sum(dy)
-// A warp per row when rows are short (<= 1024 columns: the usual class counts), a 256-thread block
-// per row otherwise. Rows are read three times (max, sum, write); the second and third reads hit
+// A warp per row (or the power-of-two part of a warp >= cols for very short rows) up to 1024
+// columns, a 256-thread block per row otherwise. Rows are read three times (max, sum, write); the second and third reads hit
 // L1/L2 for the row sizes of classification heads.
 #include <cfloat>
 
@@ -14,10 +14,11 @@
 namespace kn {
 namespace {
 
+// Reduces over a group of `group` lanes (a power of two <= 32, aligned inside the warp, so xor
+// partners stay in the group) or over the whole block (group > 32); every lane gets the result.
 template <bool MAX>
 __device__ __forceinline__ float group_reduce(float v, int group, float* sh) {
-#pragma unroll
-  for (int d = 16; d > 0; d >>= 1) {
+  for (int d = (group < 32 ? group : 32) >> 1; d > 0; d >>= 1) {
     float o = __shfl_xor_sync(0xffffffffu, v, d);
     v = MAX ? fmaxf(v, o) : v + o;
   }
@@ -80,7 +81,9 @@ __global__ void k_softmax_bwd(const float* __restrict__ y, const float* __restri
 
 void launch_rows(const char* op, i64 rows, i64 cols, int* group, unsigned* blocks) {
   KN_CHECK(rows >= 0 && cols >= 0, op, ": negative size (", rows, ", ", cols, ")");
-  *group = cols <= 1024 ? 32 : 256;
+  int g = 1;  // short rows (class scores): the power of two >= cols, up to a warp
+  while (g < 32 && g < cols) g *= 2;
+  *group = cols <= 1024 ? g : 256;
   i64 per_block = 256 / *group;
   i64 nb = (rows + per_block - 1) / per_block;
   KN_CHECK(nb < (i64(1) << 31), op, ": too many rows");

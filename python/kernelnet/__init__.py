@@ -39,3 +39,4 @@ def is_floating_point(t):
 # neural-network API (issue 9): modules, optimizers, data, checkpoints
 from . import nn, optim, utils, datasets, transforms  # noqa: E402
 from .serialization import save, load  # noqa: E402
+from . import backends  # noqa: E402,F401  (kernelnet.backends.allow_tf32)

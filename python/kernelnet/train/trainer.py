@@ -221,6 +221,7 @@ class Trainer:
         With ``outputs=True`` also the scores [N, C] and targets [N] as NumPy arrays."""
         kn = _kn()
         ds = as_dataset(data)
+        self.eval_generator.manual_seed(0)  # evaluation never depends on what ran before it
         was_training = self.model.training
         self.model.eval()
         loss_sum, n, correct = 0.0, 0, 0
@@ -273,6 +274,7 @@ class Trainer:
             "history": self.history,
             "best": {"epoch": -1 if self.best_epoch is None else self.best_epoch, "loss": float(self.best_loss)},
             "best_model": self.best_state,
+            "stopped": bool(self.stop_training),  # early-stopped: a resume must not train further
             "config": self.config,
         }
 
@@ -294,6 +296,7 @@ class Trainer:
         self.best_epoch = None if best["epoch"] < 0 else int(best["epoch"])
         self.best_loss = float(best["loss"])
         self.best_state = state.get("best_model")
+        self._resumed_stopped = bool(state.get("stopped", False))
 
     def save_checkpoint(self, path=None):
         path = path or self._checkpoint_path()
@@ -359,7 +362,6 @@ class Trainer:
         if self.seed is not None:
             kn.manual_seed(self.seed)
             self.loader_generator.manual_seed(self.seed + 1)
-        self.eval_generator.manual_seed(0)
         self.history, self.epoch, self.best_epoch, self.best_loss, self.best_state = [], 0, None, math.inf, None
         if resume:
             path = resume if isinstance(resume, (str, os.PathLike)) else self._checkpoint_path()
@@ -370,7 +372,7 @@ class Trainer:
             os.makedirs(self.checkpoint_dir, exist_ok=True)
         loader = self._loader(train, batch_size, shuffle=True)
         monitor = "val_loss" if valid is not None else "train_loss"
-        self.stop_training = False
+        self.stop_training = bool(resume) and getattr(self, "_resumed_stopped", False)
         self.log(f"training {self.config.get('model', type(self.model).__name__)} on {self.device}: {len(train)} train"
                  + (f" / {len(valid)} valid" if valid is not None else "")
                  + (f" / {len(test)} test" if test is not None else "") + f" samples, batch {batch_size}")
