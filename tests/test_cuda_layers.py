@@ -470,3 +470,18 @@ def test_conv2d_every_tile_config(cfg):
             close(c, r)
     finally:
         _cuda._conv_force_config(0)
+
+
+def test_host_memory_targets_raise_not_crash():
+    """Targets/indices left on the CPU: a ValueError naming the op, not a fault that kills the
+    CUDA context."""
+    if _DEV != "cuda":
+        pytest.skip("CUDA-only check")
+    z, loss = kn.tensor(randn(3, 4), device="cuda"), kn.empty(3, device="cuda")
+    t_host = np.array([0, 1, 2], np.int64)
+    with pytest.raises(ValueError, match="cross_entropy_forward: target is host"):
+        _cuda.cross_entropy_forward(z.data_ptr(), t_host.ctypes.data, 0, loss.data_ptr(), 0, 0, 3, 4, -100, 0.0)
+    ind_host = np.zeros((1, 1, 1, 1), np.int64)
+    dy, dx = kn.tensor(randn(1, 1, 1, 1), device="cuda"), kn.empty(1, 1, 2, 2, device="cuda")
+    with pytest.raises(ValueError, match="max_pool2d_backward: indices is host"):
+        _cuda.max_pool2d_backward(dy.data_ptr(), ind_host.ctypes.data, dx.data_ptr(), 1, 1, 2, 2, 1, 1)

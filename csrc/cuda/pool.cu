@@ -218,6 +218,7 @@ KN_BIND(pool_cuda) {
         const char* op = "max_pool2d_backward";
         pc::check_pool(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
         KN_CHECK(dy && ind && dx, op, ": null pointer (indices are required)");
+        kn::check_device_ptr(op, "indices", ptr<const void>(ind));
         pc::zero(ptr<float>(dx), N * C * H * W, op);
         const i64 total = N * C * P * Q;
         if (total == 0) return;

@@ -191,6 +191,8 @@ KN_BIND(softmax_loss_cuda) {
         lc::check_rc(op, rows, cols);
         KN_CHECK(eps >= 0.f && eps <= 1.f, op, ": label_smoothing must be in [0, 1], got ", eps);
         KN_CHECK(z && t && loss, op, ": null pointer");
+        kn::check_device_ptr(op, "target", ptr<const void>(t));
+        kn::check_device_ptr(op, "weight", ptr<const void>(w));
         if (rows == 0) return;
         lc::k_ce_fwd<<<lc::row_blocks(rows), TPB, 0, kn::kStream>>>(
             ptr<const float>(z), ptr<const i64>(t), ptr<const float>(w), ptr<float>(loss),
@@ -206,6 +208,9 @@ KN_BIND(softmax_loss_cuda) {
         lc::check_rc(op, rows, cols);
         KN_CHECK(gstride == 0 || gstride == 1, op, ": grad_stride must be 0 or 1");
         KN_CHECK(z && t && grad && dz, op, ": null pointer");
+        kn::check_device_ptr(op, "target", ptr<const void>(t));
+        kn::check_device_ptr(op, "weight", ptr<const void>(w));
+        kn::check_device_ptr(op, "grad", ptr<const void>(grad));
         if (rows == 0) return;
         lc::k_ce_bwd<<<lc::row_blocks(rows), TPB, 0, kn::kStream>>>(
             ptr<const float>(z), ptr<const i64>(t), ptr<const float>(w), ptr<const float>(lse),
@@ -219,6 +224,8 @@ KN_BIND(softmax_loss_cuda) {
         const char* op = "nll_loss_forward";
         lc::check_rc(op, rows, cols);
         KN_CHECK(lp && t && loss, op, ": null pointer");
+        kn::check_device_ptr(op, "target", ptr<const void>(t));
+        kn::check_device_ptr(op, "weight", ptr<const void>(w));
         if (rows == 0) return;
         lc::k_nll_fwd<<<kn::layer::blocks_for(rows, 256), 256, 0, kn::kStream>>>(
             ptr<const float>(lp), ptr<const i64>(t), ptr<const float>(w), ptr<float>(loss),
@@ -233,6 +240,9 @@ KN_BIND(softmax_loss_cuda) {
         lc::check_rc(op, rows, cols);
         KN_CHECK(gstride == 0 || gstride == 1, op, ": grad_stride must be 0 or 1");
         KN_CHECK(t && grad && dlp, op, ": null pointer");
+        kn::check_device_ptr(op, "target", ptr<const void>(t));
+        kn::check_device_ptr(op, "weight", ptr<const void>(w));
+        kn::check_device_ptr(op, "grad", ptr<const void>(grad));
         if (rows == 0) return;
         lc::k_nll_bwd<<<kn::layer::blocks_for(rows * cols, 256), 256, 0, kn::kStream>>>(
             ptr<const i64>(t), ptr<const float>(w), ptr<const float>(grad), gstride, ptr<float>(dlp),
