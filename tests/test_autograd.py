@@ -410,3 +410,23 @@ def test_mean_backward_over_dims():
     x = kn.ones(2, 3, requires_grad=True)
     x.mean().backward()
     close(x.grad, np.full((2, 3), 1 / 6))
+
+
+def test_max_with_dim_grad_goes_to_returned_index():
+    # PyTorch: max(dim)/min(dim) route the gradient to the index they return (first of ties);
+    # full reductions max()/amax() split it evenly
+    for k_fn, t_fn in [(lambda q: q.max(0)[0], lambda q: q.max(0)[0]),
+                       (lambda q: q.min(1, keepdim=True).values, lambda q: q.min(1, keepdim=True).values),
+                       (lambda q: q.amax(0), lambda q: q.amax(0))]:
+        torch_check(k_fn, [make(np.array([[3.0, 1.0], [3.0, 1.0], [1.0, 0.5]]), requires_grad=True)], fn_torch=t_fn)
+
+
+def test_std_and_norm_grad_at_zero_spread():
+    torch_check(lambda q: q.std(), [make(np.ones(3), requires_grad=True)])
+    torch_check(lambda q: q.std(0), [make(np.ones((3, 2)), requires_grad=True)])
+    torch_check(lambda q: q.norm(), [make(np.zeros(3), requires_grad=True)])
+    torch_check(lambda q: q.norm(dim=1), [make(np.array([[0.0, 0.0], [3.0, 4.0]]), requires_grad=True)])
+
+
+def test_logsumexp_grad_with_inf():
+    torch_check(lambda q: q.logsumexp(1), [make(np.array([[-np.inf, 0.0], [1.0, 2.0]]), requires_grad=True)])

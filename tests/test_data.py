@@ -232,3 +232,37 @@ def test_random_transform_determinism_in_loader(tmp_path):
         return np.concatenate([x.numpy() for x, _ in DataLoader(ds, batch_size=6, shuffle=True)])
 
     assert np.array_equal(run(), run())
+
+
+def test_load_digits():
+    X, y = datasets.load_digits(return_X_y=True)
+    assert tuple(X.shape) == (1797, 64) and X.dtype == kn.float32 and y.dtype == kn.int64
+    ds = datasets.load_digits()
+    x0, y0 = ds[0]
+    assert tuple(x0.shape) == (1, 8, 8) and int(y0.item()) == int(y[0].item())
+
+
+def test_same_seed_same_weights_batches_and_losses(tmp_path):
+    """Issue 9, determinism: a seed fixes initial weights, batch order, augmentation and dropout."""
+    import kernelnet.nn as nn
+    import kernelnet.optim as optim
+    make_mnist_dir(str(tmp_path), n=40)
+
+    def run():
+        kn.manual_seed(123)
+        ds = datasets.MNIST(str(tmp_path), transform=T.Compose([T.ToTensor(), T.RandomCrop(28, padding=2)]))
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+        losses = []
+        for x, y in DataLoader(ds, batch_size=8, shuffle=True):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+        return losses, model.state_dict()
+
+    (l1, s1), (l2, s2) = run(), run()
+    assert l1 == l2 and len(l1) == 5
+    for k in s1:
+        assert np.array_equal(s1[k].numpy(), s2[k].numpy())

@@ -185,3 +185,21 @@ def test_deepcopy_and_pickle_keep_parameters():
         assert isinstance(w2, nn.Parameter) and w2.requires_grad and w2 is not w
         assert np.array_equal(w2.detach().numpy(), w.detach().numpy())
         assert [n for n, _ in m2.named_buffers()] == [n for n, _ in m.named_buffers()]
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_matches_torch(norm_type):
+    rng = np.random.default_rng(0)
+    gs = [rng.standard_normal(s).astype(np.float32) * 3 for s in [(3, 4), (5,), (2, 2, 2)]]
+    tp = [torch.nn.Parameter(torch.zeros(g.shape)) for g in gs]
+    kp = [nn.Parameter(kn.zeros(*g.shape)) for g in gs]
+    for t, k, g in zip(tp, kp, gs):
+        t.grad = torch.tensor(g)
+        k.grad = kn.tensor(g)
+    nt = torch.nn.utils.clip_grad_norm_(tp, 1.5, norm_type)
+    nk = nn.utils.clip_grad_norm_(kp, 1.5, norm_type)
+    assert abs(float(nt) - float(nk.item())) < 1e-4 * float(nt)
+    for t, k in zip(tp, kp):
+        np.testing.assert_allclose(k.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-6)
+    nn.utils.clip_grad_value_(kp, 0.1)
+    assert max(float(np.abs(k.grad.numpy()).max()) for k in kp) <= 0.1 + 1e-7

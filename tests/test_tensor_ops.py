@@ -543,3 +543,25 @@ def test_integer_division_by_zero_raises(device):
     with pytest.raises(ZeroDivisionError, match="floor_divide"):
         kn.tensor([1, 2], device=device) // kn.tensor([1, 0], device=device)
     close(kn.tensor([1, 2], device=device) / 0, [np.inf, np.inf])  # true division: float, like torch
+
+
+def test_fmod_vs_remainder_signs(device):
+    a = np.array([-3.0, 3.0, -3.5, 4.0, 0.0])
+    b = np.array([2.0, -2.0, 2.0, 2.0, 3.0])
+    close(kn.fmod(make(a, device), make(b, device)), np.fmod(a, b))
+    close(kn.remainder(make(a, device), make(b, device)), np.mod(a, b))
+    ia, ib = np.array([-7, 7, -6]), np.array([2, -2, 4])
+    close(kn.fmod(make(ia, device), make(ib, device)), np.fmod(ia, ib))
+    close(make(ia, device) % make(ib, device), np.mod(ia, ib))
+
+
+def test_logsumexp_infinities(device):
+    t = make(np.array([[-np.inf, -np.inf], [np.inf, 1.0], [0.0, 1.0]]), device)
+    close(t.logsumexp(1), [-np.inf, np.inf, np.log(np.exp(0.0) + np.exp(1.0))])
+
+
+def test_int_pow(device):
+    close(kn.tensor([2, 3], device=device) ** 2, [4, 9])
+    assert (kn.tensor([2, 3], device=device) ** 2).dtype is kn.int64
+    with pytest.raises(RuntimeError, match="negative integer powers"):
+        kn.tensor([2], device=device) ** -1

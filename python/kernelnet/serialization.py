@@ -6,7 +6,6 @@ tensor leaves refer to members ``t0``, ``t1``, ... (raw arrays). Loading uses
 ``numpy.load(allow_pickle=False)``, so no object is ever unpickled; zip CRCs catch corrupted data.
 Files are written atomically: temp file in the same folder, fsync, os.replace.
 """
-import io
 import json
 import os
 import tempfile

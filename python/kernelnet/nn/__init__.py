@@ -7,3 +7,4 @@ from .modules import (Module, Sequential, ModuleList, ModuleDict, ParameterList,
                       BatchNorm2d, LayerNorm, Embedding, ReLU, LeakyReLU, ELU, GELU, SiLU, Tanh, Sigmoid, Softplus,
                       Softmax, LogSoftmax, CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss)
 from . import modules
+from . import utils

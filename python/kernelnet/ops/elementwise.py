@@ -246,7 +246,12 @@ def remainder(a, b):
     return sub(a, mul(floor_divide(a, b), b))
 
 
-fmod = remainder
+def fmod(a, b):
+    """C's fmod: the remainder takes the sign of a (remainder() takes the sign of b)."""
+    r = remainder(a, b)
+    a_t = a if isinstance(a, Tensor) else _as_tensor(a, r.dtype, r.device)
+    fix = logical_and(ne(r, 0), ne(lt(r, 0), lt(a_t, 0)))
+    return where(fix, sub(r, b), r)
 
 
 def pow(a, b):
@@ -256,6 +261,9 @@ def pow(a, b):
         return _unary(U_POWS, a, float(b))
     a, b = _prep("pow", a, b)
     if a.dtype is not D.float32:
+        if a.dtype is D.int64 and b.numel() and bool(binary_kernel(LT, b, _as_tensor(0, D.int64, b.device)).any().item()):
+            raise RuntimeError("pow: integers to negative integer powers are not allowed "
+                               f"(base {a.dtype} of shape {tuple(a.shape)})")
         return binary_kernel(POW, a, b)
     return Pow.apply(a, b) if (a.requires_grad or b.requires_grad) else binary_kernel(POW, a, b)
 

@@ -174,8 +174,14 @@ def _extremum(op, x, dim, keepdim):
     if isinstance(dim, Tensor):
         raise TypeError("max/min(x, other_tensor): use maximum/minimum")
     dims = _dims_arg(x, dim, _NAMES[op])
-    vals = MaxMin.apply(x, op, dims, keepdim) if (x.requires_grad and x.dtype is D.float32) else reduce_kernel(op, x, dims, keepdim)
     idx = reduce_kernel(R_ARGMAX if op == R_MAX else R_ARGMIN, x, dims, keepdim)
+    if x.requires_grad and x.dtype is D.float32 and len(dims) == 1 and x.dim() > 0:
+        # max(dim) sends the gradient to the returned index only (PyTorch), not split over ties
+        from .shape import gather, squeeze
+        ik = idx if keepdim else idx.unsqueeze(dims[0])
+        vals = gather(x, dims[0], ik)
+        return values_indices(vals if keepdim else squeeze(vals, dims[0]), idx)
+    vals = MaxMin.apply(x, op, dims, keepdim) if (x.requires_grad and x.dtype is D.float32) else reduce_kernel(op, x, dims, keepdim)
     return values_indices(vals, idx)
 
 
@@ -268,9 +274,33 @@ def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
     return mul(ss, 1.0 / (n - correction) if n - correction > 0 else float("nan"))
 
 
-def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
+class _SafeSqrt(Function):
+    """sqrt whose gradient is 0 (not inf, which times 0 gives nan) where the result is 0:
+    PyTorch's std()/norm() backward at a constant / zero input is 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        from .elementwise import sqrt
+        y = sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        from .elementwise import where, eq, div, mul
+        (y,) = ctx.saved_tensors
+        return where(eq(y, 0.0), 0.0, div(g, mul(y, 2.0)))
+
+
+def _safe_sqrt(x):
+    if x.requires_grad:
+        return _SafeSqrt.apply(x)
     from .elementwise import sqrt
-    return sqrt(var(x, dim, unbiased, keepdim, correction))
+    return sqrt(x)
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    return _safe_sqrt(var(x, dim, unbiased, keepdim, correction))
 
 
 def var_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -282,8 +312,9 @@ def std_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
 
 
 def logsumexp(x, dim, keepdim=False):
-    from .elementwise import sub, exp, log, add
+    from .elementwise import sub, exp, log, add, where, isfinite
     m = amax(x, dim, keepdim=True).detach()
+    m = where(isfinite(m), m, 0.0)  # all -inf (or an inf) in a row: shift by 0, not by inf (nan)
     s = log(sum(exp(sub(x, m)), dim, keepdim=True))
     r = add(s, m)
     if not keepdim:
@@ -295,7 +326,7 @@ def logsumexp(x, dim, keepdim=False):
 def norm(x, p="fro", dim=None, keepdim=False):
     from .elementwise import sqrt, mul, abs as _abs, pow as _pow
     if p in ("fro", 2, 2.0):
-        return sqrt(sum(mul(x, x), dim, keepdim))
+        return _safe_sqrt(sum(mul(x, x), dim, keepdim))
     if p in (1, 1.0):
         return sum(_abs(x), dim, keepdim)
     if p == float("inf"):

@@ -665,6 +665,9 @@ def cat(tensors, dim=0):
     from ._util import check_same_device
     check_same_device("cat", *tensors)
     # legacy rule: 1-d empty tensors are skipped
+    for i, t in enumerate(tensors):
+        if t.dim() == 0:
+            raise RuntimeError(f"cat(): zero-dimensional tensor (at position {i}) cannot be concatenated")
     nonempty = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)] or tensors[:1]
     ref = nonempty[0]
     d = ref._wrap_dim(dim)
@@ -706,6 +709,10 @@ def split(x, split_size_or_sections, dim=0):
     n = x._shape[d]
     if isinstance(split_size_or_sections, int):
         s = split_size_or_sections
+        if s < 0 or (s == 0 and n != 0):
+            raise RuntimeError(f"split: split_size must be positive (got {s}) for a dimension of size {n}")
+        if s == 0:
+            return (x,)
         sizes = [min(s, n - i) for i in range(0, n, s)] or [0]
     else:
         sizes = list(split_size_or_sections)
