@@ -1,7 +1,7 @@
 """SGEMM throughput: kernelnet vs NumPy (OpenBLAS) vs PyTorch (MKL), on squares and on the GEMMs of
 the course CNN (conv layers as im2col products, FC layers, and their gradients).
 
-    python bench/gemm.py [--reps 5] [--threads N] [--only NAME ...]
+    python bench/gemm.py [--reps 5] [--threads N] [--only NAME ...] [--clock cpu]
 
 Each library runs in its own persistent worker process (`python bench/gemm.py --worker LIB`);
 the parent asks them in turn, shape by shape, alternating A B C A B C ... and reports the median of
@@ -10,6 +10,9 @@ views to every library (no copies). The NumPy worker runs without OPENBLAS_CORET
 OPENBLAS_L2_SIZE (which may be set on the development machine and slow OpenBLAS down); the kernel
 it runs is recorded. Roofline: kernelnet's micro-kernel on L1-resident data, one core, times the
 number of threads. Results: bench/results/gemm-<date>.json.
+
+--clock cpu (implies --threads 1) times each call with the calling thread's CPU time: on a machine
+whose cores are shared with other jobs this measures the kernels rather than the scheduler.
 """
 import argparse
 import datetime
@@ -72,11 +75,11 @@ def worker_kernelnet():
             A, B, C = make_operands(np, M, N, K, True, False)
             call = lambda: _cpu.sgemm(reps, True, False, M, N, K, 1e-9, A.ctypes.data, M, 0,
                                       B.ctypes.data, N, 0, 1.0, C.ctypes.data, N, 0, 0, 0, 0)
-            best = min(_common.time_call(call, 0.1) for _ in range(5))
+            best = min(_common.time_call(call, 0.1, clock=req["clock"]) for _ in range(5))
             return {"gflops_1core": 2.0 * M * N * K * reps / best / 1e9}
         M, N, K, ta, tb = req["shape"]
         fn, keep = gemm_fn(M, N, K, ta, tb)
-        return {"seconds": _common.time_call(fn, req.get("min_time", 0.2))}
+        return {"seconds": _common.time_call(fn, req["min_time"], clock=req["clock"])}
 
     _common.serve(handle)
 
@@ -98,8 +101,8 @@ def worker_numpy():
         A, B, C = make_operands(np, M, N, K, ta, tb)
         a = A.T if ta else A
         b = B.T if tb else B
-        return {"seconds": _common.time_call(lambda: np.matmul(a, b, out=C),
-                                             req.get("min_time", 0.2))}
+        return {"seconds": _common.time_call(lambda: np.matmul(a, b, out=C), req["min_time"],
+                                             clock=req["clock"])}
 
     _common.serve(handle)
 
@@ -118,8 +121,8 @@ def worker_torch():
         a = A.t() if ta else A
         b = B.t() if tb else B
         with torch.no_grad():
-            return {"seconds": _common.time_call(lambda: torch.mm(a, b, out=C),
-                                                 req.get("min_time", 0.2))}
+            return {"seconds": _common.time_call(lambda: torch.mm(a, b, out=C), req["min_time"],
+                                                 clock=req["clock"])}
 
     _common.serve(handle)
 
@@ -147,8 +150,12 @@ def main():
     ap.add_argument("--only", nargs="*", help="shape names containing any of these words")
     ap.add_argument("--libs", nargs="*", default=LIBS, choices=LIBS)
     ap.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: per-thread CPU time, single thread (for a shared, loaded machine)")
     ap.add_argument("--out", help="JSON path (default bench/results/gemm-<date>.json)")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        args.threads = 1
     if args.worker:
         return {"kernelnet": worker_kernelnet, "numpy": worker_numpy,
                 "torch": worker_torch}[args.worker]()
@@ -159,14 +166,15 @@ def main():
                                    env=worker_env(lib, args.threads)) for lib in libs}
     load_before = _common.load_average()
     info = {lib: w.ask({"op": "info"}) for lib, w in workers.items()}
-    print(f"CPU: {_common.cpu_name()}   threads: {args.threads}   reps: {args.reps} (median)   "
+    print(f"CPU: {_common.cpu_name()}   threads: {args.threads}   clock: {args.clock}   "
+          f"reps: {args.reps} (median)   "
           f"load average before: {load_before}")
     for lib in libs:
         print(f"  {lib}: {info[lib]}")
 
     peak = None
     if "kernelnet" in workers:
-        peak = workers["kernelnet"].ask({"op": "peak"})["gflops_1core"]
+        peak = workers["kernelnet"].ask({"op": "peak", "clock": args.clock})["gflops_1core"]
         print(f"roofline: kernelnet micro-kernel on L1-resident data {peak:.1f} GFLOP/s per core, "
               f"x{args.threads} threads = {peak * args.threads:.0f} GFLOP/s")
 
@@ -183,7 +191,7 @@ def main():
             order = libs[r % len(libs):] + libs[:r % len(libs)]  # rotate who goes first
             for lib in order:
                 res = workers[lib].ask({"op": "time", "shape": [M, N, K, ta, tb],
-                                        "min_time": args.min_time})
+                                        "min_time": args.min_time, "clock": args.clock})
                 samples[lib].append(flop / res["seconds"] / 1e9)
                 time.sleep(0.05)
         med = {lib: _common.median(v) for lib, v in samples.items()}
@@ -202,11 +210,13 @@ def main():
     load_after = _common.load_average()
     print(f"load average after: {load_after}  (2 cores shared with other jobs: "
           f"'kn spread' = (max - min) / median of kernelnet's samples)")
+    stamp = f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M}"
     out = args.out or os.path.join(
-        HERE, "results", f"gemm-{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M}.json")
+        HERE, "results", f"gemm-{stamp}{'-cpuclock' if args.clock == 'cpu' else ''}.json")
     _common.write_json_atomic(out, {
         "bench": "gemm", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "cpu": _common.cpu_name(), "threads": args.threads, "reps": args.reps,
+        "cpu": _common.cpu_name(), "threads": args.threads, "clock": args.clock,
+        "reps": args.reps,
         "libs": info, "roofline_gflops_per_core": peak,
         "roofline_gflops": None if peak is None else peak * args.threads,
         "load_average_before": load_before, "load_average_after": load_after,

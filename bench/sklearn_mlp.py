@@ -55,15 +55,19 @@ def fashion():
 # ----------------------------------------------------------------------------- worker side
 def worker(lib, threads):
     if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
-        os.environ["KERNELNET_NUM_THREADS"] = str(threads)
+        # numpy (and its OpenBLAS) is already imported here, so environment variables are too late:
+        # limit every BLAS/OpenMP pool at run time, and kernelnet's own threads below
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
     from sklearn.datasets import load_digits
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
     if lib == "kernelnet":
         sys.path.insert(0, os.path.join(ROOT, "python"))
+        import kernelnet
         from kernelnet.sklearn import MLPClassifier, Perceptron
+        if threads:
+            kernelnet.set_num_threads(threads)
         extra = {"device": "cpu"}
     else:
         from sklearn.linear_model import Perceptron
@@ -92,7 +96,12 @@ def worker(lib, threads):
         est.fit(Xtr, ytr)
         fit_s = time.perf_counter() - t
         acc = float(est.score(Xte, yte))
-        return {"fit_s": fit_s, "acc": acc, "n_iter": int(getattr(est, "n_iter_", 0))}
+        from threadpoolctl import threadpool_info
+        nthr = max((p["num_threads"] for p in threadpool_info()), default=0)
+        if lib == "kernelnet":
+            import kernelnet
+            nthr = kernelnet.get_num_threads()
+        return {"fit_s": fit_s, "acc": acc, "n_iter": int(getattr(est, "n_iter_", 0)), "threads": nthr}
 
     serve(handle)
 
@@ -105,6 +114,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds-fmnist", type=int, default=2, help="rounds for the Fashion-MNIST cases")
     ap.add_argument("--cases", nargs="+", default=["course", "perceptron", "fmnist100", "fmnist256"])
     ap.add_argument("--threads", type=int, default=0, help="threads per library (0: library default)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "sklearn-mlp.json"))
@@ -119,7 +129,8 @@ def main():
         for case in a.cases:
             runs = {lib: {s: [] for s in SEEDS[case]} for lib in libs}
             # digits cases: every round fits every seed; the fit time of a round is the sum over seeds
-            for r in range(a.rounds):
+            rounds = a.rounds_fmnist if case.startswith("fmnist") else a.rounds
+            for r in range(rounds):
                 for seed in SEEDS[case]:
                     order = libs if (r + seed) % 2 == 0 else libs[::-1]
                     for lib in order:
@@ -132,7 +143,8 @@ def main():
                             "fit_s_mean_over_seeds": float(np.mean(list(per_seed_fit.values()))),
                             "acc_per_seed": accs, "acc_mean": float(np.mean(list(accs.values()))),
                             "acc_min": float(np.min(list(accs.values()))),
-                            "n_iter_per_seed": {s: runs[lib][s][0]["n_iter"] for s in SEEDS[case]}}
+                            "n_iter_per_seed": {s: runs[lib][s][0]["n_iter"] for s in SEEDS[case]},
+                            "threads_seen": runs[lib][SEEDS[case][0]][0]["threads"], "rounds": rounds}
             row["speedup_fit"] = row["sklearn"]["fit_s_mean_over_seeds"] / row["kernelnet"]["fit_s_mean_over_seeds"]
             row["acc_diff_points"] = 100 * (row["kernelnet"]["acc_mean"] - row["sklearn"]["acc_mean"])
             results[case] = row

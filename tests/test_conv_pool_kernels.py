@@ -51,6 +51,7 @@ CONV_CASES = [
     (2, 32, 34, 34, 8, 3, 3, (1, 1), (0, 0), (1, 1), 1),  # several im2col bands (col > 1 MiB)
     (3, 1, 28, 28, 32, 3, 3, (1, 1), (0, 0), (1, 1), 1),  # course CNN conv1
     (2, 4, 7, 7, 16, 2, 1, (2, 1), (1, 0), (1, 1), 2),  # grouped, CRS < Kg: transposed dW GEMM
+    (2, 8, 6, 6, 32, 3, 3, (1, 1), (1, 1), (1, 1), 1),  # Kg >= 32, CRS > Kg: transposed dW GEMM
 ]
 
 

@@ -129,13 +129,25 @@ SHAPES = [
 
 @pytest.mark.parametrize("M,N,K", SHAPES)
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_shapes_and_transposes(simd, threads, M, N, K, ta, tb):
+def test_shapes_and_transposes(simd, M, N, K, ta, tb):
     rng = np.random.default_rng(M * 1000 + N + K)
     check(rng, M, N, K, ta, tb, pad=(3, 5, 7))
 
 
+# Products large enough to be split across threads (gemm.cpp runs below ~0.26 M multiply-adds on
+# one thread): an M x N grid split, an N split, and the K split with its partial-sum pass.
+THREADED = [(200, 150, 300), (24, 700, 40), (13, 20, 5000)]
+
+
+@pytest.mark.parametrize("M,N,K", THREADED)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_threaded(simd, threads, M, N, K, ta, tb):
+    rng = np.random.default_rng(M + N + K)
+    check(rng, M, N, K, ta, tb, beta=0.5, bias_mode=BIAS_ROW, act=ACT_RELU, pad=(3, 5, 7))
+
+
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25), (1.0, -1.0)])
-def test_alpha_beta(simd, threads, alpha, beta):
+def test_alpha_beta(simd, alpha, beta):
     rng = np.random.default_rng(1)
     check(rng, 50, 70, 90, alpha=alpha, beta=beta, pad=(1, 2, 3))
     check(rng, 30, 40, 6000, False, True, alpha=alpha, beta=beta)  # K split

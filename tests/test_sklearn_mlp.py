@@ -269,3 +269,31 @@ def test_course_listing_accuracy():
     mlp = MLPClassifier(hidden_layer_sizes=(64, 32, 16), activation="relu", random_state=0, device="cpu")
     mlp.fit(X_train, y_train)
     assert mlp.score(X_test, y_test) >= 0.95
+
+
+def _cuda_ok():
+    import kernelnet
+    return kernelnet.cuda.is_available()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda_ok(), reason="No GPU")
+@pytest.mark.parametrize("solver,activation", [("adam", "relu"), ("sgd", "tanh")])
+def test_cuda_retraces_sklearn(digits, solver, activation):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(20, 11), activation=activation, solver=solver, max_iter=4, random_state=0,
+                  learning_rate_init=0.01)
+    kn = _quiet(MLPClassifier(device="cuda", **params).fit, X, y)
+    sk = _quiet(sknn.MLPClassifier(**params).fit, X, y)
+    _assert_same_fit(kn, sk)
+    np.testing.assert_allclose(kn.predict_proba(X), sk.predict_proba(X), atol=1e-4)
+    es = dict(params, early_stopping=True, max_iter=8)
+    kn = _quiet(MLPClassifier(device="cuda", **es).fit, X, y)
+    sk = _quiet(sknn.MLPClassifier(**es).fit, X, y)
+    np.testing.assert_allclose(kn.validation_scores_, sk.validation_scores_, atol=1.5 / 40)
+    Xr, yr = make_regression(n_samples=120, n_features=6, noise=0.1, random_state=0)
+    kn, sk = _both(MLPRegressor, sknn.MLPRegressor, Xr / 3, yr / 100, hidden_layer_sizes=(10,), max_iter=5,
+                   random_state=0, learning_rate_init=0.01)
+    kn2 = _quiet(MLPRegressor(device="cuda", hidden_layer_sizes=(10,), max_iter=5, random_state=0,
+                              learning_rate_init=0.01).fit, Xr / 3, yr / 100)
+    np.testing.assert_allclose(kn2.loss_curve_, sk.loss_curve_, rtol=2e-3)

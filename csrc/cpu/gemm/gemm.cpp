@@ -119,8 +119,9 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
 
   // An A panel is reused once per B panel (jr loop), a B block once per A panel (ir loop); with
   // few reuses the packing copy costs more than the contiguous layout saves. B in place is read
-  // with its own row stride, which thrashes L1 sets when that stride is a multiple of 4 KiB, so
-  // it is left unpacked only when nothing rereads it (a single A panel).
+  // with its own row stride, which thrashes L1 sets when that stride is a multiple of 4 KiB and
+  // measured slower even for short rows (conv weight gradients, N = 288), so it is left unpacked
+  // only when nothing rereads it (a single A panel).
   const bool pack_a = ceil_div(cols, NR) > 4;
   const bool pack_b = p.tb || ceil_div(rows, MR) > 1 || (!uk.reads_b_masked && cols % NR != 0);
 

@@ -1,8 +1,6 @@
 // Packing routines (baseline ISA: they are copies, bound by memory, and shared by every SIMD path).
 #include "cpu/gemm/pack.h"
 
-#include <cstring>
-
 namespace kn {
 namespace gemm {
 
@@ -29,9 +27,28 @@ static void pack_transposed(const float* src, i64 ld, i64 kc, int w, int W, floa
 }
 
 // Copy a kc x w block whose rows are contiguous (src[k*ld + x]) into dst[k*W + x], zero-padding.
+// Full-width rows of the common panel widths take a loop of constant trip count, which the
+// compiler turns into a few vector moves (a memcpy call per 48-128 byte row costs more than the
+// copy itself).
+template <int W>
+static void pack_rows_fixed(const float* src, i64 ld, i64 kc, float* dst) {
+  for (i64 k = 0; k < kc; ++k)
+    for (int x = 0; x < W; ++x) dst[k * W + x] = src[k * ld + x];
+}
+
 static void pack_rows(const float* src, i64 ld, i64 kc, int w, int W, float* dst) {
+  if (w == W) {
+    switch (W) {
+      case 4: return pack_rows_fixed<4>(src, ld, kc, dst);
+      case 6: return pack_rows_fixed<6>(src, ld, kc, dst);
+      case 12: return pack_rows_fixed<12>(src, ld, kc, dst);
+      case 16: return pack_rows_fixed<16>(src, ld, kc, dst);
+      case 32: return pack_rows_fixed<32>(src, ld, kc, dst);
+      default: break;
+    }
+  }
   for (i64 k = 0; k < kc; ++k) {
-    std::memcpy(dst + k * W, src + k * ld, sizeof(float) * w);
+    for (int x = 0; x < w; ++x) dst[k * W + x] = src[k * ld + x];
     for (int x = w; x < W; ++x) dst[k * W + x] = 0.f;
   }
 }

@@ -29,15 +29,16 @@ def empty(shape, dev, dtype=D.float32):
 
 
 def to_device(arr, dev, dtype=np.float32):
-    """A contiguous device copy of a host array (on the CPU, shares memory when already float32)."""
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    """A contiguous device copy of a host array, converted to float32 (or int64) in one pass."""
+    arr = np.asarray(arr)
     t = empty(arr.shape, dev, D.float32 if dtype == np.float32 else D.int64)
     if t.numel():
         if dev.type == "cpu":
-            t._storage[:arr.size] = arr.reshape(-1)
+            # convert straight into the tensor's storage: no float32 temporary of the whole matrix
+            np.copyto(t._storage[:arr.size].reshape(arr.shape), arr, casting="unsafe")
         else:
             from .. import ops
-            t = ops.tensor(arr, device=dev)
+            t = ops.tensor(np.ascontiguousarray(arr, dtype=dtype), device=dev)
     return t
 
 
