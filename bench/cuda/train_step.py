@@ -1,0 +1,197 @@
+"""Training-step throughput on the GPU: kernelnet vs PyTorch eager, same GPU, same run.
+
+Measures, per library, each in its own process, alternating (kn torch kn torch):
+  - the course CNN (Conv 1->32, Conv 32->64, maxpool 2, dropout, FC 9216->128->10, Adam) training
+    step, samples/s at batch 32, 128 and 512 (data already on the GPU, one batch reused);
+  - one Fashion-MNIST epoch of that CNN at batch 128 with the dataset resident on the GPU
+    (kernelnet: kernelnet.utils.gpu_loader.GPUDataLoader; torch: index the resident tensors with a
+    randperm), seconds;
+  - MLP steps: the course MLP (64-32-16, digits-sized input) and 784-100-10 (Fashion-MNIST-sized),
+    samples/s at batch 128.
+The same model code runs on both libraries (kernelnet's API mirrors torch's). The Fashion-MNIST
+IDX files are read when present; otherwise random data of the same shape is used (the epoch time
+does not depend on the pixel values; the JSON says which).
+
+    python bench/cuda/train_step.py [--procs 2] [--out bench/results/cuda_train_step.json]
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def load_fmnist():
+    def idx(path):
+        op = gzip.open if path.endswith(".gz") else open
+        with op(path, "rb") as f:
+            data = f.read()
+        ndim = data[3]
+        shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    for suffix in ("", ".gz"):
+        xi = os.path.join(FMNIST, "train-images-idx3-ubyte" + suffix)
+        yi = os.path.join(FMNIST, "train-labels-idx1-ubyte" + suffix)
+        if os.path.exists(xi) and os.path.exists(yi):
+            x = idx(xi).astype(np.float32)[:, None] / 255.0
+            return ((x - 0.2860) / 0.3530).astype(np.float32), idx(yi).astype(np.int64), "fashion-mnist"
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((60000, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 60000).astype(np.int64), "random"
+
+
+def cnn(lib):
+    nn = lib.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(128, 10))
+
+
+def mlp(lib, sizes):
+    nn = lib.nn
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def worker(libname, batches, steps, dev="cuda", epoch_limit=None):
+    if libname == "torch":
+        import torch as lib
+        lib.backends.cudnn.benchmark = True
+        lib.backends.cudnn.allow_tf32 = False
+        lib.backends.cuda.matmul.allow_tf32 = False
+        sync = lib.cuda.synchronize if dev == "cuda" else (lambda: None)
+    else:
+        import kernelnet as lib
+        sync = lib.cuda.synchronize
+    lib.manual_seed(0)
+    res = {}
+
+    def train_steps(model, x, y, n, opt):
+        loss_fn = lib.nn.CrossEntropyLoss()
+        for _ in range(n):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+        return loss
+
+    def throughput(model, shape, classes, B):
+        model = model.to(dev)
+        opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+        rng = np.random.default_rng(1)
+        x = lib.tensor(rng.standard_normal((B,) + shape).astype(np.float32), device=dev)
+        y = lib.tensor(rng.integers(0, classes, B).astype(np.int64), device=dev)
+        train_steps(model, x, y, 3, opt)  # warm-up (allocator cache, cuDNN autotune)
+        sync()
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            train_steps(model, x, y, steps, opt)
+            sync()
+            ts.append(time.perf_counter() - t0)
+        return B * steps / statistics.median(ts)
+
+    for B in batches:
+        res[f"cnn/B{B}"] = throughput(cnn(lib), (1, 28, 28), 10, B)
+    res["mlp_digits/B128"] = throughput(mlp(lib, [64, 32, 16, 10]), (64,), 10, 128)
+    res["mlp_fmnist/B128"] = throughput(mlp(lib, [784, 100, 10]), (784,), 10, 128)
+
+    # one Fashion-MNIST epoch, data resident on the GPU
+    X, Y, src = load_fmnist()
+    if epoch_limit:  # (a quick dry run on the CPU)
+        X, Y = X[:epoch_limit], Y[:epoch_limit]
+    model = cnn(lib).to(dev)
+    opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = lib.nn.CrossEntropyLoss()
+    if libname == "torch":
+        Xd, Yd = lib.tensor(X, device=dev), lib.tensor(Y, device=dev)
+
+        def batches_of():
+            perm = lib.randperm(len(X), device=dev)
+            for i in range(0, len(X), 128):
+                idx = perm[i:i + 128]
+                yield Xd[idx], Yd[idx]
+    else:
+        from kernelnet.utils.gpu_loader import GPUDataLoader
+        loader = GPUDataLoader((X, Y), batch_size=128, shuffle=True, device=dev)
+        batches_of = loader.__iter__
+    train_steps(model, lib.tensor(X[:128], device=dev), lib.tensor(Y[:128], device=dev), 2, opt)
+    sync()
+    t0 = time.perf_counter()
+    for xb, yb in batches_of():
+        opt.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+    sync()
+    res["fmnist_epoch_s"] = time.perf_counter() - t0
+    res["fmnist_last_loss"] = float(loss.item())
+    res["fmnist_data"] = src
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", choices=["kernelnet", "torch"])
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of the script itself")
+    ap.add_argument("--epoch-limit", type=int, default=None, help="train on only this many images (dry runs)")
+    ap.add_argument("--procs", type=int, default=1, help="processes per library (alternating)")
+    ap.add_argument("--out", default=os.path.join(os.environ.get("KN_BENCH_OUT") or
+                                                     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"),
+                                                     "cuda_train_step.json"))
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker, a.batches, a.steps, a.device, a.epoch_limit)))
+        return
+    runs = {"kernelnet": [], "torch": []}
+    errors = {}
+    for _ in range(a.procs):
+        for lib in ("kernelnet", "torch"):
+            cmd = [sys.executable, __file__, "--worker", lib, "--steps", str(a.steps), "--device", a.device,
+                   "--batches", *map(str, a.batches)] + (["--epoch-limit", str(a.epoch_limit)] if a.epoch_limit else [])
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode != 0:
+                errors[lib] = p.stderr[-2000:]
+                print(f"{lib} worker failed:\n{p.stderr[-2000:]}", file=sys.stderr)
+                continue
+            runs[lib].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    keys = [f"cnn/B{B}" for B in a.batches] + ["mlp_digits/B128", "mlp_fmnist/B128", "fmnist_epoch_s"]
+    rows = []
+    for k in keys:
+        med = {lib: (statistics.median([r[k] for r in rs]) if rs else None) for lib, rs in runs.items()}
+        if k == "fmnist_epoch_s":
+            ratio = med["torch"] / med["kernelnet"] if med["torch"] and med["kernelnet"] else None
+            unit = "s"
+        else:
+            ratio = med["kernelnet"] / med["torch"] if med["torch"] and med["kernelnet"] else None
+            unit = "samples/s"
+        rows.append({"metric": k, "unit": unit, "kernelnet": med["kernelnet"], "torch": med["torch"],
+                     "speedup_vs_torch": ratio})
+        print(f"{k:18s} {unit:9s} kernelnet {med['kernelnet']}  torch {med['torch']}  speedup {ratio}")
+    try:
+        import torch
+        devname = torch.cuda.get_device_name(0)
+    except Exception:
+        devname = None
+    out = {"bench": "cuda_train_step", "device": devname, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "procs_per_lib": a.procs, "steps": a.steps, "note": "fp32, TF32 off in torch; speedup > 1: kernelnet faster",
+           "fmnist_data": (runs["kernelnet"] or runs["torch"] or [{}])[0].get("fmnist_data"),
+           "rows": rows, "errors": errors}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=1)
+    print("wrote", a.out)
+
+
+if __name__ == "__main__":
+    main()
