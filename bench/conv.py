@@ -28,29 +28,8 @@ LAYERS = {
     "conv2": (32, 26, 26, 64, 3, 3, 1, 0, True),
 }
 
-try:  # shared helpers (bench/_common.py), with local fallbacks
-    sys.path.insert(0, HERE)
-    from _common import cpu_name, load_average, write_json_atomic  # type: ignore
-except ImportError:
-    def cpu_name():
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return platform.processor() or platform.machine()
-
-    def load_average():
-        return os.getloadavg()
-
-    def write_json_atomic(path, obj):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
-
+sys.path.insert(0, HERE)
+from _common import cpu_name, load_average, write_json_atomic  # noqa: E402  (bench/_common.py)
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of all the process's threads)
 

@@ -54,11 +54,6 @@ def fashion():
 
 # ----------------------------------------------------------------------------- worker side
 def worker(lib, threads):
-    if threads:
-        # numpy (and its OpenBLAS) is already imported here, so environment variables are too late:
-        # limit every BLAS/OpenMP pool at run time, and kernelnet's own threads below
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
     from sklearn.datasets import load_digits
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
@@ -74,6 +69,12 @@ def worker(lib, threads):
         from sklearn.neural_network import MLPClassifier
         extra = {}
     warnings.simplefilter("ignore", ConvergenceWarning)
+    if threads:
+        # numpy (and its OpenBLAS) is already imported, so environment variables are too late:
+        # limit every BLAS/OpenMP pool at run time, after the imports that load them
+        import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS so that it is limited too)
+        from threadpoolctl import threadpool_limits
+        _limits = threadpool_limits(threads)  # noqa: F841  (kept alive for the worker's life)
     digits = load_digits(return_X_y=True)
     cache = {}
 

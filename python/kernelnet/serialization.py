@@ -8,10 +8,11 @@ Files are written atomically: temp file in the same folder, fsync, os.replace.
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 import kernelnet as _kn
 
@@ -75,29 +76,7 @@ def save(obj, f):
     if hasattr(f, "write"):
         np.savez(f, **members)
         return
-    path = os.fspath(f)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **members)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(f, lambda fh: np.savez(fh, **members))
 
 
 def _decode(node, tensors, where):

@@ -9,7 +9,8 @@ an interrupted write leaves the previous checkpoint intact, never a truncated on
 import json
 import math
 import os
-import tempfile
+
+from kernelnet._atomic import atomic_write
 
 FORMAT = "kernelnet.train.checkpoint"
 VERSION = 1
@@ -19,30 +20,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not match what it is loaded into."""
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path, write):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+_atomic_write = atomic_write  # plots.py imports this name
 
 
 def _json_safe(obj):
