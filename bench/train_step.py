@@ -1,0 +1,120 @@
+"""Course CNN training step on the CPU: kernelnet vs PyTorch, samples/s.
+
+    python bench/train_step.py [--batches 32 128] [--steps 20] [--rounds 3]
+
+The model is the course's listing (Conv 1->32, Conv 32->64, max-pool, dropout, FC 9216->128->10)
+with Adam (lr 1e-3) and cross-entropy on random 28x28 inputs. Each library runs in its own
+process (a worker mode of this script), alternating kernelnet, torch, kernelnet, torch, ... so
+their thread pools never share the cores; the table reports medians over rounds and the ratio
+kernelnet/torch (> 1: kernelnet faster). JSON goes to bench/results/train_step-<date>.json.
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import cpu_name, load_average, median, write_json_atomic  # noqa: E402
+
+
+def worker(lib, batch, steps, threads):
+    if lib == "torch":
+        import torch as T
+        import torch.nn as nn
+        import torch.nn.functional as F
+        import torch.optim as optim
+        T.set_num_threads(threads)
+    else:
+        import kernelnet as T
+        import kernelnet.nn as nn
+        import kernelnet.nn.functional as F
+        import kernelnet.optim as optim
+        T.set_num_threads(threads)
+    T.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 32, 3, 1)
+            self.conv2 = nn.Conv2d(32, 64, 3, 1)
+            self.dropout1 = nn.Dropout(0.25)
+            self.dropout2 = nn.Dropout(0.5)
+            self.fc1 = nn.Linear(9216, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.relu(self.conv1(x))
+            x = F.relu(self.conv2(x))
+            x = F.max_pool2d(x, 2)
+            x = self.dropout1(x)
+            x = T.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            x = self.dropout2(x)
+            return self.fc2(x)
+
+    model = Net()
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss()
+    x = T.rand(batch, 1, 28, 28)
+    y = T.randint(0, 10, (batch,))
+
+    def step():
+        opt.zero_grad()
+        loss = crit(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = (time.perf_counter() - t0) / steps
+    print(json.dumps({"lib": lib, "batch": batch, "step_ms": dt * 1e3, "samples_per_s": batch / dt}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--worker", choices=["kernelnet", "torch"])
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    if a.worker:
+        worker(a.worker, a.batch, a.steps, a.threads)
+        return
+    rows = []
+    print(f"CPU: {cpu_name()}, threads {a.threads}, load average at start {load_average()}")
+    print("course CNN training step (Adam), median of", a.rounds, "alternating rounds, each library in its own process")
+    print(f"{'batch':>6} {'kernelnet ms':>13} {'torch ms':>9} {'kn samples/s':>13} {'torch samples/s':>16} {'ratio':>6}")
+    for b in a.batches:
+        res = {"kernelnet": [], "torch": []}
+        for r in range(a.rounds):
+            order = ["kernelnet", "torch"] if r % 2 == 0 else ["torch", "kernelnet"]
+            for lib in order:
+                out = subprocess.run([sys.executable, __file__, "--worker", lib, "--batch", str(b),
+                                      "--steps", str(a.steps), "--threads", str(a.threads)],
+                                     capture_output=True, text=True, check=True)
+                res[lib].append(json.loads(out.stdout.strip().splitlines()[-1])["step_ms"])
+        kn, pt = median(res["kernelnet"]), median(res["torch"])
+        rows.append({"batch": b, "kernelnet_step_ms": kn, "torch_step_ms": pt,
+                     "kernelnet_samples_per_s": b / kn * 1e3, "torch_samples_per_s": b / pt * 1e3,
+                     "ratio": pt / kn, "raw": res})
+        print(f"{b:>6} {kn:>13.1f} {pt:>9.1f} {b / kn * 1e3:>13.0f} {b / pt * 1e3:>16.0f} {pt / kn:>6.2f}")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
+    path = a.out or os.path.join(HERE, "results", f"train_step-{stamp}.json")
+    write_json_atomic(path, {"cpu": cpu_name(), "threads": a.threads, "load_average_end": load_average(),
+                             "rows": rows})
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
