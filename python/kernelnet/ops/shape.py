@@ -261,10 +261,14 @@ def _expand_ellipsis(x, idx):
 
 
 class BasicIndex(Function):
+    """x[ints, slices, None, ...]: a view; the backward writes g into the same view of a dense
+    zero gradient (gstride/goffset: that view's strides/offset on a contiguous tensor of x's
+    shape, computed by _basic_view)."""
+
     @staticmethod
-    def forward(ctx, x, shape, stride, offset):
+    def forward(ctx, x, shape, stride, offset, gstride, goffset):
         ctx.x_shape = x._shape
-        ctx.view = (shape, stride, offset - x._offset)
+        ctx.gview = (shape, gstride, goffset)
         return x._view(shape, stride, offset)
 
     @staticmethod
@@ -272,15 +276,9 @@ class BasicIndex(Function):
         from .creation import zeros
         from .copy import assign
         gx = zeros(*ctx.x_shape, device=g.device)
-        shape, stride, rel = ctx.view
-        # the same view of a contiguous gradient buffer: strides match since x's grad is dense
-        assign(_view_like(gx, ctx.x_shape, shape, stride, rel, ctx), g)
+        shape, gstride, goffset = ctx.gview
+        assign(gx._view(shape, gstride, gx._offset + goffset), g)
         return gx
-
-
-def _view_like(gx, x_shape, shape, stride, rel_offset, ctx):
-    # recompute the view on the contiguous gx from the basic index recorded at forward time
-    return gx._view(shape, ctx.gstride, gx._offset + ctx.goffset)
 
 
 def _basic_view(x, idx):
@@ -334,15 +332,6 @@ def _basic_view(x, idx):
         stride.append(x._stride[k])
         gstride.append(cstr[k])
     return tuple(shape), tuple(stride), offset, tuple(gstride), goffset, adv
-
-
-class _BasicIndexFn(BasicIndex):
-    @staticmethod
-    def forward(ctx, x, shape, stride, offset, gstride, goffset):
-        ctx.x_shape = x._shape
-        ctx.gstride, ctx.goffset = gstride, goffset
-        ctx.view = (shape, stride, 0)
-        return x._view(shape, stride, offset)
 
 
 def _to_index_tensor(item, device):
@@ -480,7 +469,7 @@ def getitem(x, idx):
     # a bool scalar index (x[True]) is numpy's "add a dim and keep/drop everything"
     shape, stride, offset, gstride, goffset, adv = _basic_view(x, idx)
     if x.requires_grad and is_grad_enabled():
-        v = _BasicIndexFn.apply(x, shape, stride, offset, gstride, goffset)
+        v = BasicIndex.apply(x, shape, stride, offset, gstride, goffset)
     else:
         v = x._view(shape, stride, offset)
     if not adv:
