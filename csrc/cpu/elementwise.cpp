@@ -257,61 +257,70 @@ void unary_backward(int op, uptr gi_, uptr go_, uptr x_, uptr y_, i64 n, double 
   const float p0 = (float)p0d, p1 = (float)p1d;
   float* gi = ptr<float>(gi_);
   const float* go = ptr<const float>(go_);
-  const float* x = ptr<const float>(x_);
-  const float* y = ptr<const float>(y_);
+  // x or y may be omitted (0) by callers whose op needs only the other: alias it to a valid buffer
+  // of n floats so the unconditional loads below stay in bounds even in an unoptimised build.
+  const float* x = ptr<const float>(x_ ? x_ : (y_ ? y_ : go_));
+  const float* y = ptr<const float>(y_ ? y_ : x_ ? x_ : go_);
+  // The kernels see values, not pointers: every load is unconditional (so `x > 0 ? g : 0` is a
+  // select, not a branch that mispredicts on random signs) and the restrict-qualified pointers let
+  // the loop vectorise. Loads of x or y that an op does not use are dead code and vanish.
   auto run = [&](auto f) {
     parallel_for(n, 1 << 15, [&](i64 b, i64 e) {
-      for (i64 i = b; i < e; ++i) gi[i] = f(i);
+      float* __restrict o = gi;
+      const float* __restrict pg = go;
+      const float* __restrict px = x;
+      const float* __restrict py = y;
+      for (i64 i = b; i < e; ++i) o[i] = f(pg[i], px[i], py[i]);
     });
   };
   switch (op) {
-    case U_NEG: return run([&](i64 i) { return -go[i]; });
-    case U_EXP: return run([&](i64 i) { return go[i] * y[i]; });
-    case U_LOG: return run([&](i64 i) { return go[i] / x[i]; });
-    case U_TANH: return run([&](i64 i) { return go[i] * (1.f - y[i] * y[i]); });
-    case U_SIGMOID: return run([&](i64 i) { return go[i] * y[i] * (1.f - y[i]); });
-    case U_RELU: return run([&](i64 i) { return x[i] > 0.f ? go[i] : 0.f; });
-    case U_SQRT: return run([&](i64 i) { return go[i] * 0.5f / y[i]; });
-    case U_ABS: return run([&](i64 i) { return go[i] * (float)((x[i] > 0.f) - (x[i] < 0.f)); });
+    case U_NEG: return run([=](float g, float xv, float yv) { return -g; });
+    case U_EXP: return run([=](float g, float xv, float yv) { return g * yv; });
+    case U_LOG: return run([=](float g, float xv, float yv) { return g / xv; });
+    case U_TANH: return run([=](float g, float xv, float yv) { return g * (1.f - yv * yv); });
+    case U_SIGMOID: return run([=](float g, float xv, float yv) { return g * yv * (1.f - yv); });
+    case U_RELU: return run([=](float g, float xv, float yv) { return xv > 0.f ? g : 0.f; });
+    case U_SQRT: return run([=](float g, float xv, float yv) { return g * 0.5f / yv; });
+    case U_ABS: return run([=](float g, float xv, float yv) { return g * (float)((xv > 0.f) - (xv < 0.f)); });
     case U_POWS:
-      return run([&](i64 i) { return p0 == 0.f ? 0.f : go[i] * p0 * std::pow(x[i], p0 - 1.f); });
-    case U_CLAMP: return run([&](i64 i) { return (x[i] >= p0 && x[i] <= p1) ? go[i] : 0.f; });
+      return run([=](float g, float xv, float yv) { return p0 == 0.f ? 0.f : g * p0 * std::pow(xv, p0 - 1.f); });
+    case U_CLAMP: return run([=](float g, float xv, float yv) { return (xv >= p0 && xv <= p1) ? g : 0.f; });
     case U_SIGN:
     case U_FLOOR:
     case U_CEIL:
-    case U_ROUND: return run([&](i64) { return 0.f; });
-    case U_RSQRT: return run([&](i64 i) { return go[i] * -0.5f * y[i] * y[i] * y[i]; });
-    case U_SIN: return run([&](i64 i) { return go[i] * std::cos(x[i]); });
-    case U_COS: return run([&](i64 i) { return -go[i] * std::sin(x[i]); });
-    case U_LEAKY_RELU: return run([&](i64 i) { return x[i] > 0.f ? go[i] : go[i] * p0; });
-    case U_ELU: return run([&](i64 i) { return x[i] > 0.f ? go[i] : go[i] * (y[i] + p0); });
+    case U_ROUND: return run([](float, float, float) { return 0.f; });
+    case U_RSQRT: return run([=](float g, float xv, float yv) { return g * -0.5f * yv * yv * yv; });
+    case U_SIN: return run([=](float g, float xv, float yv) { return g * std::cos(xv); });
+    case U_COS: return run([=](float g, float xv, float yv) { return -g * std::sin(xv); });
+    case U_LEAKY_RELU: return run([=](float g, float xv, float yv) { return xv > 0.f ? g : g * p0; });
+    case U_ELU: return run([=](float g, float xv, float yv) { return xv > 0.f ? g : g * (yv + p0); });
     case U_GELU:
-      return run([&](i64 i) {
-        float cdf = 0.5f * (1.f + std::erf(x[i] * kSqrt2Inv));
-        float pdf = 0.3989422804014327f * std::exp(-0.5f * x[i] * x[i]);
-        return go[i] * (cdf + x[i] * pdf);
+      return run([=](float g, float xv, float yv) {
+        float cdf = 0.5f * (1.f + std::erf(xv * kSqrt2Inv));
+        float pdf = 0.3989422804014327f * std::exp(-0.5f * xv * xv);
+        return g * (cdf + xv * pdf);
       });
     case U_GELU_TANH:
-      return run([&](i64 i) {
-        float v = x[i];
+      return run([=](float g, float xv, float yv) {
+        float v = xv;
         float inner = kSqrt2OverPi * (v + 0.044715f * v * v * v);
         float t = std::tanh(inner);
         float dinner = kSqrt2OverPi * (1.f + 3.f * 0.044715f * v * v);
-        return go[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * dinner);
+        return g * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * dinner);
       });
-    case U_RECIP: return run([&](i64 i) { return -go[i] * y[i] * y[i]; });
-    case U_SQUARE: return run([&](i64 i) { return 2.f * go[i] * x[i]; });
-    case U_LOG1P: return run([&](i64 i) { return go[i] / (1.f + x[i]); });
-    case U_EXPM1: return run([&](i64 i) { return go[i] * (y[i] + 1.f); });
+    case U_RECIP: return run([=](float g, float xv, float yv) { return -g * yv * yv; });
+    case U_SQUARE: return run([=](float g, float xv, float yv) { return 2.f * g * xv; });
+    case U_LOG1P: return run([=](float g, float xv, float yv) { return g / (1.f + xv); });
+    case U_EXPM1: return run([=](float g, float xv, float yv) { return g * (yv + 1.f); });
     case U_SOFTPLUS:
-      return run([&](i64 i) { return x[i] * p0 > p1 ? go[i] : go[i] * sigmoidf(x[i] * p0); });
+      return run([=](float g, float xv, float yv) { return xv * p0 > p1 ? g : g * sigmoidf(xv * p0); });
     case U_SILU:
-      return run([&](i64 i) {
-        float s = sigmoidf(x[i]);
-        return go[i] * (s + x[i] * s * (1.f - s));
+      return run([=](float g, float xv, float yv) {
+        float s = sigmoidf(xv);
+        return g * (s + xv * s * (1.f - s));
       });
     case U_ERF:
-      return run([&](i64 i) { return go[i] * 1.1283791670955126f * std::exp(-x[i] * x[i]); });
+      return run([=](float g, float xv, float yv) { return g * 1.1283791670955126f * std::exp(-xv * xv); });
     default: throw ArgError(str_cat("unary_backward: unknown op code ", op));
   }
 }
