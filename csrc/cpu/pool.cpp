@@ -76,44 +76,80 @@ std::vector<Span> window_spans(i64 out, i64 in, i64 k, i64 s, i64 p, i64 d) {
   return v;
 }
 
+// The max of one window and the flat index of its first maximum (NaN wins, like PyTorch).
+// Two branch-free passes over the (small) window: the max (NaN noted on the side), then the
+// first tap equal to it, scanning backwards with a select. On random data a `v > best` branch
+// is a coin flip; mispredictions cost more than the loads.
+inline void max_window(const PoolGeom& g, const float* xp, const Span& rw, const Span& cw,
+                       float& best_out, i64& index_out) {
+  float best = -std::numeric_limits<float>::infinity();
+  bool nan = false;
+  for (i64 r = rw.t0; r < rw.t1; ++r) {
+    const float* row = xp + (rw.start + r * g.dh) * g.W + cw.start;
+    for (i64 s = cw.t0; s < cw.t1; ++s) {
+      const float v = row[s * g.dw];
+      best = std::max(best, v);
+      nan |= v != v;
+    }
+  }
+  if (nan) best = std::numeric_limits<float>::quiet_NaN();
+  // a window entirely in the padding (only with unusual P, Q) reports its clipped corner
+  i64 bi = std::min(std::max<i64>(rw.start + rw.t0 * g.dh, 0), g.H - 1) * g.W +
+           std::min(std::max<i64>(cw.start + cw.t0 * g.dw, 0), g.W - 1);
+  for (i64 r = rw.t1 - 1; r >= rw.t0; --r) {
+    const i64 base = (rw.start + r * g.dh) * g.W + cw.start;
+    for (i64 s = cw.t1 - 1; s >= cw.t0; --s) {
+      const float v = xp[base + s * g.dw];
+      const bool hit = nan ? v != v : v == best;  // PyTorch: the first maximum (or NaN)
+      bi = hit ? base + s * g.dw : bi;
+    }
+  }
+  best_out = best;
+  index_out = bi;
+}
+
+// The 2x2, stride 2, unpadded window (the course CNN's pooling, and most CNNs'): four loads, a
+// max tree and a select chain for the first maximum, with no window bookkeeping. Returns false
+// when the row met a NaN; the caller then redoes that row with max_window's NaN rules.
+inline bool max_row_2x2(const float* xp, i64 W, i64 p, i64 Q, float* yrow, i64* irow) {
+  const float* r0 = xp + 2 * p * W;
+  const float* r1 = r0 + W;
+  bool nan = false;
+  for (i64 q = 0; q < Q; ++q) {
+    const float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
+    const float m = std::max(std::max(a, b), std::max(c, d));
+    nan |= (a != a) | (b != b) | (c != c) | (d != d);
+    yrow[q] = m;
+    if (irow) {
+      // The first of a, b, c, d equal to the max, in integer arithmetic: a select chain here
+      // compiled to branches that mispredict on random data and cost twice the whole max.
+      const int ia = a == m, ib = b == m, ic = c == m;
+      const i64 row = !ia & !ib;          // the max is c or d
+      const i64 col = !ia & (ib | !ic);   // the max is b or d
+      irow[q] = (2 * p + row) * W + 2 * q + col;
+    }
+  }
+  return !nan;
+}
+
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, i64* ind) {
   const i64 HW = g.H * g.W, PQ = g.P * g.Q;
   const std::vector<Span> rows = window_spans(g.P, g.H, g.kh, g.sh, g.ph, g.dh);
   const std::vector<Span> cols = window_spans(g.Q, g.W, g.kw, g.sw, g.pw, g.dw);
+  const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
+                    g.dh == 1 && g.dw == 1 && 2 * g.P <= g.H && 2 * g.Q <= g.W;
   parallel_for(g.N * g.C, plane_grain(HW), [&](i64 c0, i64 c1) {
     for (i64 c = c0; c < c1; ++c) {
       const float* xp = x + c * HW;
       float* yp = y + c * PQ;
       i64* ip = ind ? ind + c * PQ : nullptr;
       for (i64 p = 0; p < g.P; ++p) {
-        const Span rw = rows[(size_t)p];
+        if (k2s2 && max_row_2x2(xp, g.W, p, g.Q, yp + p * g.Q, ip ? ip + p * g.Q : nullptr))
+          continue;
         for (i64 q = 0; q < g.Q; ++q) {
-          const Span cw = cols[(size_t)q];
-          // Two branch-free passes over the (small) window: the max (NaN noted on the side),
-          // then the first tap equal to it, scanning backwards with a select. On random data a
-          // `v > best` branch is a coin flip; mispredictions cost more than the loads.
-          float best = -std::numeric_limits<float>::infinity();
-          bool nan = false;
-          for (i64 r = rw.t0; r < rw.t1; ++r) {
-            const float* row = xp + (rw.start + r * g.dh) * g.W + cw.start;
-            for (i64 s = cw.t0; s < cw.t1; ++s) {
-              const float v = row[s * g.dw];
-              best = std::max(best, v);
-              nan |= v != v;
-            }
-          }
-          if (nan) best = std::numeric_limits<float>::quiet_NaN();
-          // a window entirely in the padding (only with unusual P, Q) reports its clipped corner
-          i64 bi = std::min(std::max<i64>(rw.start + rw.t0 * g.dh, 0), g.H - 1) * g.W +
-                   std::min(std::max<i64>(cw.start + cw.t0 * g.dw, 0), g.W - 1);
-          for (i64 r = rw.t1 - 1; r >= rw.t0; --r) {
-            const i64 base = (rw.start + r * g.dh) * g.W + cw.start;
-            for (i64 s = cw.t1 - 1; s >= cw.t0; --s) {
-              const float v = xp[base + s * g.dw];
-              const bool hit = nan ? v != v : v == best;  // PyTorch: the first maximum (or NaN)
-              bi = hit ? base + s * g.dw : bi;
-            }
-          }
+          float best;
+          i64 bi;
+          max_window(g, xp, rows[(size_t)p], cols[(size_t)q], best, bi);
           yp[p * g.Q + q] = best;
           if (ip) ip[p * g.Q + q] = bi;
         }
