@@ -31,6 +31,18 @@ def close(got, ref, tol=1e-4):
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * scale)
 
 
+_SIMD_ORDER = ["portable", "avx2", "avx512"]
+
+
+@pytest.fixture(params=_SIMD_ORDER[: _SIMD_ORDER.index(_cpu.simd_detected()) + 1])
+def simd(request):
+    """Every SIMD path this CPU runs (the Philox kernels have a portable and an AVX-512 path)."""
+    old = _cpu.simd_active()
+    _cpu.set_simd(request.param)
+    yield request.param
+    _cpu.set_simd(old)
+
+
 @pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
 def threads(request):
     old = _cpu.num_threads()
@@ -377,7 +389,7 @@ def uniform_np(n, seed, offset):
     return (w >> 8).astype(np.float32) * np.float32(1.0 / 16777216.0)
 
 
-def test_philox_uniform_matches_reference_and_is_prefix_stable(threads):
+def test_philox_uniform_matches_reference_and_is_prefix_stable(threads, simd):
     seed, offset = (7 << 32) | 12345, 99
     n = 50_001
     u = np.empty(n, np.float32)
@@ -421,15 +433,30 @@ def test_philox_normal(threads):
     close(s, 3.0 + 0.5 * z.astype(np.float64), 1e-6)
 
 
-def test_philox_bernoulli_mask():
+def test_philox_bernoulli_mask(simd):
     n, seed, offset = 10_007, 3, 11
     m = np.empty(n, np.float32)
     _cpu.philox_bernoulli_mask(ptr(m), n, seed, offset, 0.3, 2.0)
     np.testing.assert_array_equal(m, np.where(uniform_np(n, seed, offset) < 0.3, 2.0, 0.0))
 
 
+@pytest.mark.parametrize("start", [0, 1, 3, 61, 64, 130])
+def test_philox_uniform_across_a_counter_carry(simd, start):
+    """Blocks whose low counter word wraps to 0 inside one 16-block SIMD batch (the carry into
+    the high word), read from unaligned starts so head, batch and tail paths all run."""
+    seed, offset, n = (5 << 32) | 77, (1 << 32) - 7, 300
+    full = uniform_np(start + n, seed, offset)
+    big = np.empty(start + n, np.float32)
+    _cpu.philox_uniform(ptr(big), start + n, seed, offset, 0.0, 1.0)
+    np.testing.assert_array_equal(big, full)
+    part = np.empty(n, np.float32)  # the same stream read from `start`: offset + start/4 blocks
+    if start % 4 == 0:
+        _cpu.philox_uniform(ptr(part), n, seed, offset + start // 4, 0.0, 1.0)
+        np.testing.assert_array_equal(part, full[start:])
+
+
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9, 1.0])
-def test_dropout(p, threads):
+def test_dropout(p, threads, simd):
     n, seed, offset = 100_003, 2024, 17
     x = randn(n)
     y, mask = np.full_like(x, np.nan), np.full_like(x, np.nan)
@@ -442,9 +469,8 @@ def test_dropout(p, threads):
     elif p < 1.0:
         kept = np.mean(mask != 0)
         assert abs(kept - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
-        ref = np.empty_like(x)
-        _cpu.philox_bernoulli_mask(ptr(ref), n, seed, offset, 1.0 - p, scale)
-        np.testing.assert_array_equal(mask, ref)  # same rule as the core contract's mask
+        ref = np.where(uniform_np(n, seed, offset) < np.float32(1.0 - p), np.float32(scale), 0.0)
+        np.testing.assert_array_equal(mask, ref)  # the contract: kept iff u_i < 1 - p
     else:
         assert not y.any()
     # same (seed, offset) -> same result; a different offset -> a different mask

@@ -11,6 +11,7 @@
 
 #include "common/kn.h"
 #include "common/philox.h"
+#include "cpu/philox_batch.h"
 #include "cpu/parallel.h"
 
 namespace kn {
@@ -21,15 +22,23 @@ void dropout_fwd(const float* x, float* y, float* mask, i64 n, double p, std::ui
   // in double, then rounded once: p = 0.9 gives exactly 10.0f, not 1 / 0.100000024f
   const float keep = (float)(1.0 - p);
   const float scale = p >= 1.0 ? 0.f : (float)(1.0 / (1.0 - p));
+  const std::int32_t thr = philox_threshold(keep);  // kept iff philox_u01(w) < keep
   parallel_for(n, 1 << 14, [&](i64 i0, i64 i1) {
-    for (i64 i = i0; i < i1;) {
-      Philox4 r = philox4x32_10(offset + (std::uint64_t)(i >> 2), seed);
-      for (int j = (int)(i & 3); j < 4 && i < i1; ++j, ++i) {
-        float m = philox_u01(r.v[j]) < keep ? scale : 0.f;
-        y[i] = x[i] * m;
-        if (mask) mask[i] = m;
+    philox_words(seed, offset, i0, i1, [&](i64 i, const std::uint32_t* w, int count) {
+      const float* __restrict xi = x + i;
+      float* __restrict yo = y + i;
+      if (mask) {
+        float* __restrict mo = mask + i;
+        for (int j = 0; j < count; ++j) {
+          const float m = scale * (float)((std::int32_t)(w[j] >> 8) < thr);
+          yo[j] = xi[j] * m;
+          mo[j] = m;
+        }
+      } else {
+        for (int j = 0; j < count; ++j)
+          yo[j] = xi[j] * (scale * (float)((std::int32_t)(w[j] >> 8) < thr));
       }
-    }
+    });
   });
 }
 

@@ -3,6 +3,7 @@
 // the CUDA backend produces the same numbers.
 #include "common/kn.h"
 #include "common/philox.h"
+#include "cpu/philox_batch.h"
 #include "cpu/parallel.h"
 
 namespace kn {
@@ -12,7 +13,10 @@ void philox_uniform(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, 
   float* out = ptr<float>(out_);
   const float lo = (float)low, span = (float)(high - low);
   parallel_for(n, 1 << 14, [&](i64 b, i64 e) {
-    for (i64 i = b; i < e; ++i) out[i] = lo + span * philox_uniform_at(seed, offset, i);
+    philox_words(seed, offset, b, e, [&](i64 i, const std::uint32_t* w, int count) {
+      float* __restrict o = out + i;
+      for (int j = 0; j < count; ++j) o[j] = lo + span * philox_u01(w[j]);
+    });
   });
 }
 
@@ -27,8 +31,12 @@ void philox_normal(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, d
 void philox_bernoulli_mask(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, double p_keep, double scale) {
   float* out = ptr<float>(out_);
   const float pk = (float)p_keep, sc = (float)scale;
+  const std::int32_t thr = philox_threshold(pk);  // kept iff philox_u01(w) < pk
   parallel_for(n, 1 << 14, [&](i64 b, i64 e) {
-    for (i64 i = b; i < e; ++i) out[i] = philox_uniform_at(seed, offset, i) < pk ? sc : 0.f;
+    philox_words(seed, offset, b, e, [&](i64 i, const std::uint32_t* w, int count) {
+      float* __restrict o = out + i;
+      for (int j = 0; j < count; ++j) o[j] = sc * (float)((std::int32_t)(w[j] >> 8) < thr);
+    });
   });
 }
 
