@@ -27,7 +27,7 @@ from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, i
 from . import autograd
 from .ops import *  # noqa: F401,F403
 from .ops import sum, max, min, abs, pow, round, all, any  # noqa: F401,A004  (shadow builtins, as torch does)
-from . import cuda
+from . import cuda, cpu
 from .info import info, set_num_threads, get_num_threads
 
 float64 = float32  # kernelnet computes in float32; code asking for float64 gets float32

@@ -1,7 +1,7 @@
 """The Tensor: a strided view (shape, strides, offset) of a storage on a device.
 
 CPU storage is a 1-d NumPy array (so `.numpy()` and `from_numpy` share memory, and DLPack comes
-from NumPy's implementation); CUDA storage is a block from the caching allocator in
+from NumPy's implementation), large ones backed by the host caching allocator in `kernelnet._cpu`; CUDA storage is a block from the caching allocator in
 `kernelnet._cuda`. View ops (reshape, permute, slicing, expand) only change the metadata; math
 runs in the native kernels (see ops/), chosen by device.
 """
@@ -10,6 +10,12 @@ import numpy as np
 from . import _dtype as D
 from ._device import backend, to_device, CPU, device as Device
 from . import autograd
+from ._device import _cpu
+
+# CPU buffers of at least this many bytes come from the native caching allocator; smaller ones
+# from np.empty, which malloc serves from its free lists without page faults anyway.
+_HOST_CACHE_MIN = 64 << 10
+_host_alloc = _cpu.host_alloc
 
 
 def _contig_strides(shape):
@@ -90,6 +96,12 @@ class Tensor:
                 raise ValueError(f"negative dimension in shape {shape}")
         n = _prod(shape)
         if device.type == "cpu":
+            nbytes = n * dtype.itemsize
+            if nbytes >= _HOST_CACHE_MIN:
+                # large buffers from the native caching allocator (csrc/cpu/host_memory.cpp):
+                # reused blocks fault no pages, which a fresh 20 MB activation otherwise does
+                raw, addr = _host_alloc(nbytes)
+                return cls._make(raw.view(dtype.np), shape, _contig_strides(shape), 0, dtype, device, addr)
             # 64-byte aligned so SIMD kernels can use aligned loads on fresh buffers
             raw = np.empty(n * dtype.itemsize + 64, dtype=np.uint8)
             base = raw.ctypes.data  # (one ctypes round trip: it costs microseconds per op)
