@@ -6,7 +6,9 @@ The model is the course's listing (Conv 1->32, Conv 32->64, max-pool, dropout, F
 with Adam (lr 1e-3) and cross-entropy on random 28x28 inputs. Each library runs in its own
 process (a worker mode of this script), alternating kernelnet, torch, kernelnet, torch, ... so
 their thread pools never share the cores; the table reports medians over rounds and the ratio
-kernelnet/torch (> 1: kernelnet faster). JSON goes to bench/results/train_step-<date>.json.
+kernelnet/torch (> 1: kernelnet faster) as the median of the per-round ratios: each round's two
+processes run back to back, so a slow phase of a shared machine (we have seen the whole machine
+run 1.6x slower for minutes) affects both sides of a ratio instead of one side of a median. JSON goes to bench/results/train_step-<date>.json.
 """
 import argparse
 import datetime
@@ -81,7 +83,8 @@ def worker(lib, batch, steps, threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 128])
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed steps per process (default: 2000 / batch, at least 20: ~2 s each)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--worker", choices=["kernelnet", "torch"])
@@ -95,20 +98,23 @@ def main():
     print(f"CPU: {cpu_name()}, threads {a.threads}, load average at start {load_average()}")
     print("course CNN training step (Adam), median of", a.rounds, "alternating rounds, each library in its own process")
     print(f"{'batch':>6} {'kernelnet ms':>13} {'torch ms':>9} {'kn samples/s':>13} {'torch samples/s':>16} {'ratio':>6}")
+    print("(ratio: median over rounds of torch ms / kernelnet ms; > 1 means kernelnet is faster)")
     for b in a.batches:
+        steps = a.steps or max(20, 2000 // b)
         res = {"kernelnet": [], "torch": []}
         for r in range(a.rounds):
             order = ["kernelnet", "torch"] if r % 2 == 0 else ["torch", "kernelnet"]
             for lib in order:
                 out = subprocess.run([sys.executable, __file__, "--worker", lib, "--batch", str(b),
-                                      "--steps", str(a.steps), "--threads", str(a.threads)],
+                                      "--steps", str(steps), "--threads", str(a.threads)],
                                      capture_output=True, text=True, check=True)
                 res[lib].append(json.loads(out.stdout.strip().splitlines()[-1])["step_ms"])
         kn, pt = median(res["kernelnet"]), median(res["torch"])
+        ratio = median([t / k for k, t in zip(res["kernelnet"], res["torch"])])
         rows.append({"batch": b, "kernelnet_step_ms": kn, "torch_step_ms": pt,
                      "kernelnet_samples_per_s": b / kn * 1e3, "torch_samples_per_s": b / pt * 1e3,
-                     "ratio": pt / kn, "raw": res})
-        print(f"{b:>6} {kn:>13.1f} {pt:>9.1f} {b / kn * 1e3:>13.0f} {b / pt * 1e3:>16.0f} {pt / kn:>6.2f}")
+                     "ratio": ratio, "ratio_of_medians": pt / kn, "raw": res})
+        print(f"{b:>6} {kn:>13.1f} {pt:>9.1f} {b / kn * 1e3:>13.0f} {b / pt * 1e3:>16.0f} {ratio:>6.2f}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
     path = a.out or os.path.join(HERE, "results", f"train_step-{stamp}.json")
     write_json_atomic(path, {"cpu": cpu_name(), "threads": a.threads, "load_average_end": load_average(),
