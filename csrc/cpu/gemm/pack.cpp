@@ -1,6 +1,8 @@
 // Packing routines (baseline ISA: they are copies, bound by memory, and shared by every SIMD path).
 #include "cpu/gemm/pack.h"
 
+#include "cpu/cpu_features.h"
+
 namespace kn {
 namespace gemm {
 
@@ -53,25 +55,33 @@ static void pack_rows(const float* src, i64 ld, i64 kc, int w, int W, float* dst
   }
 }
 
+// The transposing copy for the active SIMD path (the AVX-512 one moves 16 x 16 blocks).
+static PackTransposedFn transposed_packer() {
+  static const PackTransposedFn avx512 = pack_transposed_avx512();
+  return avx512 && active_simd() == Simd::Avx512 ? avx512 : &pack_transposed;
+}
+
 void pack_a(bool trans_a, const float* A, i64 lda, i64 i0, i64 k0, i64 mc, i64 kc, int MR,
             float* out) {
+  const PackTransposedFn packt = transposed_packer();
   for (i64 p = 0; p < mc; p += MR) {
     const int r = (int)(mc - p < MR ? mc - p : MR);
     float* dst = out + p * kc;  // panel p / MR starts at (p / MR) * kc * MR
     if (trans_a)
       pack_rows(A + k0 * lda + i0 + p, lda, kc, r, MR, dst);
     else
-      pack_transposed(A + (i0 + p) * lda + k0, lda, kc, r, MR, dst);
+      packt(A + (i0 + p) * lda + k0, lda, kc, r, MR, dst);
   }
 }
 
 void pack_b(bool trans_b, const float* B, i64 ldb, i64 k0, i64 j0, i64 kc, i64 nc, int NR,
             float* out) {
+  const PackTransposedFn packt = transposed_packer();
   for (i64 q = 0; q < nc; q += NR) {
     const int w = (int)(nc - q < NR ? nc - q : NR);
     float* dst = out + q * kc;
     if (trans_b)
-      pack_transposed(B + (j0 + q) * ldb + k0, ldb, kc, w, NR, dst);
+      packt(B + (j0 + q) * ldb + k0, ldb, kc, w, NR, dst);
     else
       pack_rows(B + k0 * ldb + j0 + q, ldb, kc, w, NR, dst);
   }

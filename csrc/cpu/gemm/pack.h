@@ -18,5 +18,11 @@ void pack_a(bool trans_a, const float* A, std::int64_t lda, std::int64_t i0, std
 void pack_b(bool trans_b, const float* B, std::int64_t ldb, std::int64_t k0, std::int64_t j0,
             std::int64_t kc, std::int64_t nc, int NR, float* out);
 
+// The transposing copy (element (k, x) = src[x*ld + k] -> dst[k*W + x], rows x >= w zero), SIMD
+// version: nullptr where not compiled. pack_a/pack_b use it when the AVX-512 path is active.
+using PackTransposedFn = void (*)(const float* src, std::int64_t ld, std::int64_t kc, int w, int W,
+                                  float* dst);
+PackTransposedFn pack_transposed_avx512();
+
 }  // namespace gemm
 }  // namespace kn
