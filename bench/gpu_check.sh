@@ -6,7 +6,8 @@
 #
 # Writes into $OUT (default ./gpu_check_out), at most 8 files, no subfolders:
 #   env.txt (date, commit, nvidia-smi, nvcc, torch), build.log, tests_cuda.log, bench.log,
-#   tests.log, bench_json.tar (bench/results/cuda_*.json), summary.txt
+#   tests.log, bench_json.tar (bench/results/cuda_*.json), summary.txt, and diag.log only when a
+#   C++ exception from _cpu crashes the process
 # Budget: KN_TOTAL_BUDGET seconds for everything (default 470, under 8 minutes); each stage also
 # has its own cap (seconds, override by env), and never runs past the total:
 #   KN_BUILD_TIMEOUT=240 KN_CUDA_TEST_TIMEOUT=90 KN_BENCH_TIMEOUT=150 KN_SUITE_TIMEOUT=(what is left)
@@ -78,6 +79,33 @@ except MemoryError as e: print('OK MemoryError', e)"
 probe cuda_runtime_error "import kernelnet._cuda as g
 try: g.memcpy_dtod(8, 16, 16); g.synchronize()
 except RuntimeError as e: print('OK RuntimeError', e)"
+
+# If a ValueError from _cpu crashes the process, find out why before anything else (the suite
+# cannot pass like that): which library the unwinder binds to, a native backtrace (cuda-gdb runs
+# host programs; there is no gdb there), then the same probe on CPU-only builds without LTO and
+# with a static C++ runtime. Each answer goes to summary.txt / diag.log.
+CPU_PROBE="import kernelnet._cpu as c
+try: c.set_num_threads(-3)
+except ValueError as e: print('OK ValueError', e)"
+if ! timeout 60 python -c "$CPU_PROBE" > /dev/null 2>&1; then
+  DIAG=$OUT/diag.log
+  SO=$(python -c "import importlib.util as u; print(u.find_spec('kernelnet._cpu').origin)" 2>/dev/null)
+  { echo "== _cpu: $SO"; ldd "$SO"; echo "== unwinder bindings";
+    LD_DEBUG=bindings timeout 60 python -c "$CPU_PROBE" 2>&1 | grep -E "_Unwind_RaiseException|__cxa_throw|_Unwind_Find_FDE" | head -20
+    echo "== cuda-gdb backtrace"
+    timeout 90 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" --args python -c "$CPU_PROBE" 2>&1 | tail -60
+  } > "$DIAG" 2>&1
+  say "cpu exception probe failed: diagnostics in diag.log ($(grep -c . "$DIAG") lines)"
+  for variant in "noLTO:-DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF" "static-runtime:-DKN_STATIC_RUNTIME=ON"; do
+    name=${variant%%:*}; flags=${variant#*:}
+    rm -rf "/tmp/kn_$name" "$ROOT/build"
+    (cd "$ROOT" && CMAKE_ARGS="-DKN_CUDA=OFF $flags" timeout "$(cap 120)" python -m pip install \
+      --no-build-isolation --no-deps --target "/tmp/kn_$name" . >> "$DIAG" 2>&1)
+    rc=$(PYTHONPATH=/tmp/kn_$name timeout 60 python -c "$CPU_PROBE" > /dev/null 2>&1; echo $?)
+    say "cpu exception probe on a $name build: rc=$rc (0 = the exception arrived as ValueError)"
+  done
+  rm -rf "$ROOT/build"
+fi
 
 # ---------------------------------------------------------------- CUDA kernel tests first
 timeout "$(cap "${KN_CUDA_TEST_TIMEOUT:-90}")" python -m pytest -q -p no:cacheprovider --rootdir="$ROOT" \
