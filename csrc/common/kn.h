@@ -17,6 +17,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "common/denormal.h"
+
 namespace kn {
 
 namespace py = pybind11;
@@ -63,5 +65,6 @@ enum DType : int { F32 = 0, I64 = 1, BOOL = 2 };
                                                           &KN_CONCAT(kn_bind_, family)); \
   static void KN_CONCAT(kn_bind_, family)(::kn::py::module_ & m)
 
-// Release the GIL while a kernel runs (DataLoader threads keep working meanwhile).
-#define KN_NOGIL ::kn::py::call_guard<::kn::py::gil_scoped_release>()
+// Release the GIL while a kernel runs (DataLoader threads keep working meanwhile), and flush
+// denormals to zero on this thread for the call (common/denormal.h says why).
+#define KN_NOGIL ::kn::py::call_guard<::kn::py::gil_scoped_release, ::kn::FlushDenormalScope>()

@@ -36,6 +36,9 @@ void set_num_threads(int n) {
 KN_BIND(parallel) {
   m.def("num_threads", &kn::num_threads, "Threads the CPU kernels use");
   m.def("set_num_threads", &kn::set_num_threads, "Set the threads the CPU kernels use");
+  m.def("set_flush_denormal", [](bool on) { kn::flush_denormal_flag() = on; },
+        "Flush denormal floats to zero inside the CPU kernels (default on)");
+  m.def("flush_denormal", [] { return kn::flush_denormal_flag().load(); });
 #ifdef KN_HAVE_OPENMP
   m.attr("openmp") = true;
 #else

@@ -1,6 +1,8 @@
 // Threading for CPU kernels: OpenMP when built with it, serial otherwise.
 #pragma once
 #include <cstdint>
+
+#include "common/denormal.h"
 #ifdef KN_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -20,8 +22,10 @@ inline void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
   if (nt > 1 && n > grain && !omp_in_parallel()) {
     std::int64_t chunks = (n + grain - 1) / grain;
     if (chunks < nt) nt = (int)chunks;
+    const unsigned mode = fp_mode();  // the caller's (denormal flushing set by KN_NOGIL's guard)
 #pragma omp parallel num_threads(nt)
     {
+      FpModeScope fp(mode);  // every worker runs the region in the caller's mode
       int t = omp_get_thread_num();
       int T = omp_get_num_threads();
       std::int64_t b = n * t / T, e = n * (t + 1) / T;

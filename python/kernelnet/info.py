@@ -14,6 +14,17 @@ def get_num_threads():
     return _cpu.num_threads()
 
 
+def set_flush_denormal(mode):
+    """Flush denormal floats (|x| < 1.2e-38) to zero inside the CPU kernels; returns True (the
+    setting is supported), like torch.set_flush_denormal. Unlike PyTorch it is ON by default:
+    denormal arithmetic costs ~100 cycles per instruction on x86 and made the course CNN's
+    training step 2x slower once Adam's moments decayed into that range. Only kernel threads are
+    affected, for the duration of each kernel; NumPy keeps IEEE gradual underflow.
+    KERNELNET_FLUSH_DENORMAL=0 turns the default off."""
+    _cpu.set_flush_denormal(bool(mode))
+    return True
+
+
 def info(as_dict=False):
     """Print (or return) which backend and SIMD path run, and how many threads."""
     from . import __version__
