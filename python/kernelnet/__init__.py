@@ -13,8 +13,9 @@ import os as _os
 # Sleeping (not spinning) OpenMP waiters: on a machine with any other busy process, spinning
 # threads make each parallel region wait for a descheduled thread (measured here: the course CNN
 # step 175 ms -> 80 ms at load ~2 on 2 cores, small GEMMs up to 90x). Must be set before the
-# native module loads libgomp; an explicit OMP_WAIT_POLICY from the user wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# native module loads libgomp; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT from the user wins.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from ._dtype import dtype, float32, int64, bool_ as bool  # noqa: A001
 from ._dtype import float32 as float, int64 as long  # noqa: A001
