@@ -7,7 +7,8 @@ Each library runs in its own subprocess, alternating kernelnet, torch, kernelnet
 the median over rounds. Backward = the gradients the course CNN needs: conv1 (the network input)
 weight + bias; conv2 input + weight + bias. PyTorch's backward is timed through
 aten.convolution_backward (the kernel, no autograd bookkeeping), kernelnet's through the raw
-_cpu kernels, so both sides measure kernels only. Results go to bench/results/conv-<date>.json.
+_cpu.conv2d_backward kernel (what the autograd Function calls: the wanted gradients in one pass
+over the images), so both sides measure kernels only. Results go to bench/results/conv-<date>.json.
 """
 import argparse
 import datetime
@@ -75,11 +76,8 @@ def worker_kernelnet(batches, threads):
             def fwd():
                 _cpu.conv2d_forward(p(x), p(w), p(b), p(y), *geo, 0)
 
-            def bwd():
-                if igrad:
-                    _cpu.conv2d_backward_input(p(dy), p(w), p(dx), *geo)
-                _cpu.conv2d_backward_weight(p(x), p(dy), p(dw), *geo, False)
-                _cpu.conv2d_backward_bias(p(dy), p(db), N, K, P * Q)
+            def bwd():  # the call kernelnet.nn.Conv2d's backward makes: all gradients, one pass
+                _cpu.conv2d_backward(p(x), p(dy), p(w), p(dx) if igrad else 0, p(dw), p(db), *geo)
 
             res[f"{name}/b{N}"] = {"fwd": timeit(fwd), "bwd": timeit(bwd)}
     return {"threads": _cpu.num_threads(), "results": res}

@@ -101,6 +101,36 @@ def test_conv2d_forward_backward(case, threads):
     close(db, bt.grad.numpy())
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("wanted", ["xwb", "x", "w", "b", "wb"])
+def test_conv2d_backward_fused_pass(case, wanted, threads):
+    """conv2d_backward computes any subset of the three gradients in one pass; unwanted pointers
+    are 0 and their buffers untouched; results match torch (float64)."""
+    N, C, H, W, K, R, S, st, pd, dl, g = case
+    x, w, b, y = run_conv(*case)
+    xt, wt, bt = t64(x, True), t64(w, True), t64(b, True)
+    dy = randn(*y.shape)
+    F.conv2d(xt, wt, bt, st, pd, dl, g).backward(t64(dy))
+    geo = (N, C, H, W, K, R, S, *st, *pd, *dl, g)
+    dx, dw, db = np.full_like(x, np.nan), np.full_like(w, np.nan), np.full_like(b, np.nan)
+    _cpu.conv2d_backward(ptr(x), ptr(dy), ptr(w), ptr(dx) if "x" in wanted else 0,
+                         ptr(dw) if "w" in wanted else 0, ptr(db) if "b" in wanted else 0, *geo)
+    for name, got, ref in (("x", dx, xt.grad), ("w", dw, wt.grad), ("b", db, bt.grad)):
+        if name in wanted:
+            close(got, ref.numpy())
+        else:
+            assert np.isnan(got).all()
+
+
+def test_conv2d_backward_fused_rejects_missing_operands():
+    geo = (1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1)
+    buf = np.zeros(64, np.float32)
+    with pytest.raises(ValueError, match="needs the weight"):
+        _cpu.conv2d_backward(ptr(buf), ptr(buf), 0, ptr(buf), 0, 0, *geo)
+    with pytest.raises(ValueError, match="needs the input"):
+        _cpu.conv2d_backward(0, ptr(buf), ptr(buf), 0, ptr(buf), 0, *geo)
+
+
 def test_conv2d_relu_no_bias_and_float32_agreement():
     case = (3, 5, 10, 8, 7, 3, 3, (1, 1), (1, 1), (1, 1), 1)
     x, w, _, y = run_conv(*case, bias=False, act=1)

@@ -9,6 +9,9 @@
 //   conv2d_backward_weight(x, dy, dw, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, accumulate)
 //       dw[K,C/groups,R,S] (+)= sum over the batch; accumulate = false overwrites
 //   conv2d_backward_bias(dy, db, N, K, PQ)      db[K] = sum of dy[N,K,PQ] over N and PQ (overwrites)
+//   conv2d_backward(x, dy, w, dx, dw, db, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups)
+//       all three gradients in one pass over the images; pointers of unwanted ones are 0
+//       (dx, dw, db overwritten)
 //   conv2d_output_size(H, R, stride, pad, dil) -> (H + 2 pad - dil (R-1) - 1) / stride + 1
 //
 // Why this shape of algorithm:
@@ -197,89 +200,6 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
   });
 }
 
-void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
-  const i64 PQ = g.P * g.Q, HW = g.H * g.W, band = band_rows(g);
-  over_batch(g.N, batch_chunks(g.N), [&](i64, i64 n0, i64 n1) {
-    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
-    for (i64 n = n0; n < n1; ++n) {
-      for (i64 gr = 0; gr < g.groups; ++gr) {
-        const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;
-        const float* wg = w + gr * g.Kg * g.CRS;
-        float* dxg = dx + (n * g.C + gr * g.Cg) * HW;
-        if (g.direct) {  // dX[Cg, HW] = W^T @ dY
-          sgemm(1, true, false, g.CRS, PQ, g.Kg, 1.f, wg, g.CRS, 0, dyg, PQ, 0, 0.f, dxg, PQ, 0);
-          continue;
-        }
-        std::memset(dxg, 0, sizeof(float) * g.Cg * HW);
-        for (i64 p0 = 0; p0 < g.P; p0 += band) {
-          const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
-          // dcol[CRS, L] = W^T @ dY[:, band]
-          sgemm(1, true, false, g.CRS, L, g.Kg, 1.f, wg, g.CRS, 0, dyg + p0 * g.Q, PQ, 0, 0.f, col,
-                L, 0);
-          col2im(g, col, p0, p1, dxg);
-        }
-      }
-    }
-  });
-}
-
-void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw,
-                            bool accumulate) {
-  const i64 PQ = g.P * g.Q, band = band_rows(g), WN = g.K * g.CRS;
-  const i64 chunks = std::min(batch_chunks(g.N), std::max<i64>(1, g.N));
-  // Partial dW per chunk. Chunk 0 writes straight into dw when not accumulating.
-  static thread_local std::vector<float> partial_buf;
-  if ((i64)partial_buf.size() < chunks * WN) partial_buf.resize(chunks * WN);
-  float* partial = partial_buf.data();
-  if (g.N == 0) {
-    if (!accumulate) std::memset(dw, 0, sizeof(float) * WN);
-    return;
-  }
-  // Orientation: dW^T[CRS, Kg] = col @ dY^T (transposed while summing the partials) runs the
-  // packed GEMM faster than dW = dY @ col^T whenever Kg fills its 32-wide register tile: measured
-  // 128 vs 88 GFLOP/s for the course CNN's conv2 (Kg 64, CRS 288), 23 vs 12 for conv1 (32 x 9),
-  // equal at Kg 256. With fewer output channels than that, CRS is the better N.
-  const bool tr = g.Kg >= 32 || g.CRS < g.Kg;
-  over_batch(g.N, chunks, [&](i64 c, i64 n0, i64 n1) {
-    float* acc = partial + c * WN;
-    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
-    for (i64 n = n0; n < n1; ++n) {
-      for (i64 gr = 0; gr < g.groups; ++gr) {
-        const float* xg = x + (n * g.C + gr * g.Cg) * g.H * g.W;
-        const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;
-        float* ag = acc + gr * g.Kg * g.CRS;  // [Kg, CRS], or [CRS, Kg] when tr
-        for (i64 p0 = 0; p0 < g.P; p0 += band) {
-          const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
-          // 1x1 direct: the image rows are the col matrix (one band covers it: P*Q = H*W)
-          const float* cb = g.direct ? xg + p0 * g.Q : col;
-          const i64 ldcol = g.direct ? PQ : L;
-          if (!g.direct) im2col(g, xg, p0, p1, col);
-          const float beta = (n == n0 && p0 == 0) ? 0.f : 1.f;
-          if (tr)  // dW^T[CRS, Kg] += col @ dY[:, band]^T
-            sgemm(1, false, true, g.CRS, g.Kg, L, 1.f, cb, ldcol, 0, dyg + p0 * g.Q, PQ, 0, beta, ag,
-                  g.Kg, 0);
-          else  // dW[Kg, CRS] += dY[:, band] @ col^T
-            sgemm(1, false, true, g.Kg, g.CRS, L, 1.f, dyg + p0 * g.Q, PQ, 0, cb, ldcol, 0, beta, ag,
-                  g.CRS, 0);
-        }
-      }
-    }
-  });
-  // Sum the partials into dw (threads split the weight elements).
-  parallel_for(WN, 4096, [&](i64 i0, i64 i1) {
-    for (i64 i = i0; i < i1; ++i) {
-      i64 src = i;
-      if (tr) {  // dw index (gr, k, j) lives at (gr, j, k) in the transposed partials
-        const i64 gsz = g.Kg * g.CRS, gr = i / gsz, k = (i % gsz) / g.CRS, j = i % g.CRS;
-        src = gr * gsz + j * g.Kg + k;
-      }
-      float s = accumulate ? dw[i] : 0.f;
-      for (i64 c = 0; c < chunks; ++c) s += partial[c * WN + src];
-      dw[i] = s;
-    }
-  });
-}
-
 // Sum of a row in 16 independent float lanes (one running sum is a serial chain of adds that
 // the compiler may not reorder, 4 cycles an element), then the lanes pairwise.
 inline float row_sum(const float* __restrict row, i64 n) {
@@ -291,6 +211,111 @@ inline float row_sum(const float* __restrict row, i64 n) {
   for (int w = 8; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) lane[j] += lane[j + w];
   return lane[0];
+}
+
+// All of a convolution's backward in one pass over the images: per image (and group) the input
+// gradient (dcol = W^T @ dY, col2im), the weight gradient (im2col, dW^T += col @ dY^T), the bias
+// gradient (row sums of dY); any of dx, dw, db may be null. One pass instead of three keeps each
+// image's dY (147 KB for the course CNN's conv2) in cache for all its uses and runs one parallel
+// region; the col scratch serves both GEMMs in turn.
+// dw: overwritten, or added to when accumulate_dw. db: overwritten.
+void conv2d_backward(const ConvGeom& g, const float* x, const float* dy, const float* w, float* dx,
+                     float* dw, bool accumulate_dw, float* db) {
+  const i64 PQ = g.P * g.Q, HW = g.H * g.W, band = band_rows(g), WN = g.K * g.CRS;
+  if (g.N == 0) {
+    if (dw && !accumulate_dw) std::memset(dw, 0, sizeof(float) * WN);
+    if (db) std::memset(db, 0, sizeof(float) * g.K);
+    return;
+  }
+  const i64 chunks = std::min(batch_chunks(g.N), std::max<i64>(1, g.N));
+  // Partial dW (and db, in double: a long sum) per chunk, added up after the pass.
+  static thread_local std::vector<float> partial_buf;
+  if (dw && (i64)partial_buf.size() < chunks * WN) partial_buf.resize(chunks * WN);
+  float* partial = partial_buf.data();
+  std::vector<double> partial_db(db ? (size_t)(chunks * g.K) : 0, 0.0);
+  // Weight-gradient orientation: dW^T[CRS, Kg] = col @ dY^T (transposed while summing the
+  // partials) runs the packed GEMM faster than dW = dY @ col^T whenever Kg fills its 32-wide
+  // register tile: measured 128 vs 88 GFLOP/s for the course CNN's conv2 (Kg 64, CRS 288), 23 vs
+  // 12 for conv1 (32 x 9), equal at Kg 256. With fewer output channels than that, CRS is the
+  // better N.
+  const bool tr = g.Kg >= 32 || g.CRS < g.Kg;
+  over_batch(g.N, chunks, [&](i64 c, i64 n0, i64 n1) {
+    float* acc = dw ? partial + c * WN : nullptr;
+    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
+    for (i64 n = n0; n < n1; ++n) {
+      for (i64 gr = 0; gr < g.groups; ++gr) {
+        const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;
+        if (dx) {
+          const float* wg = w + gr * g.Kg * g.CRS;
+          float* dxg = dx + (n * g.C + gr * g.Cg) * HW;
+          if (g.direct) {  // dX[Cg, HW] = W^T @ dY
+            sgemm(1, true, false, g.CRS, PQ, g.Kg, 1.f, wg, g.CRS, 0, dyg, PQ, 0, 0.f, dxg, PQ, 0);
+          } else {
+            std::memset(dxg, 0, sizeof(float) * g.Cg * HW);
+            for (i64 p0 = 0; p0 < g.P; p0 += band) {
+              const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
+              // dcol[CRS, L] = W^T @ dY[:, band]
+              sgemm(1, true, false, g.CRS, L, g.Kg, 1.f, wg, g.CRS, 0, dyg + p0 * g.Q, PQ, 0, 0.f,
+                    col, L, 0);
+              col2im(g, col, p0, p1, dxg);
+            }
+          }
+        }
+        if (dw) {
+          const float* xg = x + (n * g.C + gr * g.Cg) * HW;
+          float* ag = acc + gr * g.Kg * g.CRS;  // [Kg, CRS], or [CRS, Kg] when tr
+          for (i64 p0 = 0; p0 < g.P; p0 += band) {
+            const i64 p1 = std::min(g.P, p0 + band), L = (p1 - p0) * g.Q;
+            // 1x1 direct: the image rows are the col matrix (one band covers it: P*Q = H*W)
+            const float* cb = g.direct ? xg + p0 * g.Q : col;
+            const i64 ldcol = g.direct ? PQ : L;
+            if (!g.direct) im2col(g, xg, p0, p1, col);
+            const float beta = (n == n0 && p0 == 0) ? 0.f : 1.f;
+            if (tr)  // dW^T[CRS, Kg] += col @ dY[:, band]^T
+              sgemm(1, false, true, g.CRS, g.Kg, L, 1.f, cb, ldcol, 0, dyg + p0 * g.Q, PQ, 0, beta,
+                    ag, g.Kg, 0);
+            else  // dW[Kg, CRS] += dY[:, band] @ col^T
+              sgemm(1, false, true, g.Kg, g.CRS, L, 1.f, dyg + p0 * g.Q, PQ, 0, cb, ldcol, 0, beta,
+                    ag, g.CRS, 0);
+          }
+        }
+        if (db) {
+          double* pdb = partial_db.data() + c * g.K + gr * g.Kg;
+          for (i64 k = 0; k < g.Kg; ++k) pdb[k] += row_sum(dyg + k * PQ, PQ);
+        }
+      }
+    }
+  });
+  if (dw) {  // sum the partials into dw (threads split the weight elements)
+    parallel_for(WN, 4096, [&](i64 i0, i64 i1) {
+      for (i64 i = i0; i < i1; ++i) {
+        i64 src = i;
+        if (tr) {  // dw index (gr, k, j) lives at (gr, j, k) in the transposed partials
+          const i64 gsz = g.Kg * g.CRS, gr = i / gsz, k = (i % gsz) / g.CRS, j = i % g.CRS;
+          src = gr * gsz + j * g.Kg + k;
+        }
+        float s = accumulate_dw ? dw[i] : 0.f;
+        for (i64 c = 0; c < chunks; ++c) s += partial[c * WN + src];
+        dw[i] = s;
+      }
+    });
+  }
+  if (db) {
+    for (i64 k = 0; k < g.K; ++k) {
+      double s = 0.0;
+      for (i64 c = 0; c < chunks; ++c) s += partial_db[(size_t)(c * g.K + k)];
+      db[k] = (float)s;
+    }
+  }
+}
+
+void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  conv2d_backward(g, nullptr, dy, w, dx, nullptr, false, nullptr);
+}
+
+void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw,
+                            bool accumulate) {
+  conv2d_backward(g, x, dy, nullptr, nullptr, dw, accumulate, nullptr);
 }
 
 void conv2d_backward_bias(const float* dy, float* db, i64 N, i64 K, i64 PQ) {
@@ -344,6 +369,20 @@ KN_BIND(conv) {
         KN_CHECK(x && dy && dwt, "conv2d_backward_weight: null pointer");
         kn::conv2d_backward_weight(g, kn::ptr<const float>(x), kn::ptr<const float>(dy),
                                    kn::ptr<float>(dwt), accumulate);
+      },
+      KN_NOGIL);
+  m.def(
+      "conv2d_backward",
+      [](uptr x, uptr dy, uptr w, uptr dx, uptr dwt, uptr db, i64 N, i64 C, i64 H, i64 W, i64 K,
+         i64 R, i64 S, i64 sh, i64 sw, i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
+        auto g = kn::make_geom("conv2d_backward", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+                               groups);
+        KN_CHECK(dy, "conv2d_backward: null grad_output pointer");
+        KN_CHECK(!dx || w, "conv2d_backward: the input gradient needs the weight pointer");
+        KN_CHECK(!dwt || x, "conv2d_backward: the weight gradient needs the input pointer");
+        kn::conv2d_backward(g, kn::ptr<const float>(x), kn::ptr<const float>(dy),
+                            kn::ptr<const float>(w), kn::ptr<float>(dx), kn::ptr<float>(dwt), false,
+                            kn::ptr<float>(db));
       },
       KN_NOGIL);
   m.def(
