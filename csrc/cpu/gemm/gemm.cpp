@@ -66,6 +66,9 @@ i64 balanced_block(i64 n, i64 cap, i64 unit) {
   return round_up(ceil_div(n, ceil_div(n, cap)), unit);
 }
 
+// Up to this many row panels in a block, the B panel loop runs outermost (see gemm_slice).
+constexpr i64 kFewRowPanels = 6;
+
 // Per-thread packing buffers, kept between calls (OpenMP threads persist) and grown on demand.
 struct Workspace {
   float* a = nullptr;
@@ -155,8 +158,10 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
           bblk = p.B + pc * p.ldb + jc, rs_b = p.ldb, b_panel = NR;
         }
 
-        for (i64 ir = 0; ir < mc; ir += MR) {
+        // One register tile: rows [ir, ir+MR) x columns [jr, jr+NR) of this block.
+        auto tile = [&](i64 ir, i64 jr) {
           const int mr = (int)std::min<i64>(MR, mc - ir);
+          const int nr = (int)std::min<i64>(NR, nc - jr);
           // A panel: packed (k-major, stride MR), A^T in place (k-major, stride lda), or A in
           // place (row-major).
           const float* ap;
@@ -167,16 +172,21 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
             ap = p.A + pc * p.lda + ic + ir, rs_a = 1, cs_a = p.lda;
           else
             ap = p.A + (ic + ir) * p.lda + pc, rs_a = p.lda, cs_a = 1;
-
-          for (i64 jr = 0; jr < nc; jr += NR) {
-            const int nr = (int)std::min<i64>(NR, nc - jr);
-            const i64 gi = ic + ir, gj = jc + jr;  // global row / column of this tile
-            TileStore st{p.alpha, first ? beta : 1.f,
-                         last && bias_col ? p.ep.bias + gj : nullptr,
-                         last && bias_row ? p.ep.bias + gi : nullptr, last && relu};
-            uk.fn(kc, ap, rs_a, cs_a, bblk + (jr / NR) * b_panel, rs_b,
-                  c + (gi - s.m0) * ldc + (gj - s.n0), ldc, mr, nr, st);
-          }
+          const i64 gi = ic + ir, gj = jc + jr;  // global row / column of this tile
+          TileStore st{p.alpha, first ? beta : 1.f, last && bias_col ? p.ep.bias + gj : nullptr,
+                       last && bias_row ? p.ep.bias + gi : nullptr, last && relu};
+          uk.fn(kc, ap, rs_a, cs_a, bblk + (jr / NR) * b_panel, rs_b,
+                c + (gi - s.m0) * ldc + (gj - s.n0), ldc, mr, nr, st);
+        };
+        if (mc <= kFewRowPanels * MR) {
+          // Few row panels (small M: a batch of 32-64 rows times a wide weight): each B panel
+          // is loaded once into L1 and used by every row panel, instead of the whole B block
+          // streaming from L2 once per row panel. The tiles and their sums are the same.
+          for (i64 jr = 0; jr < nc; jr += NR)
+            for (i64 ir = 0; ir < mc; ir += MR) tile(ir, jr);
+        } else {
+          for (i64 ir = 0; ir < mc; ir += MR)
+            for (i64 jr = 0; jr < nc; jr += NR) tile(ir, jr);
         }
       }
     }
