@@ -39,6 +39,7 @@
 #include "common/ops.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace kn {
 namespace {
@@ -150,12 +151,9 @@ i64 band_rows(const ConvGeom& g) {
   return std::max<i64>(1, std::min(rows, g.P));
 }
 
-// A per-thread scratch buffer that only grows: no allocation once the first batch has run.
-float* scratch(i64 n) {
-  static thread_local std::vector<float> buf;
-  if ((i64)buf.size() < n) buf.resize(n);
-  return buf.data();
-}
+// Per-thread buffers (cpu/scratch.h): the im2col band of each worker, the dW partials.
+struct ColBand {};
+struct WeightPartials {};
 
 // Split [0, N) images into `chunks` contiguous ranges, run f(chunk, begin, end) on the threads.
 // Batch threading when there are enough images; otherwise one chunk, so the GEMM threads itself.
@@ -177,7 +175,7 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
                     int act) {
   const i64 PQ = g.P * g.Q, band = band_rows(g);
   over_batch(g.N, batch_chunks(g.N), [&](i64, i64 n0, i64 n1) {
-    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
+    float* col = g.direct ? nullptr : thread_scratch<ColBand>(g.CRS * band * g.Q);
     for (i64 n = n0; n < n1; ++n) {
       for (i64 gr = 0; gr < g.groups; ++gr) {
         const float* xg = x + (n * g.C + gr * g.Cg) * g.H * g.W;
@@ -229,9 +227,7 @@ void conv2d_backward(const ConvGeom& g, const float* x, const float* dy, const f
   }
   const i64 chunks = std::min(batch_chunks(g.N), std::max<i64>(1, g.N));
   // Partial dW (and db, in double: a long sum) per chunk, added up after the pass.
-  static thread_local std::vector<float> partial_buf;
-  if (dw && (i64)partial_buf.size() < chunks * WN) partial_buf.resize(chunks * WN);
-  float* partial = partial_buf.data();
+  float* partial = dw ? thread_scratch<WeightPartials>(chunks * WN) : nullptr;
   std::vector<double> partial_db(db ? (size_t)(chunks * g.K) : 0, 0.0);
   // Weight-gradient orientation: dW^T[CRS, Kg] = col @ dY^T (transposed while summing the
   // partials) runs the packed GEMM faster than dW = dY @ col^T whenever Kg fills its 32-wide
@@ -241,7 +237,7 @@ void conv2d_backward(const ConvGeom& g, const float* x, const float* dy, const f
   const bool tr = g.Kg >= 32 || g.CRS < g.Kg;
   over_batch(g.N, chunks, [&](i64 c, i64 n0, i64 n1) {
     float* acc = dw ? partial + c * WN : nullptr;
-    float* col = g.direct ? nullptr : scratch(g.CRS * band * g.Q);
+    float* col = g.direct ? nullptr : thread_scratch<ColBand>(g.CRS * band * g.Q);
     for (i64 n = n0; n < n1; ++n) {
       for (i64 gr = 0; gr < g.groups; ++gr) {
         const float* dyg = dy + (n * g.K + gr * g.Kg) * PQ;

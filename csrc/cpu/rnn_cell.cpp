@@ -28,7 +28,6 @@
 #include <cmath>
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -36,6 +35,7 @@
 
 #include "common/kn.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace kn {
 namespace {
@@ -156,12 +156,7 @@ void lstm_fwd(const float* xg, const float* hg, const float* hp, const float* cp
   });
 }
 
-// A per-thread scratch row that only grows (tanh(c) in the LSTM backward).
-inline float* scratch_row(i64 n) {
-  static thread_local std::vector<float> buf;
-  if ((i64)buf.size() < n) buf.resize((size_t)n);
-  return buf.data();
-}
+struct TanhCRow {};  // per-thread scratch (cpu/scratch.h): tanh(c) of one row, LSTM backward
 
 void lstm_bwd(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc,
               float* dg, float* dhp, float* dcp, i64 B, i64 H, const i64* len, i64 t) {
@@ -176,7 +171,7 @@ void lstm_bwd(const float* dh, const float* dc, const float* gates, const float*
       }
       // tanh(c) for the row with the vectorised exp, then one branch-free loop over restrict
       // pointers (it vectorises; the scalar tanh per element made this cell 3x the forward)
-      float* __restrict tc = scratch_row(H);
+      float* __restrict tc = thread_scratch<TanhCRow>(H);
       tanh_sum(cc + b * H, nullptr, tc, H);
       const float* __restrict gi = gates + b * 4 * H;
       const float* __restrict gf = gi + H;
