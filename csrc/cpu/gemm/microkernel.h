@@ -15,8 +15,20 @@
 #pragma once
 #include <cstdint>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace kn {
 namespace gemm {
+
+#if defined(__AVX512F__)
+// The first n (clamped to 0..16) lanes of a 16-float vector: tails of the AVX-512 micro-kernel
+// and of the AVX-512 pack (only files compiled for AVX-512 see this).
+inline __mmask16 lane_mask16(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+#endif
 
 using i64 = std::int64_t;
 

@@ -22,10 +22,6 @@ namespace {
 constexpr int MR = 12;
 constexpr int NR = 32;
 
-inline __mmask16 lane_mask(int n) {  // the first n (clamped to 0..16) lanes
-  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-
 // The K loop: c0/c1[i] += A(i,k) * B(k, 0:16) / B(k, 16:32).
 template <int R, bool KMAJOR, bool MASKED>
 inline __attribute__((always_inline)) void accumulate(i64 kc, const float* a, i64 rs_a, i64 cs_a,
@@ -50,7 +46,7 @@ inline __attribute__((always_inline)) void accumulate(i64 kc, const float* a, i6
 template <int R, bool KMAJOR>
 void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
           int nr, const TileStore& st) {
-  const __mmask16 m0 = lane_mask(nr), m1 = lane_mask(nr - 16);
+  const __mmask16 m0 = lane_mask16(nr), m1 = lane_mask16(nr - 16);
   // Start pulling the C tile in now; it is needed only after the K loop.
   for (int i = 0; i < R; ++i) {
     _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);

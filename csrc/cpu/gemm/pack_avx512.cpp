@@ -8,6 +8,8 @@
 // took ~11 % of the product's time.
 #include "cpu/gemm/pack.h"
 
+#include "cpu/gemm/microkernel.h"
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
@@ -16,10 +18,6 @@ namespace gemm {
 namespace {
 
 using i64 = std::int64_t;
-
-inline __mmask16 first_lanes(int n) {
-  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
 
 // r[i] holds row i (16 floats); on return r[j] holds column j (element i = old r[i][j]).
 inline void transpose16(__m512 r[16]) {
@@ -53,11 +51,11 @@ inline void transpose16(__m512 r[16]) {
 // Rows x in [x0, x0 + 16) of the panel (those >= w are zero) for all kc.
 void pack_16_rows(const float* src, i64 ld, i64 kc, int w, int W, int x0, float* dst) {
   const int rows = w - x0 < 16 ? w - x0 : 16;  // real source rows in this group (may be <= 0)
-  const __mmask16 store = first_lanes(W - x0);
+  const __mmask16 store = lane_mask16(W - x0);
   __m512 r[16];
   for (i64 k = 0; k < kc; k += 16) {
     const int kn = kc - k < 16 ? (int)(kc - k) : 16;
-    const __mmask16 load = first_lanes(kn);
+    const __mmask16 load = lane_mask16(kn);
     for (int i = 0; i < 16; ++i)
       r[i] = i < rows ? _mm512_maskz_loadu_ps(load, src + (x0 + i) * ld + k) : _mm512_setzero_ps();
     transpose16(r);
