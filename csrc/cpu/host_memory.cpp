@@ -165,11 +165,13 @@ py::dict cache_info() {
 
 void set_limit(i64 nbytes) {
   KN_CHECK(nbytes >= 0, "host_set_cache_limit: negative limit ", nbytes);
+  bool over;
   {
     std::lock_guard<std::mutex> lock(cache().mu);
     cache().limit = (size_t)nbytes;
+    over = cache().cached > cache().limit;
   }
-  if (cache().cached > (size_t)nbytes) empty_cache();  // simplest correct trim
+  if (over) empty_cache();  // simplest correct trim
 }
 
 }  // namespace
