@@ -1,16 +1,16 @@
 """The Tensor: a strided view (shape, strides, offset) of a storage on a device.
 
 CPU storage is a 1-d NumPy array (so `.numpy()` and `from_numpy` share memory, and DLPack comes
-from NumPy's implementation), large ones backed by the host caching allocator in `kernelnet._cpu`; CUDA storage is a block from the caching allocator in
-`kernelnet._cuda`. View ops (reshape, permute, slicing, expand) only change the metadata; math
-runs in the native kernels (see ops/), chosen by device.
+from NumPy's implementation), large ones backed by the host caching allocator in `kernelnet._cpu`;
+CUDA storage is a block from the caching allocator in `kernelnet._cuda`. View ops (reshape,
+permute, slicing, expand) only change the metadata; math runs in the native kernels (see ops/),
+chosen by device.
 """
 import numpy as np
 
 from . import _dtype as D
-from ._device import backend, to_device, CPU, device as Device
+from ._device import _cpu, backend, to_device, CPU, device as Device
 from . import autograd
-from ._device import _cpu
 
 # CPU buffers of at least this many bytes come from the native caching allocator; smaller ones
 # from np.empty, which malloc serves from its free lists without page faults anyway.
@@ -103,10 +103,10 @@ class Tensor:
                 raw, addr = _host_alloc(nbytes)
                 return cls._make(raw.view(dtype.np), shape, _contig_strides(shape), 0, dtype, device, addr)
             # 64-byte aligned so SIMD kernels can use aligned loads on fresh buffers
-            raw = np.empty(n * dtype.itemsize + 64, dtype=np.uint8)
+            raw = np.empty(nbytes + 64, dtype=np.uint8)
             base = raw.ctypes.data  # (one ctypes round trip: it costs microseconds per op)
             start = (-base) % 64
-            arr = raw[start:start + n * dtype.itemsize].view(dtype.np)
+            arr = raw[start:start + nbytes].view(dtype.np)
             return cls._make(arr, shape, _contig_strides(shape), 0, dtype, device, base + start)
         st = _CudaStorage(n * dtype.itemsize, n)
         return cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)

@@ -33,29 +33,21 @@ class Conv2d(Function):
         g = as_contiguous(g)
         be = x._backend
         N, K = ctx.geom[0], ctx.geom[4]
-        gx = gw = gb = None
         need = ctx.needs_input_grad
+        gx = Tensor._empty(x._shape, D.float32, x.device) if need[0] else None
+        gw = Tensor._empty(w._shape, D.float32, w.device) if need[1] else None
+        gb = Tensor._empty((K,), D.float32, x.device) if ctx.has_bias and need[2] else None
         if hasattr(be, "conv2d_backward"):  # CPU: every wanted gradient in one pass over the images
-            if need[0]:
-                gx = Tensor._empty(x._shape, D.float32, x.device)
-            if need[1]:
-                gw = Tensor._empty(w._shape, D.float32, w.device)
-            if ctx.has_bias and need[2]:
-                gb = Tensor._empty((K,), D.float32, x.device)
             if gx is not None or gw is not None or gb is not None:
                 ptr = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731
                 be.conv2d_backward(x.data_ptr(), g.data_ptr(), w.data_ptr(), ptr(gx), ptr(gw), ptr(gb),
                                    *ctx.geom)
             return gx, gw, gb
-        if ctx.needs_input_grad[0]:
-            gx = Tensor._empty(x._shape, D.float32, x.device)
-            if gx.numel():
-                be.conv2d_backward_input(g.data_ptr(), w.data_ptr(), gx.data_ptr(), *ctx.geom)
-        if ctx.needs_input_grad[1]:
-            gw = Tensor._empty(w._shape, D.float32, w.device)
+        if gx is not None and gx.numel():
+            be.conv2d_backward_input(g.data_ptr(), w.data_ptr(), gx.data_ptr(), *ctx.geom)
+        if gw is not None:
             be.conv2d_backward_weight(x.data_ptr(), g.data_ptr(), gw.data_ptr(), *ctx.geom, False)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = Tensor._empty((K,), D.float32, x.device)
+        if gb is not None:
             be.conv2d_backward_bias(g.data_ptr(), gb.data_ptr(), N, K, g._shape[2] * g._shape[3])
         return gx, gw, gb
 
