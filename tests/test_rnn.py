@@ -98,6 +98,33 @@ def test_lengths_match_packed_sequence(name, kw, bidirectional):
     _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, lengths=[6, 2, 5, 1])
 
 
+_SIMD_ORDER = ["portable", "avx2", "avx512"]
+SIMD_PATHS = _SIMD_ORDER[: _SIMD_ORDER.index(kn._cpu.simd_detected()) + 1]
+
+
+@pytest.mark.parametrize("simd", SIMD_PATHS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name,kw", MODES)
+def test_sequence_kernel_blocks_threads_and_simd(name, kw, threads, simd):
+    """Shapes that reach every branch of rnn_sequence.cpp and its pre-packed GEMM: batch rows split
+    over threads, more rows than one row block (72 on AVX-512) per thread, a hidden size whose
+    gate width spans several K blocks in backward (4*100 > 384) with ragged register tiles, variable
+    lengths, both directions; on every SIMD path (the GEMM micro-kernels and the cells' exp)."""
+    old_simd, old_threads = kn._cpu.simd_active(), kn.get_num_threads()
+    kn._cpu.set_simd(simd)
+    kn.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(11)
+        T, B, I, H = 3, 160, 5, 100
+        tm, km = _make(name, kw, I, H, bidirectional=True)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        lengths = list(rng.integers(1, T + 1, size=B))
+        _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, lengths=lengths, tol=1e-3)
+    finally:
+        kn._cpu.set_simd(old_simd)
+        kn.set_num_threads(old_threads)
+
+
 @pytest.mark.parametrize("name,kw", MODES)
 def test_composed_fallback_matches_native(name, kw, monkeypatch):
     """The core-ops path (used where the backend has no cell kernels, e.g. CUDA) is checked too."""
@@ -223,6 +250,12 @@ def test_native_kernels_reject_bad_args():
         be.lstm_cell_forward(0, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0)
     with pytest.raises(ValueError, match="rnn_cell_forward: act"):
         be.rnn_cell_forward(1, 1, 1, 1, 1, 1, 7, 0, 0)
+    with pytest.raises(ValueError, match="rnn_sequence_forward: mode"):
+        be.rnn_sequence_forward(5, 0, 2, 3, 4, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, False)
+    with pytest.raises(ValueError, match="rnn_sequence_forward: bad sizes"):
+        be.rnn_sequence_forward(0, 0, 0, 3, 4, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, False)
+    with pytest.raises(ValueError, match="rnn_sequence_backward: null pointer"):
+        be.rnn_sequence_backward(0, 0, 2, 3, 4, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, False)
 
 
 @pytest.mark.parametrize("name,rnn", [("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)])

@@ -25,92 +25,18 @@
 //       dh_prev = dh * z (+ dhg @ W_hh added by the caller).
 //   rnn_cell_forward(xg, hg, h_prev, h_out, B, H, act, lengths, t)    act 0 tanh, 1 relu
 //   rnn_cell_backward(dh, h, dgates, dh_prev, B, H, act, lengths, t)  h = this step's output
-#include <cmath>
+#include "cpu/rnn_cell.h"
+
 #include <algorithm>
 #include <cstring>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "common/kn.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
+#include "cpu/vecmath.h"
 
 namespace kn {
 namespace {
-
-// exp without a libm call (Cephes expf: range reduction to [-ln2/2, ln2/2], degree-6 polynomial,
-// scale by 2^n through the exponent bits; ~1 ulp on the clamped range). Branch-free, so the gate
-// loops auto-vectorize at the baseline ISA; libm's expf/tanhf made the cells 3x slower than torch.
-inline float kexp(float x) {
-  x = x < -87.f ? -87.f : (x > 88.f ? 88.f : x);
-  float t = x * 1.44269504088896341f;
-  int n = (int)(t + (t >= 0.f ? 0.5f : -0.5f));
-  float fn = (float)n;
-  float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  std::int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-inline float sigm(float x) { return 1.f / (1.f + kexp(-x)); }
-// tanh(x) = 1 - 2 / (exp(2x) + 1): absolute error ~1e-7 (relative error grows only for |x| < 1e-4)
-inline float ktanh(float x) { return 1.f - 2.f / (kexp(2.f * x) + 1.f); }
-
-#if defined(__SSE2__)
-// The same exp, four lanes at a time with SSE2 (the x86-64 baseline): gcc does not auto-vectorize
-// the scalar version, and the transcendentals are most of a cell's time.
-inline __m128 kexp4(__m128 x) {
-  x = _mm_min_ps(_mm_max_ps(x, _mm_set1_ps(-87.f)), _mm_set1_ps(88.f));
-  __m128i n = _mm_cvtps_epi32(_mm_mul_ps(x, _mm_set1_ps(1.44269504088896341f)));  // round to nearest
-  __m128 fn = _mm_cvtepi32_ps(n);
-  __m128 r = _mm_add_ps(_mm_sub_ps(x, _mm_mul_ps(fn, _mm_set1_ps(0.693359375f))),
-                        _mm_mul_ps(fn, _mm_set1_ps(2.12194440e-4f)));
-  __m128 p = _mm_set1_ps(1.9875691500e-4f);
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.3981999507e-3f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(8.3334519073e-3f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(4.1665795894e-2f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.6666665459e-1f));
-  p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(5.0000001201e-1f));
-  p = _mm_add_ps(_mm_add_ps(_mm_mul_ps(_mm_mul_ps(p, r), r), r), _mm_set1_ps(1.f));
-  __m128 scale = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(n, _mm_set1_epi32(127)), 23));
-  return _mm_mul_ps(p, scale);
-}
-#endif
-
-// y[j] = sigmoid(a[j] + b[j]) / tanh(a[j] + b[j]) over n contiguous elements
-inline void sigm_sum(const float* a, const float* b, float* y, i64 n) {
-  i64 j = 0;
-#if defined(__SSE2__)
-  const __m128 one = _mm_set1_ps(1.f);
-  for (; j + 4 <= n; j += 4) {
-    __m128 v = _mm_add_ps(_mm_loadu_ps(a + j), _mm_loadu_ps(b + j));
-    __m128 e = kexp4(_mm_sub_ps(_mm_setzero_ps(), v));
-    _mm_storeu_ps(y + j, _mm_div_ps(one, _mm_add_ps(one, e)));
-  }
-#endif
-  for (; j < n; ++j) y[j] = sigm(a[j] + b[j]);
-}
-inline void tanh_sum(const float* a, const float* b, float* y, i64 n) {
-  i64 j = 0;
-#if defined(__SSE2__)
-  const __m128 one = _mm_set1_ps(1.f), two = _mm_set1_ps(2.f);
-  for (; j + 4 <= n; j += 4) {
-    __m128 v = _mm_add_ps(_mm_loadu_ps(a + j), b ? _mm_loadu_ps(b + j) : _mm_setzero_ps());
-    __m128 e = kexp4(_mm_mul_ps(two, v));
-    _mm_storeu_ps(y + j, _mm_sub_ps(one, _mm_div_ps(two, _mm_add_ps(e, one))));
-  }
-#endif
-  for (; j < n; ++j) y[j] = ktanh(a[j] + (b ? b[j] : 0.f));
-}
 
 // rows per thread chunk: at least ~32K gate elements, since an OpenMP region per time step costs
 // more than a small cell (B=64, H=128 runs serial; the GEMMs around it are threaded anyway)
@@ -118,180 +44,197 @@ inline i64 row_grain(i64 H) { return std::max<i64>(1, 32768 / std::max<i64>(1, 4
 
 inline bool done(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
 
-void lstm_fwd(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co,
-              float* gates, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
-    for (i64 b = b0; b < b1; ++b) {
-      const float* x = xg + b * 4 * H;
-      const float* h = hg + b * 4 * H;
-      float* g = gates + b * 4 * H;
-      float* hrow = ho + b * H;
-      float* crow = co + b * H;
-      if (done(len, b, t)) {
-        std::memcpy(hrow, hp + b * H, sizeof(float) * H);
-        std::memcpy(crow, cp + b * H, sizeof(float) * H);
-        std::memset(g, 0, sizeof(float) * 4 * H);
-        continue;
-      }
-      const float* __restrict cprev = cp + b * H;
-      sigm_sum(x, h, g, 2 * H);                      // i, f
-      tanh_sum(x + 2 * H, h + 2 * H, g + 2 * H, H);  // g
-      sigm_sum(x + 3 * H, h + 3 * H, g + 3 * H, H);  // o
-      {
-        // restrict views: without them the compiler must assume the stores alias the gates
-        // and keeps these loops scalar
-        const float* __restrict gi = g;
-        const float* __restrict gf = g + H;
-        const float* __restrict gg = g + 2 * H;
-        float* __restrict c = crow;
-        for (i64 j = 0; j < H; ++j) c[j] = gf[j] * cprev[j] + gi[j] * gg[j];
-      }
-      tanh_sum(crow, nullptr, hrow, H);
-      {
-        const float* __restrict go = g + 3 * H;
-        float* __restrict hr = hrow;
-        for (i64 j = 0; j < H; ++j) hr[j] *= go[j];
-      }
+}  // namespace
+
+void lstm_fwd_rows(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co, float* gates, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    const float* x = xg + b * 4 * H;
+    const float* h = hg + b * 4 * H;
+    float* g = gates + b * 4 * H;
+    float* hrow = ho + b * H;
+    float* crow = co + b * H;
+    if (done(len, b, t)) {
+      std::memcpy(hrow, hp + b * H, sizeof(float) * H);
+      std::memcpy(crow, cp + b * H, sizeof(float) * H);
+      std::memset(g, 0, sizeof(float) * 4 * H);
+      continue;
     }
-  });
+    const float* __restrict cprev = cp + b * H;
+    sigmoid_of_sum(x, h, g, 2 * H);                      // i, f
+    tanh_of_sum(x + 2 * H, h + 2 * H, g + 2 * H, H);  // g
+    sigmoid_of_sum(x + 3 * H, h + 3 * H, g + 3 * H, H);  // o
+    {
+      // restrict views: without them the compiler must assume the stores alias the gates
+      // and keeps these loops scalar
+      const float* __restrict gi = g;
+      const float* __restrict gf = g + H;
+      const float* __restrict gg = g + 2 * H;
+      float* __restrict c = crow;
+      for (i64 j = 0; j < H; ++j) c[j] = gf[j] * cprev[j] + gi[j] * gg[j];
+    }
+    tanh_of_sum(crow, nullptr, hrow, H);
+    {
+      const float* __restrict go = g + 3 * H;
+      float* __restrict hr = hrow;
+      for (i64 j = 0; j < H; ++j) hr[j] *= go[j];
+    }
+  }
 }
+
 
 struct TanhCRow {};  // per-thread scratch (cpu/scratch.h): tanh(c) of one row, LSTM backward
 
-void lstm_bwd(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc,
-              float* dg, float* dhp, float* dcp, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
-    for (i64 b = b0; b < b1; ++b) {
-      float* d = dg + b * 4 * H;
-      if (done(len, b, t)) {
-        std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
-        std::memcpy(dcp + b * H, dc + b * H, sizeof(float) * H);
-        std::memset(d, 0, sizeof(float) * 4 * H);
-        continue;
-      }
-      // tanh(c) for the row with the vectorised exp, then one branch-free loop over restrict
-      // pointers (it vectorises; the scalar tanh per element made this cell 3x the forward)
-      float* __restrict tc = thread_scratch<TanhCRow>(H);
-      tanh_sum(cc + b * H, nullptr, tc, H);
-      const float* __restrict gi = gates + b * 4 * H;
-      const float* __restrict gf = gi + H;
-      const float* __restrict gg = gi + 2 * H;
-      const float* __restrict go = gi + 3 * H;
-      const float* __restrict dhr = dh + b * H;
-      const float* __restrict dcr = dc + b * H;
-      const float* __restrict cpr = cp + b * H;
-      float* __restrict di = d;
-      float* __restrict df = d + H;
-      float* __restrict dgg = d + 2 * H;
-      float* __restrict dgo = d + 3 * H;
-      float* __restrict dcpr = dcp + b * H;
-      float* __restrict dhpr = dhp + b * H;
-      for (i64 j = 0; j < H; ++j) {
-        const float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], dhj = dhr[j];
-        const float dct = dcr[j] + dhj * o * (1.f - t * t);
-        di[j] = dct * g * i * (1.f - i);
-        df[j] = dct * cpr[j] * f * (1.f - f);
-        dgg[j] = dct * i * (1.f - g * g);
-        dgo[j] = dhj * t * o * (1.f - o);
-        dcpr[j] = dct * f;
-        dhpr[j] = 0.f;
-      }
+void lstm_bwd_rows(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc, float* dg, float* dhp, float* dcp, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    float* d = dg + b * 4 * H;
+    if (done(len, b, t)) {
+      std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
+      std::memcpy(dcp + b * H, dc + b * H, sizeof(float) * H);
+      std::memset(d, 0, sizeof(float) * 4 * H);
+      continue;
     }
-  });
+    // tanh(c) for the row with the vectorised exp, then one branch-free loop over restrict
+    // pointers (it vectorises; the scalar tanh per element made this cell 3x the forward)
+    float* __restrict tc = thread_scratch<TanhCRow>(H);
+    tanh_of_sum(cc + b * H, nullptr, tc, H);
+    const float* __restrict gi = gates + b * 4 * H;
+    const float* __restrict gf = gi + H;
+    const float* __restrict gg = gi + 2 * H;
+    const float* __restrict go = gi + 3 * H;
+    const float* __restrict dhr = dh + b * H;
+    const float* __restrict dcr = dc + b * H;
+    const float* __restrict cpr = cp + b * H;
+    float* __restrict di = d;
+    float* __restrict df = d + H;
+    float* __restrict dgg = d + 2 * H;
+    float* __restrict dgo = d + 3 * H;
+    float* __restrict dcpr = dcp + b * H;
+    float* __restrict dhpr = dhp + b * H;
+    for (i64 j = 0; j < H; ++j) {
+      const float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], dhj = dhr[j];
+      const float dct = dcr[j] + dhj * o * (1.f - t * t);
+      di[j] = dct * g * i * (1.f - i);
+      df[j] = dct * cpr[j] * f * (1.f - f);
+      dgg[j] = dct * i * (1.f - g * g);
+      dgo[j] = dhj * t * o * (1.f - o);
+      dcpr[j] = dct * f;
+      dhpr[j] = 0.f;
+    }
+  }
 }
 
-void gru_fwd(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 B, i64 H,
-             const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
-    for (i64 b = b0; b < b1; ++b) {
-      const float* x = xg + b * 3 * H;
-      const float* h = hg + b * 3 * H;
-      const float* hprev = hp + b * H;
-      float* s = saved + b * 4 * H;
-      float* hrow = ho + b * H;
-      if (done(len, b, t)) {
-        std::memcpy(hrow, hprev, sizeof(float) * H);
-        std::memset(s, 0, sizeof(float) * 4 * H);
-        continue;
-      }
-      sigm_sum(x, h, s, 2 * H);  // r, z
-      for (i64 j = 0; j < H; ++j) {
-        s[3 * H + j] = h[2 * H + j];                         // hn (includes b_hn)
-        s[2 * H + j] = x[2 * H + j] + s[j] * h[2 * H + j];  // n pre-activation
-      }
-      tanh_sum(s + 2 * H, nullptr, s + 2 * H, H);
-      for (i64 j = 0; j < H; ++j) hrow[j] = (1.f - s[H + j]) * s[2 * H + j] + s[H + j] * hprev[j];
+
+void gru_fwd_rows(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    const float* x = xg + b * 3 * H;
+    const float* h = hg + b * 3 * H;
+    const float* hprev = hp + b * H;
+    float* s = saved + b * 4 * H;
+    float* hrow = ho + b * H;
+    if (done(len, b, t)) {
+      std::memcpy(hrow, hprev, sizeof(float) * H);
+      std::memset(s, 0, sizeof(float) * 4 * H);
+      continue;
     }
-  });
+    sigmoid_of_sum(x, h, s, 2 * H);  // r, z
+    for (i64 j = 0; j < H; ++j) {
+      s[3 * H + j] = h[2 * H + j];                         // hn (includes b_hn)
+      s[2 * H + j] = x[2 * H + j] + s[j] * h[2 * H + j];  // n pre-activation
+    }
+    tanh_of_sum(s + 2 * H, nullptr, s + 2 * H, H);
+    for (i64 j = 0; j < H; ++j) hrow[j] = (1.f - s[H + j]) * s[2 * H + j] + s[H + j] * hprev[j];
+  }
 }
 
-void gru_bwd(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp,
-             i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
-    for (i64 b = b0; b < b1; ++b) {
-      float* dx = dxg + b * 3 * H;
-      float* dhh = dhg + b * 3 * H;
-      if (done(len, b, t)) {
-        std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
-        std::memset(dx, 0, sizeof(float) * 3 * H);
-        std::memset(dhh, 0, sizeof(float) * 3 * H);
-        continue;
-      }
-      const float* s = saved + b * 4 * H;
-      for (i64 j = 0; j < H; ++j) {
-        float r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
-        float d = dh[b * H + j];
-        float dn = d * (1.f - z) * (1.f - n * n);  // through tanh
-        float dz = d * (hp[b * H + j] - n) * z * (1.f - z);
-        float dr = dn * hn * r * (1.f - r);
-        dx[j] = dr;
-        dx[H + j] = dz;
-        dx[2 * H + j] = dn;
-        dhh[j] = dr;
-        dhh[H + j] = dz;
-        dhh[2 * H + j] = dn * r;
-        dhp[b * H + j] = d * z;
-      }
+
+void gru_bwd_rows(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    float* dx = dxg + b * 3 * H;
+    float* dhh = dhg + b * 3 * H;
+    if (done(len, b, t)) {
+      std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
+      std::memset(dx, 0, sizeof(float) * 3 * H);
+      std::memset(dhh, 0, sizeof(float) * 3 * H);
+      continue;
     }
-  });
+    const float* s = saved + b * 4 * H;
+    for (i64 j = 0; j < H; ++j) {
+      float r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
+      float d = dh[b * H + j];
+      float dn = d * (1.f - z) * (1.f - n * n);  // through tanh
+      float dz = d * (hp[b * H + j] - n) * z * (1.f - z);
+      float dr = dn * hn * r * (1.f - r);
+      dx[j] = dr;
+      dx[H + j] = dz;
+      dx[2 * H + j] = dn;
+      dhh[j] = dr;
+      dhh[H + j] = dz;
+      dhh[2 * H + j] = dn * r;
+      dhp[b * H + j] = d * z;
+    }
+  }
 }
 
-void rnn_fwd(const float* xg, const float* hg, const float* hp, float* ho, i64 B, i64 H, int act,
-             const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
-    for (i64 b = b0; b < b1; ++b) {
-      if (done(len, b, t)) {
-        std::memcpy(ho + b * H, hp + b * H, sizeof(float) * H);
-        continue;
-      }
-      if (act == 0) {
-        tanh_sum(xg + b * H, hg + b * H, ho + b * H, H);
-        continue;
-      }
-      for (i64 j = 0; j < H; ++j) {
-        float v = xg[b * H + j] + hg[b * H + j];
-        ho[b * H + j] = v > 0.f ? v : 0.f;
-      }
+
+void rnn_fwd_rows(const float* xg, const float* hg, const float* hp, float* ho, i64 H, int act, const i64* len, i64 t, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    if (done(len, b, t)) {
+      std::memcpy(ho + b * H, hp + b * H, sizeof(float) * H);
+      continue;
     }
-  });
+    if (act == 0) {
+      tanh_of_sum(xg + b * H, hg + b * H, ho + b * H, H);
+      continue;
+    }
+    for (i64 j = 0; j < H; ++j) {
+      float v = xg[b * H + j] + hg[b * H + j];
+      ho[b * H + j] = v > 0.f ? v : 0.f;
+    }
+  }
 }
 
-void rnn_bwd(const float* dh, const float* h, float* dg, float* dhp, i64 B, i64 H, int act, const i64* len,
-             i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) {
-    for (i64 b = b0; b < b1; ++b) {
-      if (done(len, b, t)) {
-        std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
-        std::memset(dg + b * H, 0, sizeof(float) * H);
-        continue;
-      }
-      for (i64 j = 0; j < H; ++j) {
-        float y = h[b * H + j], d = dh[b * H + j];
-        dg[b * H + j] = act == 0 ? d * (1.f - y * y) : (y > 0.f ? d : 0.f);
-        dhp[b * H + j] = 0.f;
-      }
+
+void rnn_bwd_rows(const float* dh, const float* h, float* dg, float* dhp, i64 H, int act, const i64* len, i64 t, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    if (done(len, b, t)) {
+      std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
+      std::memset(dg + b * H, 0, sizeof(float) * H);
+      continue;
     }
-  });
+    for (i64 j = 0; j < H; ++j) {
+      float y = h[b * H + j], d = dh[b * H + j];
+      dg[b * H + j] = act == 0 ? d * (1.f - y * y) : (y > 0.f ? d : 0.f);
+      dhp[b * H + j] = 0.f;
+    }
+  }
+}
+
+
+namespace {
+
+// One time step over the whole batch (the per-step bindings below), threaded over rows.
+void lstm_fwd(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co, float* gates, i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_fwd_rows(xg, hg, hp, cp, ho, co, gates, H, len, t, b0, b1); });
+}
+
+void lstm_bwd(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc, float* dg, float* dhp, float* dcp, i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_bwd_rows(dh, dc, gates, cp, cc, dg, dhp, dcp, H, len, t, b0, b1); });
+}
+
+void gru_fwd(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_fwd_rows(xg, hg, hp, ho, saved, H, len, t, b0, b1); });
+}
+
+void gru_bwd(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp, i64 B, i64 H, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_bwd_rows(dh, saved, hp, dxg, dhg, dhp, H, len, t, b0, b1); });
+}
+
+void rnn_fwd(const float* xg, const float* hg, const float* hp, float* ho, i64 B, i64 H, int act, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_fwd_rows(xg, hg, hp, ho, H, act, len, t, b0, b1); });
+}
+
+void rnn_bwd(const float* dh, const float* h, float* dg, float* dhp, i64 B, i64 H, int act, const i64* len, i64 t) {
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_bwd_rows(dh, h, dg, dhp, H, act, len, t, b0, b1); });
 }
 
 void check_bh(const char* op, i64 B, i64 H, i64 t) {

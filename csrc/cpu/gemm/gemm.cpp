@@ -306,6 +306,56 @@ void gemm_one(const MicroKernel& uk, const Problem& p, int nt) {
 
 }  // namespace
 
+PackedB::PackedB(bool tb, const float* B, i64 ldb, i64 K, i64 N)
+    : uk_(&pick_kernel()), K_(K), N_(N), data_(nullptr) {
+  const int NR = uk_->nr;
+  kc_ = balanced_block(std::max<i64>(K, 1), uk_->kc, 8);
+  panels_ = ceil_div(N, NR);
+  const i64 n = std::max<i64>(K, 1) * panels_ * NR;
+  data_ = static_cast<float*>(std::aligned_alloc(64, (size_t)round_up(n * 4, 64)));
+  if (!data_) out_of_memory();
+  // block pc holds the rows [pc, pc + kc) of every panel: its panels start at pc * panels * NR
+  for (i64 pc = 0; pc < K; pc += kc_)
+    gemm::pack_b(tb, B, ldb, pc, 0, std::min(kc_, K - pc), N, NR, data_ + pc * panels_ * NR);
+}
+
+PackedB::~PackedB() { std::free(data_); }
+
+void PackedB::multiply(i64 M, const float* A, i64 lda, float beta, float* C, i64 ldc,
+                       const float* bias) const {
+  if (M <= 0 || N_ <= 0) return;
+  const MicroKernel& uk = *uk_;
+  const int MR = uk.mr, NR = uk.nr;
+  if (K_ == 0) {
+    Problem p{false, false, M, N_, 0, 1.f, A, lda, nullptr, 0, beta, C, ldc,
+              GemmEpilogue{bias, bias ? BIAS_COL : BIAS_NONE, ACT_NONE}};
+    return scale_only(p, 1);
+  }
+  // Row blocks of a few panels, B panels outer (as gemm_slice with few row panels): each B panel
+  // is loaded into L1 once per row block and used by all its row panels.
+  const i64 rows_per_block = kFewRowPanels * MR;
+  float* abuf = Workspace::grow(tls_ws.a, tls_ws.a_cap, round_up(std::min(M, rows_per_block), MR) * kc_);
+  if (!abuf) out_of_memory();
+  for (i64 i0 = 0; i0 < M; i0 += rows_per_block) {
+    const i64 mc = std::min(rows_per_block, M - i0);
+    for (i64 pc = 0; pc < K_; pc += kc_) {
+      const i64 kc = std::min(kc_, K_ - pc);
+      const bool first = pc == 0, last = pc + kc == K_;
+      gemm::pack_a(false, A, lda, i0, pc, mc, kc, MR, abuf);
+      const float* bblk = data_ + pc * panels_ * NR;
+      for (i64 jr = 0; jr < N_; jr += NR) {
+        const int nr = (int)std::min<i64>(NR, N_ - jr);
+        const TileStore st{1.f, first ? beta : 1.f, last && bias ? bias + jr : nullptr, nullptr, false};
+        for (i64 ir = 0; ir < mc; ir += MR) {
+          const int mr = (int)std::min<i64>(MR, mc - ir);
+          uk.fn(kc, abuf + ir * kc, 1, MR, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr, ldc,
+                mr, nr, st);
+        }
+      }
+    }
+  }
+}
+
 void sgemm(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
            i64 sa, const float* B, i64 ldb, i64 sb, float beta, float* C, i64 ldc, i64 sc,
            const GemmEpilogue& ep) {

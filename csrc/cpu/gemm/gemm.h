@@ -6,6 +6,9 @@
 #include <cstdint>
 
 namespace kn {
+namespace gemm {
+struct MicroKernel;
+}
 
 struct GemmEpilogue {
   const float* bias = nullptr;  // BIAS_COL: length N; BIAS_ROW: length M
@@ -17,5 +20,26 @@ void sgemm(std::int64_t batch, bool trans_a, bool trans_b, std::int64_t M, std::
            std::int64_t K, float alpha, const float* A, std::int64_t lda, std::int64_t stride_a,
            const float* B, std::int64_t ldb, std::int64_t stride_b, float beta, float* C,
            std::int64_t ldc, std::int64_t stride_c, const GemmEpilogue& ep = GemmEpilogue());
+
+// op(B) (K x N) packed once into the micro-kernel's panel layout, for many products with
+// different A on the same B: an RNN's recurrent weight, used at every time step (sgemm would pack
+// it again on every call). Products run on the calling thread only, so several threads can share
+// one PackedB, each multiplying its own rows.
+class PackedB {
+ public:
+  PackedB(bool trans_b, const float* B, std::int64_t ldb, std::int64_t K, std::int64_t N);
+  ~PackedB();
+  PackedB(const PackedB&) = delete;
+  PackedB& operator=(const PackedB&) = delete;
+
+  // C = A @ op(B) + beta * C, then + bias[j] on column j (bias may be null). A is M x K, row-major.
+  void multiply(std::int64_t M, const float* A, std::int64_t lda, float beta, float* C,
+                std::int64_t ldc, const float* bias) const;
+
+ private:
+  const gemm::MicroKernel* uk_;
+  std::int64_t K_, N_, kc_, panels_;  // K blocks of kc_ rows, each panels_ panels of kc x NR
+  float* data_;
+};
 
 }  // namespace kn
