@@ -39,6 +39,12 @@ SHAPES = [
     ("conv2 fwd b32 im2col", 18432, 64, 288, False, True),
     ("conv2 dW b32  dY^T@cols", 64, 288, 18432, True, False),
     ("conv2 dcols b32 dY@W", 18432, 288, 64, False, False),
+    # LSTM(28, 128) on a 28-step batch of 64 (bench/rnn.py): the input projection of all steps and
+    # its gradients, and W_hh's gradient over all steps (the per-step products run in rnn_sequence)
+    ("lstm xproj T28 B64 x@W_ih^T", 1792, 512, 28, False, True),
+    ("lstm dX  dG@W_ih", 1792, 28, 512, False, False),
+    ("lstm dW_ih dG^T@x", 512, 28, 1792, True, False),
+    ("lstm dW_hh dG^T@h", 512, 128, 1792, True, False),
 ]
 LIBS = ["kernelnet", "numpy", "torch"]
 

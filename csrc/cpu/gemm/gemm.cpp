@@ -125,7 +125,7 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
   // with its own row stride, which thrashes L1 sets when that stride is a multiple of 4 KiB and
   // measured slower even for short rows (conv weight gradients, N = 288), so it is left unpacked
   // only when nothing rereads it (a single A panel).
-  const bool pack_a = ceil_div(cols, NR) > 4;
+  const bool pack_a = ceil_div(cols, NR) > 4 || p.ta;
   const bool pack_b = p.tb || ceil_div(rows, MR) > 1 || (!uk.reads_b_masked && cols % NR != 0);
 
   Workspace& ws = tls_ws;
@@ -174,7 +174,7 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
             ap = p.A + (ic + ir) * p.lda + pc, rs_a = p.lda, cs_a = 1;
           const i64 gi = ic + ir, gj = jc + jr;  // global row / column of this tile
           TileStore st{p.alpha, first ? beta : 1.f, last && bias_col ? p.ep.bias + gj : nullptr,
-                       last && bias_row ? p.ep.bias + gi : nullptr, last && relu};
+                       last && bias_row ? p.ep.bias + gi : nullptr, last && relu, pack_b};
           uk.fn(kc, ap, rs_a, cs_a, bblk + (jr / NR) * b_panel, rs_b,
                 c + (gi - s.m0) * ldc + (gj - s.n0), ldc, mr, nr, st);
         };
@@ -345,7 +345,8 @@ void PackedB::multiply(i64 M, const float* A, i64 lda, float beta, float* C, i64
       const float* bblk = data_ + pc * panels_ * NR;
       for (i64 jr = 0; jr < N_; jr += NR) {
         const int nr = (int)std::min<i64>(NR, N_ - jr);
-        const TileStore st{1.f, first ? beta : 1.f, last && bias ? bias + jr : nullptr, nullptr, false};
+        const TileStore st{1.f, first ? beta : 1.f, last && bias ? bias + jr : nullptr, nullptr, false,
+                           /*b_padded=*/true};
         for (i64 ir = 0; ir < mc; ir += MR) {
           const int mr = (int)std::min<i64>(MR, mc - ir);
           uk.fn(kc, abuf + ir * kc, 1, MR, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr, ldc,

@@ -39,6 +39,7 @@ struct TileStore {
   const float* bias_col;  // bias for this tile's first column (nullptr: none), indexed by j
   const float* bias_row;  // bias for this tile's first row (nullptr: none), indexed by i
   bool relu;
+  bool b_padded = false;  // B is packed panels, zero beyond nr: a kernel may read all NR columns
 };
 
 using MicroKernelFn = void (*)(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b,
