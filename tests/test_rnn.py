@@ -255,7 +255,7 @@ def test_native_kernels_reject_bad_args():
     with pytest.raises(ValueError, match="rnn_sequence_forward: bad sizes"):
         be.rnn_sequence_forward(0, 0, 0, 3, 4, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, False)
     with pytest.raises(ValueError, match="rnn_sequence_backward: null pointer"):
-        be.rnn_sequence_backward(0, 0, 2, 3, 4, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, False)
+        be.rnn_sequence_backward(0, 0, 2, 3, 4, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, False)
 
 
 @pytest.mark.parametrize("name,rnn", [("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)])

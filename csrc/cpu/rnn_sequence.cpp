@@ -20,12 +20,13 @@
 //   rnn_sequence_forward(mode, act, T, B, H, xg, w_hh, b_hh, hp, cp, out, h_n, c_n, saved,
 //                        lengths, reverse)
 //   rnn_sequence_backward(mode, act, T, B, H, w_hh, hp, cp, h_n, c_n, saved, g_out, dh, dc,
-//                         dxg, dhg, db_hh, lengths, reverse)
+//                         dxg, dhg, db_x, db_h, lengths, reverse)
 //       dh (and dc for LSTM) [B, H]: in, the gradient w.r.t. h_n (c_n); out, w.r.t. h0 (c0).
 //       g_out: gradient w.r.t. out, or 0 for none. dxg [T, B, G*H]: gradient w.r.t. xg. dhg: the
 //       gradient w.r.t. the hidden projection (GRU's differs from dxg in its n block; for the
-//       other modes pass dxg again). db_hh [G*H] (0: not wanted) receives b_hh's gradient, the
-//       column sums of dhg, added up per thread while each step's rows are in cache.
+//       other modes pass dxg again). db_x, db_h [G*H] (0: not wanted) receive the column sums of
+//       dxg and dhg (the gradients of b_ih and b_hh), added up per thread while each step's rows
+//       are in cache.
 // mode: 0 LSTM, 1 GRU, 2 Elman RNN (act 0 tanh, 1 relu). b_hh may be 0.
 #include <algorithm>
 #include <atomic>
@@ -108,17 +109,19 @@ void forward(const Sequence& s, const float* xg, const float* w_hh, const float*
 
 void backward(const Sequence& s, const float* w_hh, const float* hp, const float* cp, const float* h_n,
               const float* c_n, const float* saved, const float* g_out, float* dh, float* dc, float* dxg,
-              float* dhg, float* db) {
+              float* dhg, float* db_x, float* db_h) {
   const i64 T = s.T, B = s.B, H = s.H, GH = s.G() * H;
   const PackedB w(/*trans_b=*/false, w_hh, H, GH, H);  // op(B) = W_hh: GH x H
   std::vector<float> dh_other((size_t)(B * H)), dc_other(s.mode == LSTM ? (size_t)(B * H) : 0);
   const i64 saved_row = s.mode == GRU ? 4 * H : GH;
-  // b_hh's gradient: each row slice sums its rows, the slices are added in row order afterwards
-  // (a fixed order, so the result does not depend on which thread finished first)
+  // Bias gradients: each row slice sums its rows, the slices are added in row order afterwards
+  // (a fixed order, so the result does not depend on which thread finished first). Outside GRU
+  // dxg is dhg and one sum serves both.
+  const bool sum_x = db_x && dxg != dhg, sum_h = db_h || (db_x && dxg == dhg);
   std::mutex db_lock;
-  std::vector<std::pair<i64, std::vector<float>>> db_slices;
+  std::vector<std::pair<i64, std::vector<float>>> db_slices;  // per slice: [sums of dhg, of dxg]
   over_row_slices(B, [&](i64 b0, i64 b1) {
-    std::vector<float> db_part(db ? (size_t)GH : 0, 0.f);
+    std::vector<float> db_part((sum_h ? (size_t)GH : 0) + (sum_x ? (size_t)GH : 0), 0.f);
     // ping-pong: the step reads dh_cur (gradient w.r.t. its output state) and writes dh_prev
     float* dh_cur = dh;
     float* dh_prev = dh_other.data();
@@ -153,16 +156,17 @@ void backward(const Sequence& s, const float* w_hh, const float* hp, const float
       }
       // dh_prev += dgates_h @ W_hh on this thread's rows
       w.multiply(b1 - b0, dht + b0 * GH, GH, 1.f, dh_prev + b0 * H, H, nullptr);
-      if (db) {
-        float* __restrict acc = db_part.data();
+      auto add_rows = [&](const float* g, float* __restrict acc) {
         for (i64 b = b0; b < b1; ++b) {
-          const float* __restrict d = dht + b * GH;
+          const float* __restrict d = g + b * GH;
           for (i64 j = 0; j < GH; ++j) acc[j] += d[j];
         }
-      }
+      };
+      if (sum_h) add_rows(dht, db_part.data());
+      if (sum_x) add_rows(dgt, db_part.data() + (sum_h ? GH : 0));
       std::swap(dh_cur, dh_prev);
     }
-    if (db) {
+    if (sum_h || sum_x) {
       std::lock_guard<std::mutex> g(db_lock);
       db_slices.emplace_back(b0, std::move(db_part));
     }
@@ -171,13 +175,15 @@ void backward(const Sequence& s, const float* w_hh, const float* hp, const float
     if (s.mode == LSTM && dc_cur != dc)
       std::memcpy(dc + b0 * H, dc_cur + b0 * H, sizeof(float) * (b1 - b0) * H);
   });
-  if (db) {
-    std::sort(db_slices.begin(), db_slices.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(db_slices.begin(), db_slices.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto total = [&](float* db, i64 offset) {
     std::fill(db, db + GH, 0.f);
     for (const auto& part : db_slices)
-      for (i64 j = 0; j < GH; ++j) db[j] += part.second[(size_t)j];
-  }
+      for (i64 j = 0; j < GH; ++j) db[j] += part.second[(size_t)(offset + j)];
+  };
+  if (sum_h) total(db_h ? db_h : db_x, 0);
+  if (sum_x) total(db_x, sum_h ? GH : 0);
+  if (db_x && db_h && dxg == dhg) std::memcpy(db_x, db_h, sizeof(float) * GH);
 }
 
 Sequence checked(const char* op, int mode, int act, i64 T, i64 B, i64 H, uptr lengths, bool reverse) {
@@ -209,7 +215,8 @@ KN_BIND(rnn_sequence) {
   m.def(
       "rnn_sequence_backward",
       [](int mode, int act, i64 T, i64 B, i64 H, uptr w_hh, uptr hp, uptr cp, uptr h_n, uptr c_n, uptr saved,
-         uptr g_out, uptr dh, uptr dc, uptr dxg, uptr dhg, uptr db_hh, uptr lengths, bool reverse) {
+         uptr g_out, uptr dh, uptr dc, uptr dxg, uptr dhg, uptr db_x, uptr db_h, uptr lengths,
+         bool reverse) {
         const kn::Sequence s = kn::checked("rnn_sequence_backward", mode, act, T, B, H, lengths, reverse);
         KN_CHECK(w_hh && hp && h_n && dh && dxg && dhg, "rnn_sequence_backward: null pointer");
         KN_CHECK(mode == kn::ELMAN || saved, "rnn_sequence_backward: null pointer (saved)");
@@ -217,7 +224,7 @@ KN_BIND(rnn_sequence) {
         kn::backward(s, ptr<const float>(w_hh), ptr<const float>(hp), ptr<const float>(cp),
                      ptr<const float>(h_n), ptr<const float>(c_n), ptr<const float>(saved),
                      ptr<const float>(g_out), ptr<float>(dh), ptr<float>(dc), ptr<float>(dxg), ptr<float>(dhg),
-                     ptr<float>(db_hh));
+                     ptr<float>(db_x), ptr<float>(db_h));
       },
       KN_NOGIL);
 }

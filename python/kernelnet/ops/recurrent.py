@@ -1,8 +1,9 @@
 """One direction of one recurrent layer over a whole sequence, as a single autograd Function.
 
-`recurrence(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse)` takes the input projection of every
-time step already computed (xg = x @ W_ih^T + b_ih, [T, B, G*H], one GEMM done by the caller with
-autograd) and runs the time loop natively (csrc/cpu/rnn_sequence.cpp): per step the hidden
+`recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths, reverse)` computes the input
+projection of every time step as one GEMM (xg = x @ W_ih^T + b_ih, [T, B, G*H]) and runs the time
+loop, in one autograd node; `recurrence(xg, w_hh, b_hh, h0, c0, ...)` (the cells: T = 1) takes xg
+already computed. Both run the time loop natively (csrc/cpu/rnn_sequence.cpp): per step the hidden
 projection on a W_hh packed once, then the fused cell kernel (csrc/cpu/rnn_cell.cpp). Backward is
 backpropagation through time over the saved gates, with W_hh's gradient computed as one GEMM over
 all steps at the end. This is much cheaper than a per-step autograd graph (no Python nodes per op
@@ -40,78 +41,140 @@ def _zeros(shape, device):
 MODE_CODE = {"LSTM": 0, "GRU": 1, "RNN_TANH": 2, "RNN_RELU": 2}
 
 
-class _Recurrence(Function):
-    """The time loop runs natively (csrc/cpu/rnn_sequence.cpp): one call for the whole sequence
-    forward, one for backpropagation through time; W_hh's gradient is one GEMM over all steps here."""
+def _ptr(t):
+    return t.data_ptr() if t is not None else 0
 
-    @staticmethod
-    def forward(ctx, xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
+
+class _Sequence:
+    """The native time loop of one direction (csrc/cpu/rnn_sequence.cpp): forward keeps what
+    backpropagation through time needs; backward returns the gradients of the input projection
+    (dxg), of W_hh, of the initial states and the column sums of the gate gradients (the bias
+    gradients)."""
+
+    def __init__(self, xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
         be = xg._backend
         T, B, GH = xg._shape
         H = GH // GATES[mode]
-        lstm = mode == "LSTM"
         dev = xg.device
         first = T - 1 if reverse else 0
-        len_t = None
-        lp = 0
+        self.mode, self.reverse, self.w_hh = mode, reverse, w_hh
+        self.len_t = None
         if lengths is not None:
-            len_t = np.ascontiguousarray(lengths, dtype=np.int64)
-            lp = len_t.ctypes.data
+            self.len_t = np.ascontiguousarray(lengths, dtype=np.int64)
         # time-indexed states: hp[t] is the state the step at time t starts from
-        hp = Tensor._empty((T, B, H), D.float32, dev)
-        hp.numpy(force=True)[first] = h0.numpy(force=True)
-        cp = c_n = None
-        if lstm:
-            cp = Tensor._empty((T, B, H), D.float32, dev)
-            cp.numpy(force=True)[first] = c0.numpy(force=True)
-            c_n = Tensor._empty((B, H), D.float32, dev)
-        saved = None
-        if mode != "RNN_TANH" and mode != "RNN_RELU":
-            saved = Tensor._empty((T, B, 4 * H if mode == "GRU" else GH), D.float32, dev)
-        h_n = Tensor._empty((B, H), D.float32, dev)
-        out = Tensor._empty((T, B, H), D.float32, dev)
-        ptr = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731
+        self.hp = Tensor._empty((T, B, H), D.float32, dev)
+        self.hp.numpy(force=True)[first] = h0.numpy(force=True)
+        self.cp = self.c_n = None
+        if mode == "LSTM":
+            self.cp = Tensor._empty((T, B, H), D.float32, dev)
+            self.cp.numpy(force=True)[first] = c0.numpy(force=True)
+            self.c_n = Tensor._empty((B, H), D.float32, dev)
+        self.saved = None
+        if mode in ("LSTM", "GRU"):
+            self.saved = Tensor._empty((T, B, 4 * H if mode == "GRU" else GH), D.float32, dev)
+        self.h_n = Tensor._empty((B, H), D.float32, dev)
+        self.out = Tensor._empty((T, B, H), D.float32, dev)
         be.rnn_sequence_forward(MODE_CODE[mode], 1 if mode == "RNN_RELU" else 0, T, B, H, xg.data_ptr(),
-                                w_hh.data_ptr(), ptr(b_hh), hp.data_ptr(), ptr(cp), out.data_ptr(),
-                                h_n.data_ptr(), ptr(c_n), ptr(saved), lp, reverse)
-        ctx.mode, ctx.reverse, ctx.len_t = mode, reverse, len_t
-        ctx.has_bias = b_hh is not None
-        ctx.save_for_backward(w_hh, hp, saved, h_n, cp, c_n)
-        if lstm:
-            return out, h_n, c_n
-        return out, h_n
+                                w_hh.data_ptr(), _ptr(b_hh), self.hp.data_ptr(), _ptr(self.cp), self.out.data_ptr(),
+                                self.h_n.data_ptr(), _ptr(self.c_n), _ptr(self.saved), self._lengths_ptr(), reverse)
 
-    @staticmethod
-    def backward(ctx, g_out, g_hn, g_cn=None):
-        mode, len_t = ctx.mode, ctx.len_t
-        w_hh, hp, saved, h_n, cp, c_n = ctx.saved_tensors
-        lstm = mode == "LSTM"
-        be = w_hh._backend
-        dev = w_hh.device
+    def _lengths_ptr(self):
+        return self.len_t.ctypes.data if self.len_t is not None else 0
+
+    def outputs(self):
+        return (self.out, self.h_n, self.c_n) if self.mode == "LSTM" else (self.out, self.h_n)
+
+    def backward(self, g_out, g_hn, g_cn, want_w, want_db_x, want_db_h):
+        """-> dxg, dW_hh (or None), db_x (sums of dxg), db_h (sums of dhg), dh0, dc0."""
+        w_hh, hp = self.w_hh, self.hp
+        be, dev = w_hh._backend, w_hh.device
         T, B, H = hp._shape
         GH = w_hh._shape[0]
+        gru = self.mode == "GRU"
         # dh/dc come in as the gradients w.r.t. h_n/c_n and go out w.r.t. h0/c0
         dh = _zeros((B, H), dev) if g_hn is None else g_hn.contiguous().clone()
         dc = None
-        if lstm:
+        if self.mode == "LSTM":
             dc = _zeros((B, H), dev) if g_cn is None else g_cn.contiguous().clone()
         go = g_out.contiguous() if g_out is not None else None
         dxg = Tensor._empty((T, B, GH), D.float32, dev)
-        dhg = Tensor._empty((T, B, GH), D.float32, dev) if mode == "GRU" else dxg
-        need = ctx.needs_input_grad
-        g_w = g_b = None
-        if ctx.has_bias and need[2]:
-            g_b = Tensor._empty((GH,), D.float32, dev)
-        ptr = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731
-        be.rnn_sequence_backward(MODE_CODE[mode], 1 if mode == "RNN_RELU" else 0, T, B, H, w_hh.data_ptr(),
-                                 hp.data_ptr(), ptr(cp), h_n.data_ptr(), ptr(c_n), ptr(saved), ptr(go),
-                                 dh.data_ptr(), ptr(dc), dxg.data_ptr(), dhg.data_ptr(), ptr(g_b),
-                                 len_t.ctypes.data if len_t is not None else 0, ctx.reverse)
-        if need[1]:  # dW_hh = sum_t dhg[t]^T @ hp[t]: one GEMM with K = T*B
+        dhg = Tensor._empty((T, B, GH), D.float32, dev) if gru else dxg
+        db_x = Tensor._empty((GH,), D.float32, dev) if want_db_x else None
+        db_h = Tensor._empty((GH,), D.float32, dev) if want_db_h else None
+        be.rnn_sequence_backward(MODE_CODE[self.mode], 1 if self.mode == "RNN_RELU" else 0, T, B, H,
+                                 w_hh.data_ptr(), hp.data_ptr(), _ptr(self.cp), self.h_n.data_ptr(), _ptr(self.c_n),
+                                 _ptr(self.saved), _ptr(go), dh.data_ptr(), _ptr(dc), dxg.data_ptr(),
+                                 dhg.data_ptr(), _ptr(db_x), _ptr(db_h), self._lengths_ptr(), self.reverse)
+        g_w = None
+        if want_w:  # dW_hh = sum_t dhg[t]^T @ hp[t]: one GEMM with K = T*B
             g_w = Tensor._empty((GH, H), D.float32, dev)
             be.sgemm(1, True, False, GH, H, T * B, 1.0, dhg.data_ptr(), GH, 0, hp.data_ptr(), H, 0, 0.0,
                      g_w.data_ptr(), H, 0, 0, 0, 0)
+        return dxg, g_w, db_x, db_h, dh, dc
+
+
+class _Recurrence(Function):
+    """recurrence(): the time loop over a given input projection xg."""
+
+    @staticmethod
+    def forward(ctx, xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
+        ctx.seq = _Sequence(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse)
+        ctx.has_bias = b_hh is not None
+        return ctx.seq.outputs()
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn, g_cn=None):
+        need = ctx.needs_input_grad
+        dxg, g_w, _, g_b, dh, dc = ctx.seq.backward(g_out, g_hn, g_cn, need[1], False, ctx.has_bias and need[2])
         return dxg, g_w, g_b, dh, dc, None, None, None
+
+
+class _RecurrentLayer(Function):
+    """recurrent_layer(): the input projection of all steps (one GEMM each way) around the time loop,
+    in one autograd node. Except for GRU (whose b_hn sits inside the reset gate), b_ih + b_hh are
+    added once, in the projection GEMM's epilogue, and both get the same gradient."""
+
+    @staticmethod
+    def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths, reverse):
+        be = x._backend
+        T, B, I = x._shape
+        GH = w_ih._shape[0]
+        gru = mode == "GRU"
+        bias = b_ih
+        if b_ih is not None and not gru:
+            bias = Tensor._empty((GH,), D.float32, x.device)
+            bias.numpy(force=True)[...] = b_ih.numpy(force=True) + b_hh.numpy(force=True)
+        xg = Tensor._empty((T, B, GH), D.float32, x.device)
+        be.sgemm(1, False, True, T * B, GH, I, 1.0, x.data_ptr(), I, 0, w_ih.data_ptr(), I, 0, 0.0,
+                 xg.data_ptr(), GH, 0, _ptr(bias), 1 if bias is not None else 0, 0)
+        ctx.seq = _Sequence(xg, w_hh, b_hh if gru else None, h0, c0, mode, lengths, reverse)
+        ctx.save_for_backward(x, w_ih)
+        ctx.has_bias, ctx.gru = b_ih is not None, gru
+        return ctx.seq.outputs()
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn, g_cn=None):
+        x, w_ih = ctx.saved_tensors
+        be = x._backend
+        T, B, I = x._shape
+        GH = w_ih._shape[0]
+        need = ctx.needs_input_grad
+        want_b = ctx.has_bias and (need[3] or need[4])
+        dxg, g_whh, db_x, db_h, dh, dc = ctx.seq.backward(g_out, g_hn, g_cn, need[2], want_b and ctx.gru, want_b)
+        g_x = g_wih = g_bih = g_bhh = None
+        if need[0]:  # dX = dxg @ W_ih
+            g_x = Tensor._empty((T, B, I), D.float32, x.device)
+            be.sgemm(1, False, False, T * B, I, GH, 1.0, dxg.data_ptr(), GH, 0, w_ih.data_ptr(), I, 0, 0.0,
+                     g_x.data_ptr(), I, 0, 0, 0, 0)
+        if need[1]:  # dW_ih = dxg^T @ x over all steps
+            g_wih = Tensor._empty((GH, I), D.float32, x.device)
+            be.sgemm(1, True, False, GH, I, T * B, 1.0, dxg.data_ptr(), GH, 0, x.data_ptr(), I, 0, 0.0,
+                     g_wih.data_ptr(), I, 0, 0, 0, 0)
+        if want_b:
+            g_bhh = db_h if need[4] else None
+            if need[3]:
+                g_bih = db_x if ctx.gru else (db_h.clone() if need[4] else db_h)
+        return g_x, g_wih, g_whh, g_bih, g_bhh, dh, dc, None, None, None
 
 
 def _step_composed(mode, xt, h, c, w_hh, b_hh):
@@ -160,6 +223,22 @@ def _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
         h, c = hn, cn
     out = stack(outs, 0)
     return (out, h, c) if mode == "LSTM" else (out, h)
+
+
+def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, reverse=False):
+    """One direction of one layer: x [T, B, I] -> (out [T, B, H], h_n[, c_n]), input projection included."""
+    if has_native(x):
+        if x.dtype is not D.float32:
+            raise RuntimeError(f"{mode}: expected a float32 input, got {x.dtype}")
+        x, w_ih, w_hh, h0 = _contig(x), _contig(w_ih), _contig(w_hh), _contig(h0)
+        b_ih = _contig(b_ih) if b_ih is not None else None
+        b_hh = _contig(b_hh) if b_hh is not None else None
+        c0 = _contig(c0) if c0 is not None else None
+        return _RecurrentLayer.apply(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths, reverse)
+    from .linalg import linear
+    T, B, I = x.shape
+    xg = linear(x.reshape(T * B, I), w_ih, b_ih).reshape(T, B, -1)
+    return _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse)
 
 
 def recurrence(xg, w_hh, b_hh, h0, c0, mode, lengths=None, reverse=False):

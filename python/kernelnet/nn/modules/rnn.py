@@ -1,9 +1,9 @@
 """Recurrent layers: RNN, LSTM, GRU and their single-step cells, with PyTorch's parameters,
 layout, initialisation and semantics.
 
-Per layer and direction the input projection of ALL time steps is one GEMM (linear over [T*B, I]);
-the time loop (hidden-projection GEMM + fused cell kernel per step, BPTT in backward) is one
-autograd Function, kernelnet.ops.recurrent.recurrence.
+Per layer and direction the input projection of ALL time steps is one GEMM ([T*B, I] x W_ih^T);
+it and the time loop (hidden-projection GEMM + fused cell kernel per step, BPTT in backward) are
+one autograd Function, kernelnet.ops.recurrent.recurrent_layer.
 
 Variable-length batches: pass `lengths=` (B ints, each in 1..T) to forward, or use
 pack_padded_sequence / pad_packed_sequence below. Rows past their length output zeros and their
@@ -18,7 +18,7 @@ from .module import Module
 from ..parameter import Parameter
 from .. import functional as F
 from .. import init
-from ...ops.recurrent import recurrence, GATES
+from ...ops.recurrent import recurrence, recurrent_layer, GATES
 
 
 class PackedSequence:
@@ -162,9 +162,8 @@ class RNNBase(Module):
             for d in range(nd):
                 w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
                 idx = layer * nd + d
-                xg = F.linear(layer_in.reshape(T * B, layer_in.shape[-1]), w_ih, b_ih).reshape(T, B, -1)
-                res = recurrence(xg, w_hh, b_hh, h0[idx], c0[idx] if lstm else None, self.mode, lengths,
-                                 reverse=(d == 1))
+                res = recurrent_layer(layer_in, w_ih, w_hh, b_ih, b_hh, h0[idx], c0[idx] if lstm else None,
+                                      self.mode, lengths, reverse=(d == 1))
                 outs.append(res[0])
                 hs.append(res[1])
                 if lstm:
