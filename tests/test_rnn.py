@@ -26,14 +26,15 @@ def _run_pair(tm, km, x_np, lstm, with_state, rng, lengths=None, tol=2e-4):
     L = tm.num_layers * (2 if tm.bidirectional else 1)
     B = x_np.shape[0] if tm.batch_first else x_np.shape[1]
     H = tm.hidden_size
+    Hh = getattr(tm, "proj_size", 0) or H  # h's size (LSTM projections); c keeps H
     xt = torch.tensor(x_np, requires_grad=True)
     xk = kn.tensor(x_np, requires_grad=True)
     st_t = st_k = None
     states_t = []
     states_k = []
     if with_state:
-        for _ in range(2 if lstm else 1):
-            s = rng.standard_normal((L, B, H)).astype(np.float32)
+        for size in ((Hh, H) if lstm else (Hh,)):
+            s = rng.standard_normal((L, B, size)).astype(np.float32)
             states_t.append(torch.tensor(s, requires_grad=True))
             states_k.append(kn.tensor(s, requires_grad=True))
         st_t = tuple(states_t) if lstm else states_t[0]
@@ -96,6 +97,37 @@ def test_lengths_match_packed_sequence(name, kw, bidirectional):
     tm, km = _make(name, kw, I, H, num_layers=2, bidirectional=bidirectional)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, lengths=[6, 2, 5, 1])
+
+
+PROJ_COMBOS = list(itertools.product([1, 2], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("num_layers,bidirectional,use_lengths", PROJ_COMBOS,
+                         ids=[f"L{n}-bi{int(b)}-len{int(u)}" for n, b, u in PROJ_COMBOS])
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_lstm_proj_size_vs_torch(num_layers, bidirectional, use_lengths):
+    """PyTorch's proj_size: h = W_hr (o * tanh(c)) has proj_size features, c keeps hidden_size;
+    weight_hr_l{k}[_reverse] after the biases; outputs, states and every gradient match."""
+    rng = np.random.default_rng(5)
+    T, B, I, H, P = 5, 3, 4, 6, 2
+    tm, km = _make("LSTM", {}, I, H, num_layers=num_layers, bidirectional=bidirectional, proj_size=P)
+    assert [n for n, _ in km.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    assert all(tuple(p.shape) == tuple(q.shape) for p, q in zip(km.parameters(), tm.parameters()))
+    assert "proj_size=2" in repr(km)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    _run_pair(tm, km, x, True, with_state=True, rng=rng, lengths=[5, 2, 4] if use_lengths else None)
+
+
+def test_proj_size_errors():
+    with pytest.raises(ValueError, match="only supported for LSTM"):
+        kn.nn.GRU(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="smaller than hidden_size"):
+        kn.nn.LSTM(3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="non-negative"):
+        kn.nn.LSTM(3, 4, proj_size=-1)
+    m = kn.nn.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match=r"\(1, 2, 2\) for h0"):
+        m(kn.randn(5, 2, 3), (kn.zeros(1, 2, 4), kn.zeros(1, 2, 4)))
 
 
 _SIMD_ORDER = ["portable", "avx2", "avx512"]

@@ -177,11 +177,12 @@ class _RecurrentLayer(Function):
         return g_x, g_wih, g_whh, g_bih, g_bhh, dh, dc, None, None, None
 
 
-def _step_composed(mode, xt, h, c, w_hh, b_hh):
-    """One step from core ops (autograd-tracked): the fallback for backends without cell kernels."""
+def _step_composed(mode, xt, h, c, w_hh, b_hh, w_hr=None):
+    """One step from core ops (autograd-tracked): the fallback for backends without cell kernels,
+    and the path of LSTMs with projections (w_hr: h = W_hr (o * tanh(c)), PyTorch's proj_size)."""
     from .linalg import linear
     hg = linear(h, w_hh, b_hh)
-    H = h.shape[-1]
+    H = w_hh.shape[0] // GATES[mode]
     if mode == "LSTM":
         g = xt + hg
         i = g[:, 0:H].sigmoid()
@@ -189,7 +190,8 @@ def _step_composed(mode, xt, h, c, w_hh, b_hh):
         gg = g[:, 2 * H:3 * H].tanh()
         o = g[:, 3 * H:4 * H].sigmoid()
         c = f * c + i * gg
-        return o * c.tanh(), c
+        h = o * c.tanh()
+        return (h if w_hr is None else linear(h, w_hr)), c
     if mode == "GRU":
         r = (xt[:, 0:H] + hg[:, 0:H]).sigmoid()
         z = (xt[:, H:2 * H] + hg[:, H:2 * H]).sigmoid()
@@ -199,7 +201,7 @@ def _step_composed(mode, xt, h, c, w_hh, b_hh):
     return (v.tanh() if mode == "RNN_TANH" else v.relu()), None
 
 
-def _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
+def _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse, w_hr=None):
     from .shape import stack
     T = xg.shape[0]
     h, c = h0, c0
@@ -211,7 +213,7 @@ def _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
         from .creation import tensor as _tensor
         masks = _tensor(m, device=xg.device)
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
-        hn, cn = _step_composed(mode, xg[t], h, c, w_hh, b_hh)
+        hn, cn = _step_composed(mode, xg[t], h, c, w_hh, b_hh, w_hr)
         if masks is not None:
             mt = masks[t]
             hn = mt * hn + (1 - mt) * h
@@ -225,9 +227,10 @@ def _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
     return (out, h, c) if mode == "LSTM" else (out, h)
 
 
-def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, reverse=False):
-    """One direction of one layer: x [T, B, I] -> (out [T, B, H], h_n[, c_n]), input projection included."""
-    if has_native(x):
+def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, reverse=False, w_hr=None):
+    """One direction of one layer: x [T, B, I] -> (out [T, B, H], h_n[, c_n]), input projection included.
+    w_hr: an LSTM's projection (proj_size); it runs on the composed path (core ops per step)."""
+    if has_native(x) and w_hr is None:
         if x.dtype is not D.float32:
             raise RuntimeError(f"{mode}: expected a float32 input, got {x.dtype}")
         x, w_ih, w_hh, h0 = _contig(x), _contig(w_ih), _contig(w_hh), _contig(h0)
@@ -238,7 +241,7 @@ def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, rever
     from .linalg import linear
     T, B, I = x.shape
     xg = linear(x.reshape(T * B, I), w_ih, b_ih).reshape(T, B, -1)
-    return _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse)
+    return _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse, w_hr)
 
 
 def recurrence(xg, w_hh, b_hh, h0, c0, mode, lengths=None, reverse=False):

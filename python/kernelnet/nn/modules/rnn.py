@@ -67,8 +67,13 @@ class RNNBase(Module):
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__()
-        if proj_size:
-            raise NotImplementedError(f"{type(self).__name__}: proj_size is not supported")
+        if proj_size < 0:
+            raise ValueError(f"proj_size should be a non-negative integer, got {proj_size}")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size={proj_size}, "
+                             f"hidden_size={hidden_size}")
         if not (0 <= dropout <= 1):
             raise ValueError(f"dropout should be a number in range [0, 1], got {dropout}")
         if hidden_size <= 0 or num_layers <= 0:
@@ -82,17 +87,20 @@ class RNNBase(Module):
         self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
-        self.proj_size = 0
+        self.proj_size = int(proj_size)
         G = GATES[mode] * hidden_size
+        real_h = self.proj_size or hidden_size  # size of h (and of the output); c keeps hidden_size
         nd = 2 if bidirectional else 1
         self._flat_weights_names = []
         for layer in range(num_layers):
             for d in range(nd):
                 sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
-                in_sz = input_size if layer == 0 else hidden_size * nd
-                names = [("weight_ih" + sfx, (G, in_sz)), ("weight_hh" + sfx, (G, hidden_size))]
+                in_sz = input_size if layer == 0 else real_h * nd
+                names = [("weight_ih" + sfx, (G, in_sz)), ("weight_hh" + sfx, (G, real_h))]
                 if bias:
                     names += [("bias_ih" + sfx, (G,)), ("bias_hh" + sfx, (G,))]
+                if self.proj_size:
+                    names += [("weight_hr" + sfx, (self.proj_size, hidden_size))]
                 for name, shape in names:
                     setattr(self, name, Parameter(_kn.empty(shape, device=device)))
                     self._flat_weights_names.append(name)
@@ -107,7 +115,7 @@ class RNNBase(Module):
         sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
         g = lambda n: getattr(self, n + sfx, None)  # noqa: E731
         return g("weight_ih"), g("weight_hh"), (g("bias_ih") if self.bias else None), \
-            (g("bias_hh") if self.bias else None)
+            (g("bias_hh") if self.bias else None), g("weight_hr")
 
     def forward(self, input, hx=None, lengths=None):
         packed = isinstance(input, PackedSequence)
@@ -139,9 +147,10 @@ class RNNBase(Module):
                 lengths = None
         nd = 2 if self.bidirectional else 1
         H = self.hidden_size
+        Hh = self.proj_size or H
         L = self.num_layers * nd
         if hx is None:
-            h0 = _kn.zeros((L, B, H), device=x.device)
+            h0 = _kn.zeros((L, B, Hh), device=x.device)
             c0 = _kn.zeros((L, B, H), device=x.device) if lstm else None
         else:
             if lstm:
@@ -151,19 +160,19 @@ class RNNBase(Module):
             if unbatched:
                 h0 = h0.unsqueeze(1)
                 c0 = c0.unsqueeze(1) if c0 is not None else None
-            for name, s in (("h0", h0), ("c0", c0)):
-                if s is not None and tuple(s.shape) != (L, B, H):
-                    raise ValueError(f"{type(self).__name__}: expected hidden size {(L, B, H)} for {name}, "
+            for name, s, want in (("h0", h0, (L, B, Hh)), ("c0", c0, (L, B, H))):
+                if s is not None and tuple(s.shape) != want:
+                    raise ValueError(f"{type(self).__name__}: expected hidden size {want} for {name}, "
                                      f"got {tuple(s.shape)}")
         hs, cs = [], []
         layer_in = x
         for layer in range(self.num_layers):
             outs = []
             for d in range(nd):
-                w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._params(layer, d)
                 idx = layer * nd + d
                 res = recurrent_layer(layer_in, w_ih, w_hh, b_ih, b_hh, h0[idx], c0[idx] if lstm else None,
-                                      self.mode, lengths, reverse=(d == 1))
+                                      self.mode, lengths, reverse=(d == 1), w_hr=w_hr)
                 outs.append(res[0])
                 hs.append(res[1])
                 if lstm:
@@ -196,17 +205,19 @@ class RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         return s
 
 
 class RNN(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size,
-                         num_layers, bias, batch_first, dropout, bidirectional, device=device)
+                         num_layers, bias, batch_first, dropout, bidirectional, proj_size, device=device)
 
 
 class LSTM(RNNBase):
@@ -218,9 +229,10 @@ class LSTM(RNNBase):
 
 class GRU(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None):
+                 bidirectional=False, proj_size=0, device=None, dtype=None):
+        # proj_size is accepted (and refused unless 0) as in PyTorch, whose GRU passes it to RNNBase
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device)
+                         proj_size, device=device)
 
 
 class RNNCellBase(Module):
