@@ -134,20 +134,28 @@ _SIMD_ORDER = ["portable", "avx2", "avx512"]
 SIMD_PATHS = _SIMD_ORDER[: _SIMD_ORDER.index(kn._cpu.simd_detected()) + 1]
 
 
+# (T, B, H): with 2 threads the first splits the batch rows (more rows per thread than one row
+# block, 72 on AVX-512; 4*100 gate rows > 384: several K blocks in backward); the second splits the
+# hidden units (a batch too small to share: ragged 64 + 36 unit slices); the third splits the
+# units because W_hh (4*300 x 300 floats > 1 MiB) is too big for every thread to stream each step.
+SEQ_SHAPES = [(3, 160, 100), (4, 5, 100), (2, 9, 300)]
+
+
 @pytest.mark.parametrize("simd", SIMD_PATHS)
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SEQ_SHAPES, ids=["rows", "units-small-batch", "units-big-weight"])
 @pytest.mark.parametrize("name,kw", MODES)
-def test_sequence_kernel_blocks_threads_and_simd(name, kw, threads, simd):
-    """Shapes that reach every branch of rnn_sequence.cpp and its pre-packed GEMM: batch rows split
-    over threads, more rows than one row block (72 on AVX-512) per thread, a hidden size whose
-    gate width spans several K blocks in backward (4*100 > 384) with ragged register tiles, variable
-    lengths, both directions; on every SIMD path (the GEMM micro-kernels and the cells' exp)."""
+def test_sequence_kernel_blocks_threads_and_simd(name, kw, shape, threads, simd):
+    """Shapes that reach every branch of rnn_sequence.cpp (both ways of sharing the time loop) and
+    its pre-packed GEMM, with ragged register tiles, variable lengths and both directions; on every
+    SIMD path (the GEMM micro-kernels and the cells' exp)."""
     old_simd, old_threads = kn._cpu.simd_active(), kn.get_num_threads()
     kn._cpu.set_simd(simd)
     kn.set_num_threads(threads)
     try:
         rng = np.random.default_rng(11)
-        T, B, I, H = 3, 160, 5, 100
+        T, B, H = shape
+        I = 5
         tm, km = _make(name, kw, I, H, bidirectional=True)
         x = rng.standard_normal((T, B, I)).astype(np.float32)
         lengths = list(rng.integers(1, T + 1, size=B))

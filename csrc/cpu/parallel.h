@@ -37,4 +37,29 @@ inline void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
   f(0, n);
 }
 
+// Run f(tid, nthreads) once on each of up to nt threads that stay together for the whole call, so
+// f may synchronise them with team_barrier() (every thread must reach every barrier). Inline
+// (f(0, 1)) without OpenMP or inside another parallel region.
+template <typename F>
+inline void parallel_team(int nt, F&& f) {
+#ifdef KN_HAVE_OPENMP
+  if (nt > 1 && !omp_in_parallel()) {
+    const unsigned mode = fp_mode();
+#pragma omp parallel num_threads(nt)
+    {
+      FpModeScope fp(mode);
+      f(omp_get_thread_num(), omp_get_num_threads());
+    }
+    return;
+  }
+#endif
+  f(0, 1);
+}
+
+inline void team_barrier() {
+#ifdef KN_HAVE_OPENMP
+#pragma omp barrier
+#endif
+}
+
 }  // namespace kn

@@ -46,71 +46,78 @@ inline bool done(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
 
 }  // namespace
 
-void lstm_fwd_rows(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co, float* gates, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+void lstm_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const float* hp, const float* cp,
+                   float* ho, float* co, float* gates, const i64* len, i64 t, i64 b0, i64 b1) {
+  const i64 n = L.n;
   for (i64 b = b0; b < b1; ++b) {
-    const float* x = xg + b * 4 * H;
-    const float* h = hg + b * 4 * H;
-    float* g = gates + b * 4 * H;
-    float* hrow = ho + b * H;
-    float* crow = co + b * H;
+    const float* x = xg + b * L.ld_x;
+    const float* h = hg + b * L.ld_hg;
+    float* g = gates + b * L.ld_s;
+    float* hrow = ho + b * L.ld_h;
+    float* crow = co + b * L.ld_h;
     if (done(len, b, t)) {
-      std::memcpy(hrow, hp + b * H, sizeof(float) * H);
-      std::memcpy(crow, cp + b * H, sizeof(float) * H);
-      std::memset(g, 0, sizeof(float) * 4 * H);
+      std::memcpy(hrow, hp + b * L.ld_h, sizeof(float) * n);
+      std::memcpy(crow, cp + b * L.ld_h, sizeof(float) * n);
+      for (int k = 0; k < 4; ++k) std::memset(g + k * L.gs_s, 0, sizeof(float) * n);
       continue;
     }
-    const float* __restrict cprev = cp + b * H;
-    sigmoid_of_sum(x, h, g, 2 * H);                      // i, f
-    tanh_of_sum(x + 2 * H, h + 2 * H, g + 2 * H, H);  // g
-    sigmoid_of_sum(x + 3 * H, h + 3 * H, g + 3 * H, H);  // o
+    const float* __restrict cprev = cp + b * L.ld_h;
+    sigmoid_of_sum(x, h, g, n);                                              // i
+    sigmoid_of_sum(x + L.gs_x, h + L.gs_hg, g + L.gs_s, n);                  // f
+    tanh_of_sum(x + 2 * L.gs_x, h + 2 * L.gs_hg, g + 2 * L.gs_s, n);         // g
+    sigmoid_of_sum(x + 3 * L.gs_x, h + 3 * L.gs_hg, g + 3 * L.gs_s, n);      // o
     {
       // restrict views: without them the compiler must assume the stores alias the gates
       // and keeps these loops scalar
       const float* __restrict gi = g;
-      const float* __restrict gf = g + H;
-      const float* __restrict gg = g + 2 * H;
+      const float* __restrict gf = g + L.gs_s;
+      const float* __restrict gg = g + 2 * L.gs_s;
       float* __restrict c = crow;
-      for (i64 j = 0; j < H; ++j) c[j] = gf[j] * cprev[j] + gi[j] * gg[j];
+      for (i64 j = 0; j < n; ++j) c[j] = gf[j] * cprev[j] + gi[j] * gg[j];
     }
-    tanh_of_sum(crow, nullptr, hrow, H);
+    tanh_of_sum(crow, nullptr, hrow, n);
     {
-      const float* __restrict go = g + 3 * H;
+      const float* __restrict go = g + 3 * L.gs_s;
       float* __restrict hr = hrow;
-      for (i64 j = 0; j < H; ++j) hr[j] *= go[j];
+      for (i64 j = 0; j < n; ++j) hr[j] *= go[j];
     }
   }
 }
 
-
+namespace {
 struct TanhCRow {};  // per-thread scratch (cpu/scratch.h): tanh(c) of one row, LSTM backward
+}  // namespace
 
-void lstm_bwd_rows(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc, float* dg, float* dhp, float* dcp, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+void lstm_bwd_rows(const CellLayout& L, const float* dh, const float* dc, const float* gates, const float* cp,
+                   const float* cc, float* dg, float* dhp, float* dcp, const i64* len, i64 t, i64 b0, i64 b1) {
+  const i64 n = L.n;
   for (i64 b = b0; b < b1; ++b) {
-    float* d = dg + b * 4 * H;
+    float* d = dg + b * L.ld_x;
+    const i64 r = b * L.ld_h;  // this row in the state arrays
     if (done(len, b, t)) {
-      std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
-      std::memcpy(dcp + b * H, dc + b * H, sizeof(float) * H);
-      std::memset(d, 0, sizeof(float) * 4 * H);
+      std::memcpy(dhp + r, dh + r, sizeof(float) * n);
+      std::memcpy(dcp + r, dc + r, sizeof(float) * n);
+      for (int k = 0; k < 4; ++k) std::memset(d + k * L.gs_x, 0, sizeof(float) * n);
       continue;
     }
     // tanh(c) for the row with the vectorised exp, then one branch-free loop over restrict
     // pointers (it vectorises; the scalar tanh per element made this cell 3x the forward)
-    float* __restrict tc = thread_scratch<TanhCRow>(H);
-    tanh_of_sum(cc + b * H, nullptr, tc, H);
-    const float* __restrict gi = gates + b * 4 * H;
-    const float* __restrict gf = gi + H;
-    const float* __restrict gg = gi + 2 * H;
-    const float* __restrict go = gi + 3 * H;
-    const float* __restrict dhr = dh + b * H;
-    const float* __restrict dcr = dc + b * H;
-    const float* __restrict cpr = cp + b * H;
+    float* __restrict tc = thread_scratch<TanhCRow>(n);
+    tanh_of_sum(cc + r, nullptr, tc, n);
+    const float* __restrict gi = gates + b * L.ld_s;
+    const float* __restrict gf = gi + L.gs_s;
+    const float* __restrict gg = gi + 2 * L.gs_s;
+    const float* __restrict go = gi + 3 * L.gs_s;
+    const float* __restrict dhr = dh + r;
+    const float* __restrict dcr = dc + r;
+    const float* __restrict cpr = cp + r;
     float* __restrict di = d;
-    float* __restrict df = d + H;
-    float* __restrict dgg = d + 2 * H;
-    float* __restrict dgo = d + 3 * H;
-    float* __restrict dcpr = dcp + b * H;
-    float* __restrict dhpr = dhp + b * H;
-    for (i64 j = 0; j < H; ++j) {
+    float* __restrict df = d + L.gs_x;
+    float* __restrict dgg = d + 2 * L.gs_x;
+    float* __restrict dgo = d + 3 * L.gs_x;
+    float* __restrict dcpr = dcp + r;
+    float* __restrict dhpr = dhp + r;
+    for (i64 j = 0; j < n; ++j) {
       const float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], dhj = dhr[j];
       const float dct = dcr[j] + dhj * o * (1.f - t * t);
       di[j] = dct * g * i * (1.f - i);
@@ -123,88 +130,104 @@ void lstm_bwd_rows(const float* dh, const float* dc, const float* gates, const f
   }
 }
 
-
-void gru_fwd_rows(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+void gru_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const float* hp, float* ho,
+                  float* saved, const i64* len, i64 t, i64 b0, i64 b1) {
+  const i64 n = L.n;
   for (i64 b = b0; b < b1; ++b) {
-    const float* x = xg + b * 3 * H;
-    const float* h = hg + b * 3 * H;
-    const float* hprev = hp + b * H;
-    float* s = saved + b * 4 * H;
-    float* hrow = ho + b * H;
+    const float* x = xg + b * L.ld_x;
+    const float* h = hg + b * L.ld_hg;
+    const float* hprev = hp + b * L.ld_h;
+    float* s = saved + b * L.ld_s;
+    float* hrow = ho + b * L.ld_h;
     if (done(len, b, t)) {
-      std::memcpy(hrow, hprev, sizeof(float) * H);
-      std::memset(s, 0, sizeof(float) * 4 * H);
+      std::memcpy(hrow, hprev, sizeof(float) * n);
+      for (int k = 0; k < 4; ++k) std::memset(s + k * L.gs_s, 0, sizeof(float) * n);
       continue;
     }
-    sigmoid_of_sum(x, h, s, 2 * H);  // r, z
-    for (i64 j = 0; j < H; ++j) {
-      s[3 * H + j] = h[2 * H + j];                         // hn (includes b_hn)
-      s[2 * H + j] = x[2 * H + j] + s[j] * h[2 * H + j];  // n pre-activation
+    sigmoid_of_sum(x, h, s, n);                          // r
+    sigmoid_of_sum(x + L.gs_x, h + L.gs_hg, s + L.gs_s, n);  // z
+    float* sn = s + 2 * L.gs_s;
+    float* shn = s + 3 * L.gs_s;
+    for (i64 j = 0; j < n; ++j) {
+      shn[j] = h[2 * L.gs_hg + j];                     // hn (includes b_hn)
+      sn[j] = x[2 * L.gs_x + j] + s[j] * h[2 * L.gs_hg + j];  // n pre-activation
     }
-    tanh_of_sum(s + 2 * H, nullptr, s + 2 * H, H);
-    for (i64 j = 0; j < H; ++j) hrow[j] = (1.f - s[H + j]) * s[2 * H + j] + s[H + j] * hprev[j];
+    tanh_of_sum(sn, nullptr, sn, n);
+    const float* z = s + L.gs_s;
+    for (i64 j = 0; j < n; ++j) hrow[j] = (1.f - z[j]) * sn[j] + z[j] * hprev[j];
   }
 }
 
-
-void gru_bwd_rows(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp, i64 H, const i64* len, i64 t, i64 b0, i64 b1) {
+void gru_bwd_rows(const CellLayout& L, const float* dh, const float* saved, const float* hp, float* dxg,
+                  float* dhg, float* dhp, const i64* len, i64 t, i64 b0, i64 b1) {
+  const i64 n = L.n;
   for (i64 b = b0; b < b1; ++b) {
-    float* dx = dxg + b * 3 * H;
-    float* dhh = dhg + b * 3 * H;
+    float* dx = dxg + b * L.ld_x;
+    float* dhh = dhg + b * L.ld_hg;
+    const i64 r = b * L.ld_h;
     if (done(len, b, t)) {
-      std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
-      std::memset(dx, 0, sizeof(float) * 3 * H);
-      std::memset(dhh, 0, sizeof(float) * 3 * H);
+      std::memcpy(dhp + r, dh + r, sizeof(float) * n);
+      for (int k = 0; k < 3; ++k) {
+        std::memset(dx + k * L.gs_x, 0, sizeof(float) * n);
+        std::memset(dhh + k * L.gs_hg, 0, sizeof(float) * n);
+      }
       continue;
     }
-    const float* s = saved + b * 4 * H;
-    for (i64 j = 0; j < H; ++j) {
-      float r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
-      float d = dh[b * H + j];
-      float dn = d * (1.f - z) * (1.f - n * n);  // through tanh
-      float dz = d * (hp[b * H + j] - n) * z * (1.f - z);
-      float dr = dn * hn * r * (1.f - r);
+    const float* s = saved + b * L.ld_s;
+    for (i64 j = 0; j < n; ++j) {
+      float rg = s[j], z = s[L.gs_s + j], ng = s[2 * L.gs_s + j], hn = s[3 * L.gs_s + j];
+      float d = dh[r + j];
+      float dn = d * (1.f - z) * (1.f - ng * ng);  // through tanh
+      float dz = d * (hp[r + j] - ng) * z * (1.f - z);
+      float dr = dn * hn * rg * (1.f - rg);
       dx[j] = dr;
-      dx[H + j] = dz;
-      dx[2 * H + j] = dn;
+      dx[L.gs_x + j] = dz;
+      dx[2 * L.gs_x + j] = dn;
       dhh[j] = dr;
-      dhh[H + j] = dz;
-      dhh[2 * H + j] = dn * r;
-      dhp[b * H + j] = d * z;
+      dhh[L.gs_hg + j] = dz;
+      dhh[2 * L.gs_hg + j] = dn * rg;
+      dhp[r + j] = d * z;
     }
   }
 }
 
-
-void rnn_fwd_rows(const float* xg, const float* hg, const float* hp, float* ho, i64 H, int act, const i64* len, i64 t, i64 b0, i64 b1) {
+void rnn_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const float* hp, float* ho, int act,
+                  const i64* len, i64 t, i64 b0, i64 b1) {
+  const i64 n = L.n;
   for (i64 b = b0; b < b1; ++b) {
+    const float* x = xg + b * L.ld_x;
+    const float* h = hg + b * L.ld_hg;
+    float* o = ho + b * L.ld_h;
     if (done(len, b, t)) {
-      std::memcpy(ho + b * H, hp + b * H, sizeof(float) * H);
+      std::memcpy(o, hp + b * L.ld_h, sizeof(float) * n);
       continue;
     }
     if (act == 0) {
-      tanh_of_sum(xg + b * H, hg + b * H, ho + b * H, H);
+      tanh_of_sum(x, h, o, n);
       continue;
     }
-    for (i64 j = 0; j < H; ++j) {
-      float v = xg[b * H + j] + hg[b * H + j];
-      ho[b * H + j] = v > 0.f ? v : 0.f;
+    for (i64 j = 0; j < n; ++j) {
+      float v = x[j] + h[j];
+      o[j] = v > 0.f ? v : 0.f;
     }
   }
 }
 
-
-void rnn_bwd_rows(const float* dh, const float* h, float* dg, float* dhp, i64 H, int act, const i64* len, i64 t, i64 b0, i64 b1) {
+void rnn_bwd_rows(const CellLayout& L, const float* dh, const float* h, float* dg, float* dhp, int act,
+                  const i64* len, i64 t, i64 b0, i64 b1) {
+  const i64 n = L.n;
   for (i64 b = b0; b < b1; ++b) {
+    const i64 r = b * L.ld_h;
+    float* d = dg + b * L.ld_x;
     if (done(len, b, t)) {
-      std::memcpy(dhp + b * H, dh + b * H, sizeof(float) * H);
-      std::memset(dg + b * H, 0, sizeof(float) * H);
+      std::memcpy(dhp + r, dh + r, sizeof(float) * n);
+      std::memset(d, 0, sizeof(float) * n);
       continue;
     }
-    for (i64 j = 0; j < H; ++j) {
-      float y = h[b * H + j], d = dh[b * H + j];
-      dg[b * H + j] = act == 0 ? d * (1.f - y * y) : (y > 0.f ? d : 0.f);
-      dhp[b * H + j] = 0.f;
+    for (i64 j = 0; j < n; ++j) {
+      float y = h[r + j], dj = dh[r + j];
+      d[j] = act == 0 ? dj * (1.f - y * y) : (y > 0.f ? dj : 0.f);
+      dhp[r + j] = 0.f;
     }
   }
 }
@@ -214,27 +237,27 @@ namespace {
 
 // One time step over the whole batch (the per-step bindings below), threaded over rows.
 void lstm_fwd(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co, float* gates, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_fwd_rows(xg, hg, hp, cp, ho, co, gates, H, len, t, b0, b1); });
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_fwd_rows(CellLayout::rows(H, 4, 4), xg, hg, hp, cp, ho, co, gates, len, t, b0, b1); });
 }
 
 void lstm_bwd(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc, float* dg, float* dhp, float* dcp, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_bwd_rows(dh, dc, gates, cp, cc, dg, dhp, dcp, H, len, t, b0, b1); });
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_bwd_rows(CellLayout::rows(H, 4, 4), dh, dc, gates, cp, cc, dg, dhp, dcp, len, t, b0, b1); });
 }
 
 void gru_fwd(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_fwd_rows(xg, hg, hp, ho, saved, H, len, t, b0, b1); });
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_fwd_rows(CellLayout::rows(H, 3, 4), xg, hg, hp, ho, saved, len, t, b0, b1); });
 }
 
 void gru_bwd(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_bwd_rows(dh, saved, hp, dxg, dhg, dhp, H, len, t, b0, b1); });
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_bwd_rows(CellLayout::rows(H, 3, 4), dh, saved, hp, dxg, dhg, dhp, len, t, b0, b1); });
 }
 
 void rnn_fwd(const float* xg, const float* hg, const float* hp, float* ho, i64 B, i64 H, int act, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_fwd_rows(xg, hg, hp, ho, H, act, len, t, b0, b1); });
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_fwd_rows(CellLayout::rows(H, 1, 0), xg, hg, hp, ho, act, len, t, b0, b1); });
 }
 
 void rnn_bwd(const float* dh, const float* h, float* dg, float* dhp, i64 B, i64 H, int act, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_bwd_rows(dh, h, dg, dhp, H, act, len, t, b0, b1); });
+  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_bwd_rows(CellLayout::rows(H, 1, 0), dh, h, dg, dhp, act, len, t, b0, b1); });
 }
 
 void check_bh(const char* op, i64 B, i64 H, i64 t) {

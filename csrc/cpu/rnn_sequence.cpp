@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -48,6 +49,49 @@ enum Mode { LSTM = 0, GRU = 1, ELMAN = 2 };
 inline int gates_of(int mode) { return mode == LSTM ? 4 : mode == GRU ? 3 : 1; }
 inline bool done(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
 
+struct Sequence {
+  int mode, act;
+  i64 T, B, H;
+  bool reverse;
+  const i64* len;
+  i64 G() const { return gates_of(mode); }
+  i64 saved_blocks() const { return mode == ELMAN ? 0 : 4; }  // LSTM i,f,g,o; GRU r,z,n,hn
+  i64 time_at(i64 k) const { return reverse ? T - 1 - k : k; }
+};
+
+// How the threads share the time loop.
+//  Rows: each thread owns a slice of batch rows for the whole sequence. A row's recurrence reads
+//    only that row's state, so the threads never wait for each other; but every thread streams
+//    all of W_hh at every step.
+//  Units: each thread owns a slice of hidden units (its gate columns of W_hh, packed once) for all
+//    rows, and the threads meet at one barrier per step (the next step's product reads every
+//    unit of h). Chosen when W_hh is too big to be streamed by every thread each step (above ~1
+//    MiB: with rows, LSTM H=512 ran 1.4x faster on 2 threads than on 1, the two threads
+//    contending for L3), or when the batch is too small to split.
+enum class Split { Rows, Units };
+
+Split choose_split(const Sequence& s, int nt) {
+  const i64 GH = s.G() * s.H;
+  if (nt <= 1 || s.H < 16 * nt) return Split::Rows;
+  if (2.0 * (double)s.B * (double)GH * (double)s.H < 2e5) return Split::Rows;  // a step is too small to share
+  return (GH * s.H * 4 > (i64(1) << 20) || s.B < 8 * nt) ? Split::Units : Split::Rows;
+}
+
+// Threads this call may use: none beyond the caller's inside another parallel region.
+int free_threads() {
+#ifdef KN_HAVE_OPENMP
+  if (omp_in_parallel()) return 1;
+#endif
+  return num_threads();
+}
+
+// Hidden units [j0, j1) of slice `part` out of `parts` (multiples of 16 floats: whole cache lines).
+void unit_slice(i64 H, int part, int parts, i64& j0, i64& j1) {
+  auto edge = [&](int p) { return p == parts ? H : std::min(H, (H * p / parts + 15) / 16 * 16); };
+  j0 = edge(part);
+  j1 = edge(part + 1);
+}
+
 // Split the batch rows over the threads for the whole sequence; each thread runs body(b0, b1).
 // Exceptions (out of memory in the packing buffers) must not cross the OpenMP region.
 template <typename F>
@@ -63,127 +107,242 @@ void over_row_slices(i64 B, F&& body) {
   KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
 }
 
-struct Sequence {
-  int mode, act;
-  i64 T, B, H;
-  bool reverse;
-  const i64* len;
-  i64 G() const { return gates_of(mode); }
-  i64 time_at(i64 k) const { return reverse ? T - 1 - k : k; }
-};
-
-void forward(const Sequence& s, const float* xg, const float* w_hh, const float* b_hh, float* hp,
-             float* cp, float* out, float* h_n, float* c_n, float* saved) {
-  const i64 T = s.T, B = s.B, H = s.H, GH = s.G() * H;
-  const PackedB w(/*trans_b=*/true, w_hh, H, H, GH);  // op(B) = W_hh^T: H x GH
-  std::vector<float> hg((size_t)(B * GH));            // this step's hidden projection
-  const i64 saved_row = s.mode == GRU ? 4 * H : GH;
-  over_row_slices(B, [&](i64 b0, i64 b1) {
-    for (i64 k = 0; k < T; ++k) {
-      const i64 t = s.time_at(k);
-      const bool last = k == T - 1;
-      const float* h_prev = hp + t * B * H;
-      float* h_out = last ? h_n : hp + s.time_at(k + 1) * B * H;
-      w.multiply(b1 - b0, h_prev + b0 * H, H, 0.f, hg.data() + b0 * GH, GH, b_hh);
-      const float* xt = xg + t * B * GH;
-      if (s.mode == LSTM) {
-        const float* c_prev = cp + t * B * H;
-        float* c_out = last ? c_n : cp + s.time_at(k + 1) * B * H;
-        lstm_fwd_rows(xt, hg.data(), h_prev, c_prev, h_out, c_out, saved + t * B * saved_row, H, s.len, t, b0,
-                      b1);
-      } else if (s.mode == GRU) {
-        gru_fwd_rows(xt, hg.data(), h_prev, h_out, saved + t * B * saved_row, H, s.len, t, b0, b1);
-      } else {
-        rnn_fwd_rows(xt, hg.data(), h_prev, h_out, H, s.act, s.len, t, b0, b1);
-      }
-      float* o = out + t * B * H;
-      for (i64 b = b0; b < b1; ++b) {
-        if (done(s.len, b, t))
-          std::memset(o + b * H, 0, sizeof(float) * H);
-        else
-          std::memcpy(o + b * H, h_out + b * H, sizeof(float) * H);
-      }
-    }
-  });
+// Column sums of rows [b0, b1) of g (row stride ld) over n columns, added to acc.
+inline void add_column_sums(const float* g, i64 ld, i64 n, i64 b0, i64 b1, float* __restrict acc) {
+  for (i64 b = b0; b < b1; ++b) {
+    const float* __restrict d = g + b * ld;
+    for (i64 j = 0; j < n; ++j) acc[j] += d[j];
+  }
 }
 
-void backward(const Sequence& s, const float* w_hh, const float* hp, const float* cp, const float* h_n,
-              const float* c_n, const float* saved, const float* g_out, float* dh, float* dc, float* dxg,
-              float* dhg, float* db_x, float* db_h) {
-  const i64 T = s.T, B = s.B, H = s.H, GH = s.G() * H;
-  const PackedB w(/*trans_b=*/false, w_hh, H, GH, H);  // op(B) = W_hh: GH x H
+// out[t] for rows [b0, b1), units [j0, j0 + n): the step's output state, zero past a row's end.
+inline void write_output(const Sequence& s, const float* h_out, float* o, i64 t, i64 j0, i64 n, i64 b0, i64 b1) {
+  for (i64 b = b0; b < b1; ++b) {
+    if (done(s.len, b, t))
+      std::memset(o + b * s.H + j0, 0, sizeof(float) * n);
+    else
+      std::memcpy(o + b * s.H + j0, h_out + b * s.H + j0, sizeof(float) * n);
+  }
+}
+
+// One forward step on rows [b0, b1) and the units of layout L (pointers already at the span's
+// first unit), given its hidden projection hg.
+void cell_forward(const Sequence& s, const CellLayout& L, const float* xt, const float* hg, const float* h_prev,
+                  const float* c_prev, float* h_out, float* c_out, float* saved_t, i64 t, i64 b0, i64 b1) {
+  if (s.mode == LSTM)
+    lstm_fwd_rows(L, xt, hg, h_prev, c_prev, h_out, c_out, saved_t, s.len, t, b0, b1);
+  else if (s.mode == GRU)
+    gru_fwd_rows(L, xt, hg, h_prev, h_out, saved_t, s.len, t, b0, b1);
+  else
+    rnn_fwd_rows(L, xt, hg, h_prev, h_out, s.act, s.len, t, b0, b1);
+}
+
+void cell_backward(const Sequence& s, const CellLayout& L, const float* dh_cur, const float* dc_cur,
+                   const float* saved_t, const float* h_prev, const float* h_cur, const float* c_prev,
+                   const float* c_cur, float* dgt, float* dht, float* dh_prev, float* dc_prev, i64 t, i64 b0,
+                   i64 b1) {
+  if (s.mode == LSTM)
+    lstm_bwd_rows(L, dh_cur, dc_cur, saved_t, c_prev, c_cur, dgt, dh_prev, dc_prev, s.len, t, b0, b1);
+  else if (s.mode == GRU)
+    gru_bwd_rows(L, dh_cur, saved_t, h_prev, dgt, dht, dh_prev, s.len, t, b0, b1);
+  else
+    rnn_bwd_rows(L, dh_cur, h_cur, dgt, dh_prev, s.act, s.len, t, b0, b1);
+}
+
+struct Buffers {  // the caller's time-major buffers (see the header comment)
+  const float* xg;
+  float *hp, *cp, *out, *h_n, *c_n, *saved;
+  // state at the start of step k, and the state it produces
+  float* h_at(const Sequence& s, i64 k) const { return hp + s.time_at(k) * s.B * s.H; }
+  float* h_after(const Sequence& s, i64 k) const { return k == s.T - 1 ? h_n : h_at(s, k + 1); }
+  float* c_at(const Sequence& s, i64 k) const { return cp ? cp + s.time_at(k) * s.B * s.H : nullptr; }
+  float* c_after(const Sequence& s, i64 k) const { return k == s.T - 1 ? c_n : c_at(s, k + 1); }
+};
+
+void forward(const Sequence& s, const float* w_hh, const float* b_hh, const Buffers& m) {
+  const i64 T = s.T, B = s.B, H = s.H, G = s.G(), GH = G * H;
+  const i64 ld_s = s.saved_blocks() * H;
+  const int nt = free_threads();
+  std::vector<float> hg((size_t)(B * GH));  // this step's hidden projection
+  if (choose_split(s, nt) == Split::Rows) {
+    const PackedB w(/*trans_b=*/true, w_hh, H, H, GH);  // op(B) = W_hh^T: H x GH
+    const CellLayout L = CellLayout::rows(H, G, s.saved_blocks());
+    over_row_slices(B, [&](i64 b0, i64 b1) {
+      for (i64 k = 0; k < T; ++k) {
+        const i64 t = s.time_at(k);
+        float* h_out = m.h_after(s, k);
+        w.multiply(b1 - b0, m.h_at(s, k) + b0 * H, H, 0.f, hg.data() + b0 * GH, GH, b_hh);
+        cell_forward(s, L, m.xg + t * B * GH, hg.data(), m.h_at(s, k), m.c_at(s, k), h_out, m.c_after(s, k),
+                     m.saved + t * B * ld_s, t, b0, b1);
+        write_output(s, h_out, m.out + t * B * H, t, 0, H, b0, b1);
+      }
+    });
+    return;
+  }
+  // Units: thread p packs its gate rows of W_hh (G blocks of n rows) as one op(B) = H x G*n, and
+  // its part of b_hh; its hg is [B, G*n] (gate stride n), inside the shared buffer.
+  std::atomic<bool> failed{false};
+  parallel_team(nt, [&](int p, int team) {
+    i64 j0, j1;
+    unit_slice(H, p, team, j0, j1);
+    const i64 n = j1 - j0;
+    std::unique_ptr<PackedB> w;
+    std::vector<float> bias;
+    try {
+      std::vector<float> rows((size_t)(G * n * H));
+      for (i64 g = 0; g < G; ++g) {
+        std::memcpy(rows.data() + g * n * H, w_hh + (g * H + j0) * H, sizeof(float) * n * H);
+        if (b_hh) bias.insert(bias.end(), b_hh + g * H + j0, b_hh + g * H + j1);
+      }
+      w.reset(new PackedB(/*trans_b=*/true, rows.data(), H, H, G * n));
+    } catch (...) {
+      failed = true;  // keep meeting the barriers; reported after the region
+    }
+    float* hgp = hg.data() + B * G * j0;
+    const CellLayout L{n, H, GH, H, G * n, n, ld_s, H};
+    for (i64 k = 0; k < T; ++k) {
+      const i64 t = s.time_at(k);
+      float* h_out = m.h_after(s, k);
+      float* c_prev = m.c_at(s, k);
+      float* c_out = m.c_after(s, k);
+      if (w) {
+        try {
+          w->multiply(B, m.h_at(s, k), H, 0.f, hgp, G * n, b_hh ? bias.data() : nullptr);
+        } catch (...) {
+          failed = true;
+        }
+        cell_forward(s, L, m.xg + t * B * GH + j0, hgp, m.h_at(s, k) + j0, c_prev ? c_prev + j0 : nullptr,
+                     h_out + j0, c_out ? c_out + j0 : nullptr, m.saved ? m.saved + t * B * ld_s + j0 : nullptr, t,
+                     0, B);
+        write_output(s, h_out, m.out + t * B * H, t, j0, n, 0, B);
+      }
+      team_barrier();  // the next step's product reads every unit of h_out
+    }
+  });
+  KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
+}
+
+struct GradBuffers {
+  const float *hp, *cp, *h_n, *c_n, *saved, *g_out;
+  float *dh, *dc, *dxg, *dhg, *db_x, *db_h;
+};
+
+void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
+  const i64 T = s.T, B = s.B, H = s.H, G = s.G(), GH = G * H;
+  const i64 ld_s = s.saved_blocks() * H;
+  const int nt = free_threads();
   std::vector<float> dh_other((size_t)(B * H)), dc_other(s.mode == LSTM ? (size_t)(B * H) : 0);
-  const i64 saved_row = s.mode == GRU ? 4 * H : GH;
-  // Bias gradients: each row slice sums its rows, the slices are added in row order afterwards
-  // (a fixed order, so the result does not depend on which thread finished first). Outside GRU
-  // dxg is dhg and one sum serves both.
-  const bool sum_x = db_x && dxg != dhg, sum_h = db_h || (db_x && dxg == dhg);
-  std::mutex db_lock;
-  std::vector<std::pair<i64, std::vector<float>>> db_slices;  // per slice: [sums of dhg, of dxg]
-  over_row_slices(B, [&](i64 b0, i64 b1) {
-    std::vector<float> db_part((sum_h ? (size_t)GH : 0) + (sum_x ? (size_t)GH : 0), 0.f);
-    // ping-pong: the step reads dh_cur (gradient w.r.t. its output state) and writes dh_prev
-    float* dh_cur = dh;
+  // Bias gradients: outside GRU dxg is dhg and one sum serves both.
+  const bool sum_x = m.db_x && m.dxg != m.dhg, sum_h = m.db_h || (m.db_x && m.dxg == m.dhg);
+  float* db_h = m.db_h ? m.db_h : m.db_x;
+  auto state = [&](const float* base, i64 k) { return base + s.time_at(k) * B * H; };
+  auto after = [&](const float* base, const float* last, i64 k) { return k == T - 1 ? last : state(base, k + 1); };
+
+  // Steps k = T-1 .. 0 for rows [b0, b1) and units [j0, j0 + n); `product` adds dgates_h @ W_hh
+  // into dh_prev for the span, `sync` runs between the cell and the product.
+  auto time_loop = [&](i64 b0, i64 b1, i64 j0, i64 n, const CellLayout& L, auto&& sync, auto&& product,
+                       float* dbh_acc, float* dbx_acc) {
+    // ping-pong: a step reads dh_cur (gradient w.r.t. its output state) and writes dh_prev
+    float* dh_cur = m.dh;
     float* dh_prev = dh_other.data();
-    float* dc_cur = dc;
+    float* dc_cur = m.dc;
     float* dc_prev = dc_other.data();
     for (i64 k = T - 1; k >= 0; --k) {
       const i64 t = s.time_at(k);
-      const bool last = k == T - 1;
-      if (g_out) {  // rows past their end had no output, so no output gradient
-        const float* go = g_out + t * B * H;
+      if (m.g_out) {  // rows past their end had no output, so no output gradient
+        const float* go = m.g_out + t * B * H;
         for (i64 b = b0; b < b1; ++b) {
           if (done(s.len, b, t)) continue;
-          float* __restrict d = dh_cur + b * H;
-          const float* __restrict g = go + b * H;
-          for (i64 j = 0; j < H; ++j) d[j] += g[j];
+          float* __restrict d = dh_cur + b * H + j0;
+          const float* __restrict g = go + b * H + j0;
+          for (i64 j = 0; j < n; ++j) d[j] += g[j];
         }
       }
-      const float* h_prev = hp + t * B * H;
-      const float* h_cur = last ? h_n : hp + s.time_at(k + 1) * B * H;  // this step's output
-      float* dgt = dxg + t * B * GH;
-      float* dht = dhg + t * B * GH;
-      if (s.mode == LSTM) {
-        const float* c_prev = cp + t * B * H;
-        const float* c_cur = last ? c_n : cp + s.time_at(k + 1) * B * H;
-        lstm_bwd_rows(dh_cur, dc_cur, saved + t * B * saved_row, c_prev, c_cur, dgt, dh_prev, dc_prev, H, s.len,
-                      t, b0, b1);
-        std::swap(dc_cur, dc_prev);
-      } else if (s.mode == GRU) {
-        gru_bwd_rows(dh_cur, saved + t * B * saved_row, h_prev, dgt, dht, dh_prev, H, s.len, t, b0, b1);
-      } else {
-        rnn_bwd_rows(dh_cur, h_cur, dgt, dh_prev, H, s.act, s.len, t, b0, b1);
+      float* dgt = m.dxg + t * B * GH;
+      float* dht = m.dhg + t * B * GH;
+      const float* c_prev = m.cp ? state(m.cp, k) + j0 : nullptr;
+      const float* c_cur = m.cp ? after(m.cp, m.c_n, k) + j0 : nullptr;
+      cell_backward(s, L, dh_cur + j0, dc_cur ? dc_cur + j0 : nullptr, m.saved ? m.saved + t * B * ld_s + j0 : nullptr,
+                    state(m.hp, k) + j0, after(m.hp, m.h_n, k) + j0, c_prev, c_cur, dgt + j0, dht + j0,
+                    dh_prev + j0, dc_prev ? dc_prev + j0 : nullptr, t, b0, b1);
+      sync();
+      product(dht, dh_prev);
+      for (i64 g = 0; g < G; ++g) {  // bias gradients of this span, while the step's rows are in cache
+        if (sum_h && dbh_acc) add_column_sums(dht + g * H + j0, GH, n, b0, b1, dbh_acc + g * n);
+        if (sum_x && dbx_acc) add_column_sums(dgt + g * H + j0, GH, n, b0, b1, dbx_acc + g * n);
       }
-      // dh_prev += dgates_h @ W_hh on this thread's rows
-      w.multiply(b1 - b0, dht + b0 * GH, GH, 1.f, dh_prev + b0 * H, H, nullptr);
-      auto add_rows = [&](const float* g, float* __restrict acc) {
-        for (i64 b = b0; b < b1; ++b) {
-          const float* __restrict d = g + b * GH;
-          for (i64 j = 0; j < GH; ++j) acc[j] += d[j];
-        }
-      };
-      if (sum_h) add_rows(dht, db_part.data());
-      if (sum_x) add_rows(dgt, db_part.data() + (sum_h ? GH : 0));
       std::swap(dh_cur, dh_prev);
-    }
-    if (sum_h || sum_x) {
-      std::lock_guard<std::mutex> g(db_lock);
-      db_slices.emplace_back(b0, std::move(db_part));
+      if (s.mode == LSTM) std::swap(dc_cur, dc_prev);
     }
     // the result is in dh_cur; hand it back in the caller's buffers
-    if (dh_cur != dh) std::memcpy(dh + b0 * H, dh_cur + b0 * H, sizeof(float) * (b1 - b0) * H);
-    if (s.mode == LSTM && dc_cur != dc)
-      std::memcpy(dc + b0 * H, dc_cur + b0 * H, sizeof(float) * (b1 - b0) * H);
-  });
-  std::sort(db_slices.begin(), db_slices.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  auto total = [&](float* db, i64 offset) {
-    std::fill(db, db + GH, 0.f);
-    for (const auto& part : db_slices)
-      for (i64 j = 0; j < GH; ++j) db[j] += part.second[(size_t)(offset + j)];
+    for (i64 b = b0; b < b1; ++b) {
+      if (dh_cur != m.dh) std::memcpy(m.dh + b * H + j0, dh_cur + b * H + j0, sizeof(float) * n);
+      if (s.mode == LSTM && dc_cur != m.dc) std::memcpy(m.dc + b * H + j0, dc_cur + b * H + j0, sizeof(float) * n);
+    }
   };
-  if (sum_h) total(db_h ? db_h : db_x, 0);
-  if (sum_x) total(db_x, sum_h ? GH : 0);
-  if (db_x && db_h && dxg == dhg) std::memcpy(db_x, db_h, sizeof(float) * GH);
+  // copy a span's bias sums (gate-major, n per gate) to the units j0.. of each gate
+  auto scatter_sums = [&](const float* acc, float* db, i64 j0, i64 n) {
+    for (i64 g = 0; g < G; ++g) std::memcpy(db + g * H + j0, acc + g * n, sizeof(float) * n);
+  };
+
+  if (choose_split(s, nt) == Split::Rows) {
+    const PackedB w(/*trans_b=*/false, w_hh, H, GH, H);  // op(B) = W_hh: GH x H
+    const CellLayout L = CellLayout::rows(H, G, s.saved_blocks());
+    // each row slice sums its rows; the slices are added in row order afterwards (a fixed
+    // order, so the result does not depend on which thread finished first)
+    std::mutex lock;
+    std::vector<std::pair<i64, std::vector<float>>> sums;  // per slice: [sums of dhg, of dxg]
+    over_row_slices(B, [&](i64 b0, i64 b1) {
+      std::vector<float> acc(2 * (size_t)GH, 0.f);
+      time_loop(b0, b1, 0, H, L, [] {},
+                [&](const float* dht, float* dh_prev) {
+                  w.multiply(b1 - b0, dht + b0 * GH, GH, 1.f, dh_prev + b0 * H, H, nullptr);
+                },
+                acc.data(), acc.data() + GH);
+      std::lock_guard<std::mutex> g(lock);
+      sums.emplace_back(b0, std::move(acc));
+    });
+    std::sort(sums.begin(), sums.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    auto total = [&](float* db, i64 offset) {
+      std::fill(db, db + GH, 0.f);
+      for (const auto& part : sums)
+        for (i64 j = 0; j < GH; ++j) db[j] += part.second[(size_t)(offset + j)];
+    };
+    if (sum_h) total(db_h, 0);
+    if (sum_x) total(m.db_x, GH);
+  } else {
+    // Units: thread p owns dh/dc columns [j0, j1) of every row: its cell writes its gate columns
+    // of dgates, a barrier, then dh_prev[:, j0:j1] += dgates_h (all columns) @ W_hh[:, j0:j1].
+    // Each thread sums the bias gradients of its own columns, so no reduction between threads.
+    std::atomic<bool> failed{false};
+    parallel_team(nt, [&](int p, int team) {
+      i64 j0, j1;
+      unit_slice(H, p, team, j0, j1);
+      const i64 n = j1 - j0;
+      std::unique_ptr<PackedB> w;
+      std::vector<float> acc;
+      try {
+        w.reset(new PackedB(/*trans_b=*/false, w_hh + j0, H, GH, n));  // op(B) = W_hh[:, j0:j1]
+        acc.assign(2 * (size_t)(G * n), 0.f);
+      } catch (...) {
+        failed = true;  // keep meeting the barriers; reported after the region
+      }
+      const CellLayout L{n, H, GH, H, GH, H, ld_s, H};
+      time_loop(0, B, j0, n, L, [] { team_barrier(); },
+                [&](const float* dht, float* dh_prev) {
+                  if (!w) return;
+                  try {
+                    w->multiply(B, dht, GH, 1.f, dh_prev + j0, H, nullptr);
+                  } catch (...) {
+                    failed = true;
+                  }
+                },
+                w ? acc.data() : nullptr, w ? acc.data() + G * n : nullptr);
+      if (w && sum_h) scatter_sums(acc.data(), db_h, j0, n);
+      if (w && sum_x) scatter_sums(acc.data() + G * n, m.db_x, j0, n);
+    });
+    KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
+  }
 }
 
 Sequence checked(const char* op, int mode, int act, i64 T, i64 B, i64 H, uptr lengths, bool reverse) {
@@ -208,8 +367,9 @@ KN_BIND(rnn_sequence) {
         KN_CHECK(xg && w_hh && hp && out && h_n, "rnn_sequence_forward: null pointer");
         KN_CHECK(mode == kn::ELMAN || saved, "rnn_sequence_forward: null pointer (saved)");
         KN_CHECK(mode != kn::LSTM || (cp && c_n), "rnn_sequence_forward: null pointer (cp, c_n)");
-        kn::forward(s, ptr<const float>(xg), ptr<const float>(w_hh), ptr<const float>(b_hh), ptr<float>(hp),
-                    ptr<float>(cp), ptr<float>(out), ptr<float>(h_n), ptr<float>(c_n), ptr<float>(saved));
+        const kn::Buffers bufs{ptr<const float>(xg), ptr<float>(hp),  ptr<float>(cp),   ptr<float>(out),
+                               ptr<float>(h_n),      ptr<float>(c_n), ptr<float>(saved)};
+        kn::forward(s, ptr<const float>(w_hh), ptr<const float>(b_hh), bufs);
       },
       KN_NOGIL);
   m.def(
@@ -221,10 +381,11 @@ KN_BIND(rnn_sequence) {
         KN_CHECK(w_hh && hp && h_n && dh && dxg && dhg, "rnn_sequence_backward: null pointer");
         KN_CHECK(mode == kn::ELMAN || saved, "rnn_sequence_backward: null pointer (saved)");
         KN_CHECK(mode != kn::LSTM || (cp && c_n && dc), "rnn_sequence_backward: null pointer (cp, c_n, dc)");
-        kn::backward(s, ptr<const float>(w_hh), ptr<const float>(hp), ptr<const float>(cp),
-                     ptr<const float>(h_n), ptr<const float>(c_n), ptr<const float>(saved),
-                     ptr<const float>(g_out), ptr<float>(dh), ptr<float>(dc), ptr<float>(dxg), ptr<float>(dhg),
-                     ptr<float>(db_x), ptr<float>(db_h));
+        const kn::GradBuffers bufs{ptr<const float>(hp),    ptr<const float>(cp),    ptr<const float>(h_n),
+                                   ptr<const float>(c_n),   ptr<const float>(saved), ptr<const float>(g_out),
+                                   ptr<float>(dh),          ptr<float>(dc),          ptr<float>(dxg),
+                                   ptr<float>(dhg),         ptr<float>(db_x),        ptr<float>(db_h)};
+        kn::backward(s, ptr<const float>(w_hh), bufs);
       },
       KN_NOGIL);
 }

@@ -311,7 +311,7 @@ PackedB::PackedB(bool tb, const float* B, i64 ldb, i64 K, i64 N)
   const int NR = uk_->nr;
   kc_ = balanced_block(std::max<i64>(K, 1), uk_->kc, 8);
   panels_ = ceil_div(N, NR);
-  const i64 n = std::max<i64>(K, 1) * panels_ * NR;
+  const i64 n = std::max<i64>(std::max<i64>(K, 1) * panels_ * NR, 16);  // never a 0-byte request
   data_ = static_cast<float*>(std::aligned_alloc(64, (size_t)round_up(n * 4, 64)));
   if (!data_) out_of_memory();
   // block pc holds the rows [pc, pc + kc) of every panel: its panels start at pc * panels * NR
