@@ -107,6 +107,20 @@ void over_row_slices(i64 B, F&& body) {
   KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
 }
 
+// Split the hidden units over a team of threads that meets at barriers; each runs
+// body(j0, n, failed) for its units [j0, j0 + n). A body that cannot allocate sets `failed` and
+// must still reach every barrier; the error is raised after the region.
+template <typename F>
+void over_unit_slices(i64 H, int nt, F&& body) {
+  std::atomic<bool> failed{false};
+  parallel_team(nt, [&](int p, int team) {
+    i64 j0, j1;
+    unit_slice(H, p, team, j0, j1);
+    body(j0, j1 - j0, failed);
+  });
+  KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
+}
+
 // Column sums of rows [b0, b1) of g (row stride ld) over n columns, added to acc.
 inline void add_column_sums(const float* g, i64 ld, i64 n, i64 b0, i64 b1, float* __restrict acc) {
   for (i64 b = b0; b < b1; ++b) {
@@ -181,11 +195,8 @@ void forward(const Sequence& s, const float* w_hh, const float* b_hh, const Buff
   }
   // Units: thread p packs its gate rows of W_hh (G blocks of n rows) as one op(B) = H x G*n, and
   // its part of b_hh; its hg is [B, G*n] (gate stride n), inside the shared buffer.
-  std::atomic<bool> failed{false};
-  parallel_team(nt, [&](int p, int team) {
-    i64 j0, j1;
-    unit_slice(H, p, team, j0, j1);
-    const i64 n = j1 - j0;
+  over_unit_slices(H, nt, [&](i64 j0, i64 n, std::atomic<bool>& failed) {
+    const i64 j1 = j0 + n;
     std::unique_ptr<PackedB> w;
     std::vector<float> bias;
     try {
@@ -219,7 +230,6 @@ void forward(const Sequence& s, const float* w_hh, const float* b_hh, const Buff
       team_barrier();  // the next step's product reads every unit of h_out
     }
   });
-  KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
 }
 
 struct GradBuffers {
@@ -314,11 +324,7 @@ void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
     // Units: thread p owns dh/dc columns [j0, j1) of every row: its cell writes its gate columns
     // of dgates, a barrier, then dh_prev[:, j0:j1] += dgates_h (all columns) @ W_hh[:, j0:j1].
     // Each thread sums the bias gradients of its own columns, so no reduction between threads.
-    std::atomic<bool> failed{false};
-    parallel_team(nt, [&](int p, int team) {
-      i64 j0, j1;
-      unit_slice(H, p, team, j0, j1);
-      const i64 n = j1 - j0;
+    over_unit_slices(H, nt, [&](i64 j0, i64 n, std::atomic<bool>& failed) {
       std::unique_ptr<PackedB> w;
       std::vector<float> acc;
       try {
@@ -341,7 +347,6 @@ void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
       if (w && sum_h) scatter_sums(acc.data(), db_h, j0, n);
       if (w && sum_x) scatter_sums(acc.data() + G * n, m.db_x, j0, n);
     });
-    KN_CHECK(!failed, "rnn_sequence: out of memory for GEMM buffers");
   }
 }
 
