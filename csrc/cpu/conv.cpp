@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "common/kn.h"
+#include "common/layer_geometry.h"
 #include "common/ops.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/parallel.h"
@@ -43,37 +44,6 @@
 
 namespace kn {
 namespace {
-
-struct ConvGeom {
-  i64 N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups;
-  i64 P, Q;         // output height, width
-  i64 Cg, Kg;       // channels per group (input, output)
-  i64 CRS;          // Cg * R * S: rows of the col matrix, columns of a weight row
-  bool direct;      // 1x1, stride 1, no padding: col == the image itself
-};
-
-i64 conv_out(i64 H, i64 R, i64 s, i64 p, i64 d) { return (H + 2 * p - d * (R - 1) - 1) / s + 1; }
-
-ConvGeom make_geom(const char* op, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
-                   i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
-  KN_CHECK(N >= 0 && C >= 1 && H >= 1 && W >= 1 && K >= 1 && R >= 1 && S >= 1, op,
-           ": bad sizes N=", N, " C=", C, " H=", H, " W=", W, " K=", K, " R=", R, " S=", S);
-  KN_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, op,
-           ": stride and dilation must be >= 1 and padding >= 0, got stride=(", sh, ",", sw,
-           ") padding=(", ph, ",", pw, ") dilation=(", dh, ",", dw, ")");
-  KN_CHECK(groups >= 1 && C % groups == 0 && K % groups == 0, op, ": groups=", groups,
-           " must divide in_channels=", C, " and out_channels=", K);
-  ConvGeom g{N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, 0, 0, 0, 0, 0, false};
-  g.P = conv_out(H, R, sh, ph, dh);
-  g.Q = conv_out(W, S, sw, pw, dw);
-  KN_CHECK(g.P >= 1 && g.Q >= 1, op, ": kernel (", R, "x", S, ", dilation ", dh, "x", dw,
-           ") larger than padded input (", H, "x", W, ", padding ", ph, "x", pw, ")");
-  g.Cg = C / groups;
-  g.Kg = K / groups;
-  g.CRS = g.Cg * R * S;
-  g.direct = R == 1 && S == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
-  return g;
-}
 
 i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
 
@@ -338,7 +308,7 @@ KN_BIND(conv) {
       "conv2d_forward",
       [](uptr x, uptr w, uptr bias, uptr y, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh,
          i64 sw, i64 ph, i64 pw, i64 dh, i64 dw, i64 groups, int act) {
-        auto g = kn::make_geom("conv2d_forward", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups);
+        auto g = kn::make_conv_geom("conv2d_forward", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups);
         KN_CHECK(act == kn::ACT_NONE || act == kn::ACT_RELU, "conv2d_forward: unknown act ", act);
         KN_CHECK(x && w && y, "conv2d_forward: null pointer");
         kn::conv2d_forward(g, kn::ptr<const float>(x), kn::ptr<const float>(w),
@@ -349,7 +319,7 @@ KN_BIND(conv) {
       "conv2d_backward_input",
       [](uptr dy, uptr w, uptr dx, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
          i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
-        auto g = kn::make_geom("conv2d_backward_input", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+        auto g = kn::make_conv_geom("conv2d_backward_input", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
                                groups);
         KN_CHECK(dy && w && dx, "conv2d_backward_input: null pointer");
         kn::conv2d_backward_input(g, kn::ptr<const float>(dy), kn::ptr<const float>(w),
@@ -360,7 +330,7 @@ KN_BIND(conv) {
       "conv2d_backward_weight",
       [](uptr x, uptr dy, uptr dwt, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
          i64 ph, i64 pw, i64 dh, i64 dw, i64 groups, bool accumulate) {
-        auto g = kn::make_geom("conv2d_backward_weight", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+        auto g = kn::make_conv_geom("conv2d_backward_weight", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
                                groups);
         KN_CHECK(x && dy && dwt, "conv2d_backward_weight: null pointer");
         kn::conv2d_backward_weight(g, kn::ptr<const float>(x), kn::ptr<const float>(dy),
@@ -371,7 +341,7 @@ KN_BIND(conv) {
       "conv2d_backward",
       [](uptr x, uptr dy, uptr w, uptr dx, uptr dwt, uptr db, i64 N, i64 C, i64 H, i64 W, i64 K,
          i64 R, i64 S, i64 sh, i64 sw, i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
-        auto g = kn::make_geom("conv2d_backward", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+        auto g = kn::make_conv_geom("conv2d_backward", N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
                                groups);
         KN_CHECK(dy, "conv2d_backward: null grad_output pointer");
         KN_CHECK(!dx || w, "conv2d_backward: the input gradient needs the weight pointer");

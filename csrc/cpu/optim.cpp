@@ -17,13 +17,12 @@
 #include <cmath>
 
 #include "common/kn.h"
+#include "common/optim_args.h"
 #include "cpu/parallel.h"
 
 namespace kn {
 namespace {
 
-using PtrList = std::vector<uptr>;
-using SizeList = std::vector<i64>;
 
 // Run f(tensor_index, begin, end) over every element of every tensor, the concatenation split
 // into contiguous chunks across threads.
@@ -41,18 +40,6 @@ void for_segments(const SizeList& sizes, F&& f) {
       ++t;
     }
   });
-}
-
-void check_lists(const char* op, const SizeList& sizes,
-                 std::initializer_list<std::pair<const char*, const PtrList*>> required,
-                 std::initializer_list<std::pair<const char*, const PtrList*>> optional) {
-  for (auto& [name, l] : required)
-    KN_CHECK(l->size() == sizes.size(), op, ": ", name, " has ", l->size(), " pointers but sizes has ",
-             sizes.size(), " entries");
-  for (auto& [name, l] : optional)
-    KN_CHECK(l->empty() || l->size() == sizes.size(), op, ": ", name, " has ", l->size(),
-             " pointers; expected 0 or ", sizes.size());
-  for (i64 s : sizes) KN_CHECK(s >= 0, op, ": negative size ", s);
 }
 
 // grad as PyTorch's update sees it: maybe negated (maximize), plus L2 weight decay.
@@ -96,24 +83,11 @@ void adam_step(const PtrList& params, const PtrList& grads, const PtrList& exp_a
                const PtrList& exp_avg_sqs, const PtrList& max_exp_avg_sqs, const SizeList& sizes,
                const std::vector<double>& steps, double lr, double beta1, double beta2, double eps,
                double weight_decay, bool decoupled, bool amsgrad, bool maximize) {
-  check_lists("adam_step", sizes,
-              {{"params", &params}, {"grads", &grads}, {"exp_avgs", &exp_avgs},
-               {"exp_avg_sqs", &exp_avg_sqs}},
-              {{"max_exp_avg_sqs", &max_exp_avg_sqs}});
-  KN_CHECK(steps.size() == sizes.size(), "adam_step: steps has ", steps.size(),
-           " entries but sizes has ", sizes.size());
-  KN_CHECK(!amsgrad || max_exp_avg_sqs.size() == sizes.size(),
-           "adam_step: amsgrad needs one max_exp_avg_sq buffer per parameter");
   // Per-tensor scalars, in double like PyTorch's Python-side arithmetic.
-  const size_t n = sizes.size();
-  std::vector<float> neg_step_size(n), bc2_sqrt(n);
-  for (size_t t = 0; t < n; ++t) {
-    KN_CHECK(steps[t] >= 1, "adam_step: step counts start at 1 (got ", steps[t], ")");
-    double bc1 = 1.0 - std::pow(beta1, steps[t]);
-    double bc2 = 1.0 - std::pow(beta2, steps[t]);
-    neg_step_size[t] = float(-(lr / bc1));
-    bc2_sqrt[t] = float(std::sqrt(bc2));
-  }
+  const AdamScalars sc = adam_scalars("adam_step", params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, sizes,
+                                      steps, lr, beta1, beta2, amsgrad);
+  const std::vector<float>& neg_step_size = sc.neg_step_size;
+  const std::vector<float>& bc2_sqrt = sc.bc2_sqrt;
   const float b1w = float(1.0 - beta1), b2 = float(beta2), b2w = float(1.0 - beta2),
               feps = float(eps);
   const float l2 = decoupled ? 0.0f : float(weight_decay);

@@ -26,34 +26,12 @@
 #include <vector>
 
 #include "common/kn.h"
+#include "common/layer_geometry.h"
 #include "cpu/parallel.h"
 
 namespace kn {
 namespace {
 
-i64 pool_out(i64 H, i64 k, i64 s, i64 p, i64 d, bool ceil_mode) {
-  i64 span = H + 2 * p - d * (k - 1) - 1;
-  if (span < 0) return 0;
-  i64 P = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
-  // PyTorch: with ceil_mode the last window must start inside the input or its left padding.
-  if (ceil_mode && (P - 1) * s >= H + p) --P;
-  return P;
-}
-
-struct PoolGeom {
-  i64 N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw;
-};
-
-PoolGeom check_pool(const char* op, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i64 kh, i64 kw,
-                    i64 sh, i64 sw, i64 ph, i64 pw, i64 dh, i64 dw) {
-  KN_CHECK(N >= 0 && C >= 0 && H >= 1 && W >= 1 && P >= 1 && Q >= 1, op, ": bad sizes N=", N,
-           " C=", C, " H=", H, " W=", W, " P=", P, " Q=", Q);
-  KN_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
-           op, ": kernel, stride and dilation must be >= 1 and padding >= 0, got kernel=(", kh, ",",
-           kw, ") stride=(", sh, ",", sw, ") padding=(", ph, ",", pw, ") dilation=(", dh, ",", dw,
-           ")");
-  return PoolGeom{N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw};
-}
 
 // Grain: planes per thread chunk, so tiny tensors stay on one thread.
 i64 plane_grain(i64 plane_elems) { return std::max<i64>(1, 16384 / std::max<i64>(1, plane_elems)); }

@@ -31,6 +31,7 @@
 #include <atomic>
 
 #include "common/kn.h"
+#include "common/layer_geometry.h"
 #include "common/ops.h"
 #include "cuda/layer_common.cuh"
 
@@ -39,30 +40,12 @@ namespace conv_cuda {
 
 using layer::FastDiv;
 
-struct Geom {
-  i64 N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, P, Q, Cg, Kg, CRS;
-};
+using Geom = ConvGeom;
 
-i64 conv_out(i64 H, i64 R, i64 s, i64 p, i64 d) { return (H + 2 * p - d * (R - 1) - 1) / s + 1; }
-
-// The same checks and messages as the CPU backend, plus the 32-bit index limit.
+// The CPU backend's checks and messages (common/layer_geometry.h), plus the 32-bit index limit.
 Geom make_geom(const char* op, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
                i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
-  KN_CHECK(N >= 0 && C >= 1 && H >= 1 && W >= 1 && K >= 1 && R >= 1 && S >= 1, op,
-           ": bad sizes N=", N, " C=", C, " H=", H, " W=", W, " K=", K, " R=", R, " S=", S);
-  KN_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, op,
-           ": stride and dilation must be >= 1 and padding >= 0, got stride=(", sh, ",", sw,
-           ") padding=(", ph, ",", pw, ") dilation=(", dh, ",", dw, ")");
-  KN_CHECK(groups >= 1 && C % groups == 0 && K % groups == 0, op, ": groups=", groups,
-           " must divide in_channels=", C, " and out_channels=", K);
-  Geom g{N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups, 0, 0, 0, 0, 0};
-  g.P = conv_out(H, R, sh, ph, dh);
-  g.Q = conv_out(W, S, sw, pw, dw);
-  KN_CHECK(g.P >= 1 && g.Q >= 1, op, ": kernel (", R, "x", S, ", dilation ", dh, "x", dw,
-           ") larger than padded input (", H, "x", W, ", padding ", ph, "x", pw, ")");
-  g.Cg = C / groups;
-  g.Kg = K / groups;
-  g.CRS = g.Cg * R * S;
+  Geom g = make_conv_geom(op, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups);
   const i64 lim = layer::kIntMax;
   KN_CHECK(N * C * H * W < lim && N * K * g.P * g.Q < lim && K * g.CRS < lim &&
                H + 2 * ph < lim / 2 && W + 2 * pw < lim / 2 && dh * R < lim / 2 && dw * S < lim / 2,
@@ -477,7 +460,7 @@ KN_BIND(conv_cuda) {
   using kn::i64;
   using kn::uptr;
   namespace cc = kn::conv_cuda;
-  m.def("conv2d_output_size", &cc::conv_out, "(H + 2 pad - dil (R-1) - 1) / stride + 1",
+  m.def("conv2d_output_size", &kn::conv_out, "(H + 2 pad - dil (R-1) - 1) / stride + 1",
         kn::py::arg("H"), kn::py::arg("R"), kn::py::arg("stride"), kn::py::arg("pad"),
         kn::py::arg("dil"));
   m.def(

@@ -18,13 +18,12 @@
 #include <vector>
 
 #include "common/kn.h"
+#include "common/optim_args.h"
 #include "cuda/layer_common.cuh"
 
 namespace kn {
 namespace optim_cuda {
 
-using PtrList = std::vector<uptr>;
-using SizeList = std::vector<i64>;
 
 constexpr int kMaxTensors = 40;
 constexpr int kThreads = 256;
@@ -161,18 +160,6 @@ struct AdadeltaOp {
   }
 };
 
-void check_lists(const char* op, const SizeList& sizes,
-                 std::initializer_list<std::pair<const char*, const PtrList*>> required,
-                 std::initializer_list<std::pair<const char*, const PtrList*>> optional) {
-  for (auto& [name, l] : required)
-    KN_CHECK(l->size() == sizes.size(), op, ": ", name, " has ", l->size(), " pointers but sizes has ",
-             sizes.size(), " entries");
-  for (auto& [name, l] : optional)
-    KN_CHECK(l->empty() || l->size() == sizes.size(), op, ": ", name, " has ", l->size(),
-             " pointers; expected 0 or ", sizes.size());
-  for (i64 s : sizes) KN_CHECK(s >= 0, op, ": negative size ", s);
-}
-
 // Launch `op` over every tensor, kMaxTensors per launch. s1..s3 may be empty lists; a/b give the
 // per-tensor scalars (may be empty).
 template <class Op>
@@ -230,27 +217,12 @@ void adam_step(const PtrList& params, const PtrList& grads, const PtrList& exp_a
                const std::vector<double>& steps, double lr, double beta1, double beta2, double eps,
                double weight_decay, bool decoupled, bool amsgrad, bool maximize) {
   const char* op = "adam_step";
-  check_lists(op, sizes,
-              {{"params", &params}, {"grads", &grads}, {"exp_avgs", &exp_avgs},
-               {"exp_avg_sqs", &exp_avg_sqs}},
-              {{"max_exp_avg_sqs", &max_exp_avg_sqs}});
-  KN_CHECK(steps.size() == sizes.size(), "adam_step: steps has ", steps.size(),
-           " entries but sizes has ", sizes.size());
-  KN_CHECK(!amsgrad || max_exp_avg_sqs.size() == sizes.size(),
-           "adam_step: amsgrad needs one max_exp_avg_sq buffer per parameter");
-  const size_t n = sizes.size();
-  std::vector<float> nss(n), bcs(n);
-  for (size_t t = 0; t < n; ++t) {
-    KN_CHECK(steps[t] >= 1, "adam_step: step counts start at 1 (got ", steps[t], ")");
-    double bc1 = 1.0 - std::pow(beta1, steps[t]);
-    double bc2 = 1.0 - std::pow(beta2, steps[t]);
-    nss[t] = float(-(lr / bc1));
-    bcs[t] = float(std::sqrt(bc2));
-  }
+  const AdamScalars sc = adam_scalars(op, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, sizes, steps,
+                                      lr, beta1, beta2, amsgrad);
   AdamOp o{float(1.0 - beta1), float(beta2), float(1.0 - beta2), float(eps),
            decoupled ? 0.0f : float(weight_decay), decoupled ? float(1.0 - lr * weight_decay) : 1.0f,
            decoupled, amsgrad, maximize};
-  run(op, o, params, grads, exp_avgs, exp_avg_sqs, amsgrad ? max_exp_avg_sqs : PtrList{}, sizes, nss, bcs);
+  run(op, o, params, grads, exp_avgs, exp_avg_sqs, amsgrad ? max_exp_avg_sqs : PtrList{}, sizes, sc.neg_step_size, sc.bc2_sqrt);
 }
 
 void rmsprop_step(const PtrList& params, const PtrList& grads, const PtrList& square_avgs,

@@ -16,35 +16,20 @@
 #include <cmath>
 
 #include "common/kn.h"
+#include "common/layer_geometry.h"
 #include "cuda/layer_common.cuh"
 
 namespace kn {
 namespace pool_cuda {
 
-i64 pool_out(i64 H, i64 k, i64 s, i64 p, i64 d, bool ceil_mode) {
-  i64 span = H + 2 * p - d * (k - 1) - 1;
-  if (span < 0) return 0;
-  i64 P = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
-  if (ceil_mode && (P - 1) * s >= H + p) --P;
-  return P;
-}
-
-struct PoolGeom {
-  i64 N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw;
-};
-
-PoolGeom check_pool(const char* op, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i64 kh, i64 kw,
-                    i64 sh, i64 sw, i64 ph, i64 pw, i64 dh, i64 dw) {
-  KN_CHECK(N >= 0 && C >= 0 && H >= 1 && W >= 1 && P >= 1 && Q >= 1, op, ": bad sizes N=", N,
-           " C=", C, " H=", H, " W=", W, " P=", P, " Q=", Q);
-  KN_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
-           op, ": kernel, stride and dilation must be >= 1 and padding >= 0, got kernel=(", kh, ",",
-           kw, ") stride=(", sh, ",", sw, ") padding=(", ph, ",", pw, ") dilation=(", dh, ",", dw,
-           ")");
+// The CPU backend's checks and messages (common/layer_geometry.h), plus the 32-bit index limits.
+PoolGeom check_pool_cuda(const char* op, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i64 kh, i64 kw,
+                         i64 sh, i64 sw, i64 ph, i64 pw, i64 dh, i64 dw) {
+  const PoolGeom g = check_pool(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw);
   KN_CHECK(H * W < layer::kIntMax && P * Q < layer::kIntMax && kh * dh < layer::kIntMax / 4 &&
                kw * dw < layer::kIntMax / 4 && P * sh < layer::kIntMax / 2 && Q * sw < layer::kIntMax / 2,
            op, ": plane too large for CUDA pooling (H=", H, " W=", W, " P=", P, " Q=", Q, ")");
-  return PoolGeom{N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw};
+  return g;
 }
 
 // Plane geometry in int for the kernels (planes < 2^31 elements; the plane count is i64).
@@ -195,7 +180,7 @@ KN_BIND(pool_cuda) {
   namespace py = kn::py;
   namespace pc = kn::pool_cuda;
   using kn::layer::blocks_for;
-  m.def("pool2d_output_size", &pc::pool_out, "PyTorch's pooling output size (ceil_mode included)",
+  m.def("pool2d_output_size", &kn::pool_out, "PyTorch's pooling output size (ceil_mode included)",
         py::arg("H"), py::arg("k"), py::arg("stride"), py::arg("pad"), py::arg("dil"),
         py::arg("ceil_mode"));
   m.def(
@@ -203,7 +188,7 @@ KN_BIND(pool_cuda) {
       [](uptr x, uptr y, uptr ind, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i64 kh, i64 kw, i64 sh,
          i64 sw, i64 ph, i64 pw, i64 dh, i64 dw) {
         const char* op = "max_pool2d_forward";
-        auto g = pc::check_pool(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw);
+        auto g = pc::check_pool_cuda(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw);
         KN_CHECK(x && y, op, ": null pointer");
         const i64 total = N * C * P * Q;
         if (total == 0) return;
@@ -216,7 +201,7 @@ KN_BIND(pool_cuda) {
       "max_pool2d_backward",
       [](uptr dy, uptr ind, uptr dx, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q) {
         const char* op = "max_pool2d_backward";
-        pc::check_pool(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
+        pc::check_pool_cuda(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
         KN_CHECK(dy && ind && dx, op, ": null pointer (indices are required)");
         kn::check_device_ptr(op, "indices", ptr<const void>(ind));
         pc::zero(ptr<float>(dx), N * C * H * W, op);
@@ -232,7 +217,7 @@ KN_BIND(pool_cuda) {
       [](uptr x, uptr y, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i64 kh, i64 kw, i64 sh, i64 sw,
          i64 ph, i64 pw, bool include_pad, i64 divo) {
         const char* op = "avg_pool2d_forward";
-        auto g = pc::check_pool(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, 1, 1);
+        auto g = pc::check_pool_cuda(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, 1, 1);
         KN_CHECK(divo >= 0, op, ": divisor_override must be positive, got ", divo);
         KN_CHECK(x && y, op, ": null pointer");
         const i64 total = N * C * P * Q;
@@ -247,7 +232,7 @@ KN_BIND(pool_cuda) {
       [](uptr dy, uptr dx, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q, i64 kh, i64 kw, i64 sh, i64 sw,
          i64 ph, i64 pw, bool include_pad, i64 divo) {
         const char* op = "avg_pool2d_backward";
-        auto g = pc::check_pool(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, 1, 1);
+        auto g = pc::check_pool_cuda(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, 1, 1);
         KN_CHECK(divo >= 0, op, ": divisor_override must be positive, got ", divo);
         KN_CHECK(dy && dx, op, ": null pointer");
         pc::zero(ptr<float>(dx), N * C * H * W, op);
@@ -262,7 +247,7 @@ KN_BIND(pool_cuda) {
       "adaptive_avg_pool2d_forward",
       [](uptr x, uptr y, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q) {
         const char* op = "adaptive_avg_pool2d_forward";
-        pc::check_pool(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
+        pc::check_pool_cuda(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
         KN_CHECK(x && y, op, ": null pointer");
         const i64 total = N * C * P * Q;
         if (total == 0) return;
@@ -275,7 +260,7 @@ KN_BIND(pool_cuda) {
       "adaptive_avg_pool2d_backward",
       [](uptr dy, uptr dx, i64 N, i64 C, i64 H, i64 W, i64 P, i64 Q) {
         const char* op = "adaptive_avg_pool2d_backward";
-        pc::check_pool(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
+        pc::check_pool_cuda(op, N, C, H, W, P, Q, 1, 1, 1, 1, 0, 0, 1, 1);
         KN_CHECK(dy && dx, op, ": null pointer");
         pc::zero(ptr<float>(dx), N * C * H * W, op);
         const i64 total = N * C * P * Q;
