@@ -3,7 +3,8 @@
 The CPU kernels are themselves tested against PyTorch (test_rnn.py), so here CUDA must reproduce
 them: the two bindings rnn_sequence_forward / rnn_sequence_backward called on the same inputs on
 both backends (outputs pre-filled with NaN so a missed element fails; every buffer compared:
-states, saved gates, output, gate and bias gradients).
+states, saved gates, output, gate and bias gradients), then whole layers (LSTM, GRU, RNN tanh/relu,
+bidirectional, 2 layers, with and without lengths) and cells, outputs and every gradient.
 
 Needs a GPU, except the bad-argument checks: those run wherever kernelnet._cuda is built, since
 the bindings reject bad arguments before touching the device.
@@ -17,6 +18,7 @@ import pytest
 import kernelnet as kn
 from kernelnet import _cpu
 from kernelnet._device import _load_cuda
+from kernelnet.ops import recurrent as R
 
 try:
     from kernelnet import _cuda as _cuda_built
@@ -225,3 +227,127 @@ def test_sequence_bindings_reject_bad_args():
         be.rnn_sequence_backward(1, 0, 2, 3, 4, 1, 1, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, False)
     with pytest.raises(ValueError, match=r"rnn_sequence_backward: null pointer \(cp, c_n, dc\)"):
         be.rnn_sequence_backward(0, 0, 2, 3, 4, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0, 0, False)  # dc
+
+
+# ----------------------------------------------------------------------------- layers
+LAYER_MODES = [("LSTM", {}), ("GRU", {}), ("RNN", {"nonlinearity": "tanh"}), ("RNN", {"nonlinearity": "relu"})]
+
+
+def _run_layer(module, x_np, states_np, lengths, wo, whs, dev):
+    """Forward + backward of `module` on `dev`; -> (output, final states, grads of x, of the
+    initial states, of every parameter by name), all as numpy."""
+    x = kn.tensor(x_np, device=dev, requires_grad=True)
+    states = [kn.tensor(s, device=dev, requires_grad=True) for s in states_np]
+    hx = (tuple(states) if len(states) == 2 else states[0]) if states else None
+    out, hn = module(x, hx, lengths=lengths) if lengths is not None else module(x, hx)
+    finals = list(hn) if isinstance(hn, tuple) else [hn]
+    loss = (out * kn.tensor(wo, device=dev)).sum()
+    for h, w in zip(finals, whs):
+        loss = loss + (h * kn.tensor(w, device=dev)).sum()
+    loss.backward()
+    grads = {n: p.grad.cpu().numpy() for n, p in module.named_parameters()}
+    return (out.detach().cpu().numpy(), [h.detach().cpu().numpy() for h in finals], x.grad.cpu().numpy(),
+            [s.grad.cpu().numpy() for s in states], grads)
+
+
+LAYER_CASES = [(mode, layers, bi, lens, bias)
+               for mode in LAYER_MODES for layers in (1, 2) for bi in (False, True) for lens in (False, True)
+               for bias in (True,)] + [(mode, 2, True, True, False) for mode in LAYER_MODES]
+
+
+@needs_gpu
+@pytest.mark.parametrize("mode,num_layers,bidirectional,with_lengths,bias", LAYER_CASES,
+                         ids=[f"{m[0]}{m[1].get('nonlinearity', '')}-L{n}-bi{int(b)}-len{int(s)}-bias{int(c)}"
+                              for m, n, b, s, c in LAYER_CASES])
+def test_layer_cuda_matches_cpu(mode, num_layers, bidirectional, with_lengths, bias):
+    name, kw = mode
+    rng = _rng(name, kw, num_layers, bidirectional, with_lengths, bias)
+    T, B, I, H = 7, 5, 6, 12
+    kn.manual_seed(0)
+    cpu_m = getattr(kn.nn, name)(I, H, num_layers=num_layers, bidirectional=bidirectional, bias=bias, **kw)
+    gpu_m = getattr(kn.nn, name)(I, H, num_layers=num_layers, bidirectional=bidirectional, bias=bias, **kw)
+    gpu_m.load_state_dict(cpu_m.state_dict())
+    gpu_m.to(_DEV)
+    assert R.has_native(next(gpu_m.parameters())), "CUDA must run the native sequence kernels"
+    L = num_layers * (2 if bidirectional else 1)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    states = [rng.standard_normal((L, B, H)).astype(np.float32) for _ in range(2 if name == "LSTM" else 1)]
+    lengths = [7, 3, 1, 7, 5] if with_lengths else None
+    wo = rng.standard_normal((T, B, H * (2 if bidirectional else 1))).astype(np.float32)
+    whs = [rng.standard_normal((L, B, H)).astype(np.float32) for _ in states]
+    ref = _run_layer(cpu_m, x, states, lengths, wo, whs, "cpu")
+    got = _run_layer(gpu_m, x, states, lengths, wo, whs, _DEV)
+    close(got[0], ref[0], what="output")
+    for g, r in zip(got[1], ref[1]):
+        close(g, r, what="h_n/c_n")
+    close(got[2], ref[2], what="grad input")
+    for g, r in zip(got[3], ref[3]):
+        close(g, r, what="grad h0/c0")
+    assert sorted(got[4]) == sorted(ref[4])
+    for n in ref[4]:
+        close(got[4][n], ref[4][n], what=f"grad {n}")
+
+
+@needs_gpu
+def test_layer_default_state_and_batch_first():
+    """No initial state (zeros made on the device) and batch_first, GRU and LSTM."""
+    rng = np.random.default_rng(5)
+    for name in ("GRU", "LSTM"):
+        kn.manual_seed(1)
+        cpu_m = getattr(kn.nn, name)(4, 8, batch_first=True)
+        gpu_m = getattr(kn.nn, name)(4, 8, batch_first=True)
+        gpu_m.load_state_dict(cpu_m.state_dict())
+        gpu_m.to(_DEV)
+        x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+        wo = rng.standard_normal((3, 6, 8)).astype(np.float32)
+        ref = _run_layer(cpu_m, x, [], None, wo, [], "cpu")
+        got = _run_layer(gpu_m, x, [], None, wo, [], _DEV)
+        close(got[0], ref[0], what=f"{name} output")
+        close(got[2], ref[2], what=f"{name} grad input")
+        for n in ref[4]:
+            close(got[4][n], ref[4][n], what=f"{name} grad {n}")
+
+
+@needs_gpu
+@pytest.mark.parametrize("name,kw", [("LSTMCell", {}), ("GRUCell", {}), ("RNNCell", {"nonlinearity": "tanh"}),
+                                     ("RNNCell", {"nonlinearity": "relu"})])
+def test_cells_cuda_match_cpu(name, kw):
+    """Cells go through recurrence() (T = 1, b_hh inside the sequence kernel's GEMM)."""
+    rng = np.random.default_rng(9)
+    B, I, H = 4, 5, 9
+    kn.manual_seed(2)
+    cpu_c = getattr(kn.nn, name)(I, H, **kw)
+    gpu_c = getattr(kn.nn, name)(I, H, **kw)
+    gpu_c.load_state_dict(cpu_c.state_dict())
+    gpu_c.to(_DEV)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    lstm = name == "LSTMCell"
+    st = [rng.standard_normal((B, H)).astype(np.float32) for _ in range(2 if lstm else 1)]
+    ws = [rng.standard_normal((B, H)).astype(np.float32) for _ in st]
+    res = []
+    for cell, dev in ((cpu_c, "cpu"), (gpu_c, _DEV)):
+        xt = kn.tensor(x, device=dev, requires_grad=True)
+        s = [kn.tensor(a, device=dev, requires_grad=True) for a in st]
+        o = cell(xt, tuple(s) if lstm else s[0])
+        outs = list(o) if lstm else [o]
+        loss = sum((a * kn.tensor(w, device=dev)).sum() for a, w in zip(outs, ws))
+        loss.backward()
+        res.append(([a.detach().cpu().numpy() for a in outs], xt.grad.cpu().numpy(),
+                    [a.grad.cpu().numpy() for a in s], {n: p.grad.cpu().numpy() for n, p in cell.named_parameters()}))
+    (ro, rx, rs, rp), (go, gx, gs, gp) = res
+    for g, r in zip(go, ro):
+        close(g, r, what="cell output")
+    close(gx, rx, what="grad input")
+    for g, r in zip(gs, rs):
+        close(g, r, what="grad state")
+    for n in rp:
+        close(gp[n], rp[n], what=f"grad {n}")
+
+
+@needs_gpu
+def test_layer_refuses_mixed_devices():
+    if _DEV != "cuda":
+        pytest.skip("needs two devices")
+    m = kn.nn.GRU(3, 4)  # parameters on the CPU
+    with pytest.raises(RuntimeError, match="same device"):
+        m(kn.zeros(2, 1, 3, device="cuda"))
