@@ -112,12 +112,15 @@ timeout "$(cap "${KN_CUDA_TEST_TIMEOUT:-90}")" python -m pytest -q -p no:cachepr
   "$ROOT/tests/test_cuda_kernels.py" > "$OUT/tests_cuda.log" 2>&1
 say "tests/test_cuda_kernels.py rc=$? : $(tail -1 "$OUT/tests_cuda.log")"
 
-# ---- BEGIN cuda part 2 (layer kernels: conv, pooling, losses, dropout, optimizers, GPU loader) ----
+# ---- BEGIN cuda part 2 (layer kernels: conv, pooling, losses, dropout, optimizers, GPU loader, recurrent layers) ----
 # Run before the benchmarks so they report even if the whole suite later runs out of budget.
 # (bench/cuda/conv.py and bench/cuda/train_step.py are picked up by the benchmark loop below.)
+# test_cuda_rnn.py (the newest kernels) goes last: a kernel fault poisons the CUDA context for
+# every later test in the process.
 timeout "$(cap "${KN_LAYERS_TEST_TIMEOUT:-60}")" python -m pytest -q -p no:cacheprovider --rootdir="$ROOT" \
-  "$ROOT/tests/test_cuda_layers.py" "$ROOT/tests/test_gpu_loader.py" >> "$OUT/tests_cuda.log" 2>&1
-say "tests/test_cuda_layers.py + test_gpu_loader.py rc=$? : $(tail -1 "$OUT/tests_cuda.log")"
+  "$ROOT/tests/test_cuda_layers.py" "$ROOT/tests/test_gpu_loader.py" "$ROOT/tests/test_cuda_rnn.py" \
+  >> "$OUT/tests_cuda.log" 2>&1
+say "tests/test_cuda_layers.py + test_gpu_loader.py + test_cuda_rnn.py rc=$? : $(tail -1 "$OUT/tests_cuda.log")"
 # ---- END cuda part 2 ----
 
 # ---------------------------------------------------------------- benchmarks

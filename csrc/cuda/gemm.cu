@@ -1,7 +1,8 @@
 // SGEMM on CUDA cores and an opt-in TF32 tensor-core path, with the CPU backend's `sgemm`
 // signature (csrc/cpu/gemm/gemm.h): row-major C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b],
 // then bias (per column n or per row m) and ReLU. Batch strides may be 0 (broadcast operand).
-// beta == 0 never reads C (so C may hold garbage / NaN), like BLAS.
+// beta == 0 never reads C (so C may hold garbage / NaN), like BLAS. Other kernel files call it
+// through sgemm_device (cuda/gemm.h); the Python binding `sgemm` is a thin wrapper over it.
 //
 // FP32 kernel (k_sgemm): the classic tiled design (siboehm's SGEMM_CUDA, CUTLASS's SIMT GEMM):
 //   - a BM x BN block tile, K walked in BK slices through shared memory, double buffered: the next
@@ -34,6 +35,7 @@
 #include "common/ops.h"
 #include "cuda/allocator.h"
 #include "cuda/cuda_check.h"
+#include "cuda/gemm.h"
 
 namespace kn {
 namespace {
@@ -497,30 +499,32 @@ const Config& choose(bool tf32, i64 M, i64 N, i64 batch) {
   return *best;
 }
 
-void sgemm(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, uptr A, i64 lda, i64 sa,
-           uptr B, i64 ldb, i64 sb, float beta, uptr C, i64 ldc, i64 sc, uptr bias, int bias_mode,
-           int act) {
+}  // namespace
+
+void sgemm_device(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, const float* A,
+                  i64 lda, i64 sa, const float* B, i64 ldb, i64 sb, float beta, float* C, i64 ldc,
+                  i64 sc, const float* bias, int bias_mode, int act) {
   KN_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0, "sgemm: negative size (batch ", batch, ", M ",
            M, ", N ", N, ", K ", K, ")");
   KN_CHECK(M < (i64(1) << 31) && N < (i64(1) << 31) && K < (i64(1) << 31) && batch < (i64(1) << 31),
            "sgemm: dimension too large");
   KN_CHECK(bias_mode >= BIAS_NONE && bias_mode <= BIAS_ROW && act >= ACT_NONE && act <= ACT_RELU,
            "sgemm: bad bias_mode ", bias_mode, " or act ", act);
-  KN_CHECK(bias_mode == BIAS_NONE || bias != 0, "sgemm: bias_mode set but bias is null");
+  KN_CHECK(bias_mode == BIAS_NONE || bias != nullptr, "sgemm: bias_mode set but bias is null");
   if (batch == 0 || M == 0 || N == 0) return;
 
   GemmArgs g{};
   g.M = (int)M; g.N = (int)N; g.K = (int)K;
-  g.A = ptr<const float>(A); g.lda = lda; g.sa = sa;
-  g.B = ptr<const float>(B); g.ldb = ldb; g.sb = sb;
-  g.C = ptr<float>(C); g.ldc = ldc; g.sc = sc;
+  g.A = A; g.lda = lda; g.sa = sa;
+  g.B = B; g.ldb = ldb; g.sb = sb;
+  g.C = C; g.ldc = ldc; g.sc = sc;
   g.alpha = alpha; g.beta = beta;
-  g.bias = bias_mode == BIAS_NONE ? nullptr : ptr<const float>(bias);
+  g.bias = bias_mode == BIAS_NONE ? nullptr : bias;
   g.bias_mode = bias_mode; g.act = act;
   g.batch = (int)batch;
-  g.va = (A % 16 == 0) && lda % 4 == 0 && sa % 4 == 0;
-  g.vb = (B % 16 == 0) && ldb % 4 == 0 && sb % 4 == 0;
-  g.vc = (C % 16 == 0) && ldc % 4 == 0 && sc % 4 == 0;
+  g.va = ((uptr)A % 16 == 0) && lda % 4 == 0 && sa % 4 == 0;
+  g.vb = ((uptr)B % 16 == 0) && ldb % 4 == 0 && sb % 4 == 0;
+  g.vc = ((uptr)C % 16 == 0) && ldc % 4 == 0 && sc % 4 == 0;
 
   const bool tf32 = g_allow_tf32.load();
   const Config& cfg = choose(tf32, M, N, batch);
@@ -565,6 +569,14 @@ void sgemm(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, uptr A
   }
 }
 
+namespace {
+// The Python binding: pointers arrive as integers.
+void sgemm(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, uptr A, i64 lda, i64 sa,
+           uptr B, i64 ldb, i64 sb, float beta, uptr C, i64 ldc, i64 sc, uptr bias, int bias_mode,
+           int act) {
+  sgemm_device(batch, ta, tb, M, N, K, alpha, ptr<const float>(A), lda, sa, ptr<const float>(B), ldb,
+               sb, beta, ptr<float>(C), ldc, sc, ptr<const float>(bias), bias_mode, act);
+}
 }  // namespace
 }  // namespace kn
 

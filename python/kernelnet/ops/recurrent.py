@@ -3,14 +3,17 @@
 `recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths, reverse)` computes the input
 projection of every time step as one GEMM (xg = x @ W_ih^T + b_ih, [T, B, G*H]) and runs the time
 loop, in one autograd node; `recurrence(xg, w_hh, b_hh, h0, c0, ...)` (the cells: T = 1) takes xg
-already computed. Both run the time loop natively (csrc/cpu/rnn_sequence.cpp): per step the hidden
-projection on a W_hh packed once, then the fused cell kernel (csrc/cpu/rnn_cell.cpp). Backward is
-backpropagation through time over the saved gates, with W_hh's gradient computed as one GEMM over
-all steps at the end. This is much cheaper than a per-step autograd graph (no Python nodes per op
-per step).
+already computed. Both run the time loop natively, one backend call per direction
+(rnn_sequence_forward / rnn_sequence_backward: csrc/cpu/rnn_sequence.cpp, csrc/cuda/rnn_sequence.cu):
+per step the hidden projection, then the fused cell kernel. Backward is backpropagation through time
+over the saved gates, with W_hh's gradient computed as one GEMM over all steps at the end. This is
+much cheaper than a per-step autograd graph (no Python nodes per op per step). The code here is
+device-agnostic: buffers are filled, copied and added with backend kernels, never through numpy, so
+the same classes run on CPU and CUDA tensors (`lengths` stays a host int64 array on both: the
+kernels take a host pointer).
 
-When the backend has no cell kernels (the CUDA module today), the same maths is composed from core
-ops per step, with ordinary autograd; results and gradients are the same.
+When the backend has no sequence kernels, the same maths is composed from core ops per step, with
+ordinary autograd; results and gradients are the same.
 
 mode: "LSTM", "GRU", "RNN_TANH", "RNN_RELU". lengths: None or a sequence of B ints (rows past their
 length carry their state and output zeros). Returns (out [T, B, H], h_n [B, H]) and c_n for LSTM.
@@ -20,6 +23,7 @@ import numpy as np
 from .. import _dtype as D
 from ..autograd import Function
 from ..tensor import Tensor
+from .elementwise import ADD, binary_kernel
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -29,13 +33,35 @@ def _contig(t):
 
 
 def has_native(t):
-    return t.device.type == "cpu" and hasattr(t._backend, "rnn_sequence_forward")
+    return hasattr(t._backend, "rnn_sequence_forward")
 
 
 def _zeros(shape, device):
     t = Tensor._empty(shape, D.float32, device)
-    t.numpy(force=True)[...] = 0
+    if t.numel():
+        t._backend.fill(D.float32.code, t.data_ptr(), t.numel(), 0.0)
     return t
+
+
+def _copy_to(dst_ptr, src):
+    """src (contiguous float32) -> the device memory at dst_ptr on src's device, one backend copy."""
+    n = src.numel()
+    if n:
+        src._backend.copy_strided(D.float32.code, dst_ptr, src.data_ptr(), [n], [1])
+
+
+def _check_operands(op, x, *tensors):
+    """The kernels get raw float32 pointers: every operand must be float32 and live where x does (a
+    CPU pointer in a CUDA kernel would fault, and the reverse would crash the process)."""
+    dev = x.device
+    for t in tensors:
+        if t is None:
+            continue
+        if t.device is not dev and t.device != dev:
+            raise RuntimeError(f"{op}: expected all tensors to be on the same device, but found at least two "
+                               f"devices, {x.device} and {t.device}")
+        if t.dtype is not D.float32:
+            raise RuntimeError(f"{op}: expected float32 weights and states, got {t.dtype}")
 
 
 MODE_CODE = {"LSTM": 0, "GRU": 1, "RNN_TANH": 2, "RNN_RELU": 2}
@@ -46,7 +72,7 @@ def _ptr(t):
 
 
 class _Sequence:
-    """The native time loop of one direction (csrc/cpu/rnn_sequence.cpp): forward keeps what
+    """The native time loop of one direction (rnn_sequence_forward/backward): forward keeps what
     backpropagation through time needs; backward returns the gradients of the input projection
     (dxg), of W_hh, of the initial states and the column sums of the gate gradients (the bias
     gradients)."""
@@ -63,11 +89,11 @@ class _Sequence:
             self.len_t = np.ascontiguousarray(lengths, dtype=np.int64)
         # time-indexed states: hp[t] is the state the step at time t starts from
         self.hp = Tensor._empty((T, B, H), D.float32, dev)
-        self.hp.numpy(force=True)[first] = h0.numpy(force=True)
+        _copy_to(self.hp.data_ptr() + first * B * H * D.float32.itemsize, h0)  # hp[first] = h0
         self.cp = self.c_n = None
         if mode == "LSTM":
             self.cp = Tensor._empty((T, B, H), D.float32, dev)
-            self.cp.numpy(force=True)[first] = c0.numpy(force=True)
+            _copy_to(self.cp.data_ptr() + first * B * H * D.float32.itemsize, c0)
             self.c_n = Tensor._empty((B, H), D.float32, dev)
         self.saved = None
         if mode in ("LSTM", "GRU"):
@@ -142,8 +168,7 @@ class _RecurrentLayer(Function):
         gru = mode == "GRU"
         bias = b_ih
         if b_ih is not None and not gru:
-            bias = Tensor._empty((GH,), D.float32, x.device)
-            bias.numpy(force=True)[...] = b_ih.numpy(force=True) + b_hh.numpy(force=True)
+            bias = binary_kernel(ADD, b_ih, b_hh)  # a kernel on the tensors' device, no autograd
         xg = Tensor._empty((T, B, GH), D.float32, x.device)
         be.sgemm(1, False, True, T * B, GH, I, 1.0, x.data_ptr(), I, 0, w_ih.data_ptr(), I, 0, 0.0,
                  xg.data_ptr(), GH, 0, _ptr(bias), 1 if bias is not None else 0, 0)
@@ -233,6 +258,7 @@ def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, rever
     if has_native(x) and w_hr is None:
         if x.dtype is not D.float32:
             raise RuntimeError(f"{mode}: expected a float32 input, got {x.dtype}")
+        _check_operands(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
         x, w_ih, w_hh, h0 = _contig(x), _contig(w_ih), _contig(w_hh), _contig(h0)
         b_ih = _contig(b_ih) if b_ih is not None else None
         b_hh = _contig(b_hh) if b_hh is not None else None
@@ -246,6 +272,7 @@ def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, rever
 
 def recurrence(xg, w_hh, b_hh, h0, c0, mode, lengths=None, reverse=False):
     if has_native(xg):
+        _check_operands(mode, xg, xg, w_hh, b_hh, h0, c0)
         xg, w_hh, h0 = _contig(xg), _contig(w_hh), _contig(h0)
         b_hh = _contig(b_hh) if b_hh is not None else None
         c0 = _contig(c0) if c0 is not None else None
