@@ -327,3 +327,36 @@ def test_char_lm_example_learns():
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5, losses
     s = char_lm.sample(model, chars, "Sha", 20, rng=np.random.default_rng(0))
     assert s.startswith("Sha") and len(s) == 23 and set(s[3:]) <= set(chars)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("want", [(True, True), (True, False), (False, True)])
+def test_sequence_backward_bias_sums(mode, want):
+    """The binding's bias-gradient outputs: db_x and db_h are the column sums of dxg and dhg over all
+    steps and rows (outside GRU both are the sums of the one gate gradient), whichever are asked."""
+    be = kn.zeros(1)._backend
+    rng = np.random.default_rng(2)
+    T, B, H = 3, 5, 4
+    G = {0: 4, 1: 3, 2: 1}[mode]
+    GH = G * H
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    xg, w = f32(T, B, GH), f32(GH, H)
+    hp, cp, out = f32(T, B, H), f32(T, B, H), np.zeros((T, B, H), np.float32)
+    h_n, c_n = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
+    saved = np.zeros((T, B, 4 * H if mode == 1 else GH), np.float32)
+    be.rnn_sequence_forward(mode, 0, T, B, H, xg.ctypes.data, w.ctypes.data, 0, hp.ctypes.data, cp.ctypes.data,
+                            out.ctypes.data, h_n.ctypes.data, c_n.ctypes.data, saved.ctypes.data, 0, False)
+    dh, dc, g_out = f32(B, H), f32(B, H), f32(T, B, H)
+    dxg = np.zeros((T, B, GH), np.float32)
+    dhg = np.zeros((T, B, GH), np.float32) if mode == 1 else dxg
+    db_x = np.full(GH, np.nan, np.float32)
+    db_h = np.full(GH, np.nan, np.float32)
+    be.rnn_sequence_backward(mode, 0, T, B, H, w.ctypes.data, hp.ctypes.data, cp.ctypes.data, h_n.ctypes.data,
+                             c_n.ctypes.data, saved.ctypes.data, g_out.ctypes.data, dh.ctypes.data, dc.ctypes.data,
+                             dxg.ctypes.data, dhg.ctypes.data, db_x.ctypes.data if want[0] else 0,
+                             db_h.ctypes.data if want[1] else 0, 0, False)
+    assert np.isfinite(dxg).all() and np.abs(dxg).sum() > 0
+    if want[0]:
+        np.testing.assert_allclose(db_x, dxg.reshape(-1, GH).sum(0, dtype=np.float64), rtol=1e-5, atol=1e-5)
+    if want[1]:
+        np.testing.assert_allclose(db_h, dhg.reshape(-1, GH).sum(0, dtype=np.float64), rtol=1e-5, atol=1e-5)

@@ -348,6 +348,7 @@ void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
       if (w && sum_x) scatter_sums(acc.data() + G * n, m.db_x, j0, n);
     });
   }
+  if (m.db_x && m.db_h && m.dxg == m.dhg) std::memcpy(m.db_x, m.db_h, sizeof(float) * GH);  // one sum, both
 }
 
 Sequence checked(const char* op, int mode, int act, i64 T, i64 B, i64 H, uptr lengths, bool reverse) {
