@@ -68,6 +68,10 @@ i64 balanced_block(i64 n, i64 cap, i64 unit) {
 
 // Up to this many row panels in a block, the B panel loop runs outermost (see gemm_slice).
 constexpr i64 kFewRowPanels = 6;
+// ... and only while a B panel (kc x NR) fills at most half of the 48 KiB L1, next to the A panel:
+// with KC = 384 a 32-wide panel is all of L1 and the order gained nothing (conv2's weight
+// gradient 64 x 288 x 18432, best of 4 one-thread A/B runs: 120 vs 115 GFLOP/s).
+constexpr i64 kFewRowsPanelFloats = 6144;
 
 // Per-thread packing buffers, kept between calls (OpenMP threads persist) and grown on demand.
 struct Workspace {
@@ -178,7 +182,7 @@ bool gemm_slice(const MicroKernel& uk, const Problem& p, const Slice& s, float* 
           uk.fn(kc, ap, rs_a, cs_a, bblk + (jr / NR) * b_panel, rs_b,
                 c + (gi - s.m0) * ldc + (gj - s.n0), ldc, mr, nr, st);
         };
-        if (mc <= kFewRowPanels * MR) {
+        if (mc <= kFewRowPanels * MR && kc * NR <= kFewRowsPanelFloats) {
           // Few row panels (small M: a batch of 32-64 rows times a wide weight): each B panel
           // is loaded once into L1 and used by every row panel, instead of the whole B block
           // streaming from L2 once per row panel. The tiles and their sums are the same.
