@@ -74,7 +74,10 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
   }
   for (int i = 0; i < R; ++i) {
     float* ci = c + i * ldc;
-    __m512 v0 = _mm512_mul_ps(c0[i], va), v1 = _mm512_mul_ps(c1[i], va);
+    // alpha == 1 (nearly every call) skips the multiply: on short K blocks (K = 9 for a 3x3
+    // single-channel convolution) these 24 multiplies are a tenth of the tile's FMA-port time
+    __m512 v0 = c0[i], v1 = c1[i];
+    if (st.alpha != 1.f) v0 = _mm512_mul_ps(v0, va), v1 = _mm512_mul_ps(v1, va);
     if (st.beta == 1.f) {
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
