@@ -13,7 +13,9 @@
 // them (so B may be the caller's matrix with a ragged right edge); the others read NR columns of B
 // (the driver gives them zero-padded packed panels for tails).
 #pragma once
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -55,6 +57,25 @@ struct MicroKernel {
   int nc;  // N block: the packed KC x NC block of B stays in L3 (or L2 on small shapes)
   MicroKernelFn fn;
 };
+
+// MicroKernel::fn for a kernel file whose tiles are Tile<R, KMAJOR>::run (R rows, 1 <= R <= MR; A
+// k-major or row-major): the row count and A's layout pick a compiled instantiation at run time, so
+// M tails run a kernel for exactly their rows. Instantiated inside each kernel file, with its ISA.
+using TileFn = void (*)(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c,
+                        i64 ldc, int nr, const TileStore& st);
+
+template <template <int, bool> class Tile, bool KMAJOR, int... Rs>
+constexpr std::array<TileFn, sizeof...(Rs)> tile_table(std::integer_sequence<int, Rs...>) {
+  return {&Tile<Rs + 1, KMAJOR>::run...};
+}
+
+template <template <int, bool> class Tile, int MR>
+void run_tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
+              int mr, int nr, const TileStore& st) {
+  static constexpr auto kmajor = tile_table<Tile, true>(std::make_integer_sequence<int, MR>{});
+  static constexpr auto rowmajor = tile_table<Tile, false>(std::make_integer_sequence<int, MR>{});
+  (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+}
 
 // nullptr when the file was compiled without the ISA (non-x86 builds).
 const MicroKernel* microkernel_avx512();

@@ -10,8 +10,6 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
-#include <array>
-#include <utility>
 
 namespace kn {
 namespace gemm {
@@ -90,25 +88,19 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
   }
 }
 
-using TileFn = void (*)(i64, const float*, i64, i64, const float*, i64, float*, i64, int,
-                        const TileStore&);
-
-template <bool KMAJOR, int... Rs>
-constexpr std::array<TileFn, sizeof...(Rs)> make_table(std::integer_sequence<int, Rs...>) {
-  return {&tile<Rs + 1, KMAJOR>...};
-}
-
-void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
-         int mr, int nr, const TileStore& st) {
-  static constexpr auto kmajor = make_table<true>(std::make_integer_sequence<int, MR>{});
-  static constexpr auto rowmajor = make_table<false>(std::make_integer_sequence<int, MR>{});
-  (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
-}
+template <int R, bool KMAJOR>
+struct Tile {
+  static void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
+                  int nr, const TileStore& st) {
+    tile<R, KMAJOR>(kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+  }
+};
 
 // KC = 256: the 6 x 256 panel of A (6 KiB) stays in a 32 KiB L1 during a sweep over B. NC = 256:
 // the packed 256 x 256 block of B (256 KiB) fits a 512 KiB-or-larger L2. MC = 1024: the packed A
 // block (1 MiB) lives in L3.
-constexpr MicroKernel kAvx2{"avx2", MR, NR, /*reads_b_masked=*/false, 256, 1024, 256, &run};
+constexpr MicroKernel kAvx2{"avx2", MR, NR, /*reads_b_masked=*/false, 256, 1024, 256,
+                            &run_tile<Tile, MR>};
 
 }  // namespace
 

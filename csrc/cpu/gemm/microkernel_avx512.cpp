@@ -12,8 +12,6 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-#include <array>
-#include <utility>
 
 namespace kn {
 namespace gemm {
@@ -103,26 +101,20 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
   }
 }
 
-using TileFn = void (*)(i64, const float*, i64, i64, const float*, i64, float*, i64, int,
-                        const TileStore&);
-
-template <bool KMAJOR, int... Rs>
-constexpr std::array<TileFn, sizeof...(Rs)> make_table(std::integer_sequence<int, Rs...>) {
-  return {&tile<Rs + 1, KMAJOR>...};
-}
-
-void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
-         int mr, int nr, const TileStore& st) {
-  static constexpr auto kmajor = make_table<true>(std::make_integer_sequence<int, MR>{});
-  static constexpr auto rowmajor = make_table<false>(std::make_integer_sequence<int, MR>{});
-  (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
-}
+template <int R, bool KMAJOR>
+struct Tile {
+  static void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
+                  int nr, const TileStore& st) {
+    tile<R, KMAJOR>(kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+  }
+};
 
 // KC = 384: the 12 x 384 panel of A (18 KiB) stays in the 48 KiB L1 during a sweep over B; a
 // long K block also means fewer reloads of each C tile. NC = 512: the packed 384 x 512 block of B
 // (768 KiB) stays in the 2 MiB L2 while all A panels pass. MC = 2048: the packed A block (3 MiB)
 // lives in L3 and is read once per B block.
-constexpr MicroKernel kAvx512{"avx512", MR, NR, /*reads_b_masked=*/true, 384, 2048, 512, &run};
+constexpr MicroKernel kAvx512{"avx512", MR, NR, /*reads_b_masked=*/true, 384, 2048, 512,
+                              &run_tile<Tile, MR>};
 
 }  // namespace
 

@@ -4,8 +4,6 @@
 // for a ragged edge); only the first nr columns of C are written.
 #include "cpu/gemm/microkernel.h"
 
-#include <array>
-#include <utility>
 
 namespace kn {
 namespace gemm {
@@ -38,23 +36,17 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
   }
 }
 
-using TileFn = void (*)(i64, const float*, i64, i64, const float*, i64, float*, i64, int,
-                        const TileStore&);
-
-template <bool KMAJOR, int... Rs>
-constexpr std::array<TileFn, sizeof...(Rs)> make_table(std::integer_sequence<int, Rs...>) {
-  return {&tile<Rs + 1, KMAJOR>...};
-}
-
-void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
-         int mr, int nr, const TileStore& st) {
-  static constexpr auto kmajor = make_table<true>(std::make_integer_sequence<int, MR>{});
-  static constexpr auto rowmajor = make_table<false>(std::make_integer_sequence<int, MR>{});
-  (rs_a == 1 ? kmajor : rowmajor)[mr - 1](kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
-}
+template <int R, bool KMAJOR>
+struct Tile {
+  static void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
+                  int nr, const TileStore& st) {
+    tile<R, KMAJOR>(kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+  }
+};
 
 // Smaller blocks than the SIMD paths: this kernel is slower, so it needs less cache to hide memory.
-constexpr MicroKernel kPortable{"portable", MR, NR, /*reads_b_masked=*/false, 256, 512, 256, &run};
+constexpr MicroKernel kPortable{"portable", MR, NR, /*reads_b_masked=*/false, 256, 512, 256,
+                                &run_tile<Tile, MR>};
 
 }  // namespace
 
