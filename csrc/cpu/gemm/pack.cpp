@@ -105,16 +105,41 @@ void pack_a(bool trans_a, const float* A, i64 lda, i64 i0, i64 k0, i64 mc, i64 k
   }
 }
 
+// B stored K x N: like pack_a_trans_fixed, row k of the block (nc contiguous floats) is read once,
+// sequentially, and split across the panels; panel by panel, every k step jumped ldb floats (a new
+// page for a wide weight), which the prefetchers do not follow.
+template <int NR>
+static void pack_b_rows_fixed(const float* B, i64 ldb, i64 kc, i64 nc, float* out) {
+  const i64 full = nc / NR * NR;
+  for (i64 k = 0; k < kc; ++k) {
+    const float* src = B + k * ldb;
+    for (i64 q = 0; q < full; q += NR) std::memcpy(out + q * kc + k * NR, src + q, NR * sizeof(float));
+    if (full < nc) {
+      float* d = out + full * kc + k * NR;
+      const int w = (int)(nc - full);
+      for (int x = 0; x < w; ++x) d[x] = src[full + x];
+      for (int x = w; x < NR; ++x) d[x] = 0.f;
+    }
+  }
+}
+
 void pack_b(bool trans_b, const float* B, i64 ldb, i64 k0, i64 j0, i64 kc, i64 nc, int NR,
             float* out) {
+  if (!trans_b) {
+    const float* src = B + k0 * ldb + j0;
+    switch (NR) {
+      case 16: return pack_b_rows_fixed<16>(src, ldb, kc, nc, out);
+      case 32: return pack_b_rows_fixed<32>(src, ldb, kc, nc, out);
+      default: break;
+    }
+    for (i64 q = 0; q < nc; q += NR)
+      pack_rows(src + q, ldb, kc, (int)(nc - q < NR ? nc - q : NR), NR, out + q * kc);
+    return;
+  }
   const PackTransposedFn packt = transposed_packer();
   for (i64 q = 0; q < nc; q += NR) {
     const int w = (int)(nc - q < NR ? nc - q : NR);
-    float* dst = out + q * kc;
-    if (trans_b)
-      packt(B + (j0 + q) * ldb + k0, ldb, kc, w, NR, dst);
-    else
-      pack_rows(B + k0 * ldb + j0 + q, ldb, kc, w, NR, dst);
+    packt(B + (j0 + q) * ldb + k0, ldb, kc, w, NR, out + q * kc);
   }
 }
 
