@@ -45,8 +45,9 @@ template <int R, bool KMAJOR>
 void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
           int nr, const TileStore& st) {
   const __mmask16 m0 = lane_mask16(nr), m1 = lane_mask16(nr - 16);
-  // Start pulling the C tile in now; it is needed only after the K loop.
-  for (int i = 0; i < R; ++i) {
+  // Start pulling the C tile in now; it is needed only after the K loop (and only when its old
+  // values are read: with beta == 0 the tile is overwritten).
+  for (int i = 0; st.beta != 0.f && i < R; ++i) {
     _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch((const char*)(c + i * ldc + 31), _MM_HINT_T0);
   }
