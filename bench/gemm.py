@@ -1,7 +1,7 @@
 """SGEMM throughput: kernelnet vs NumPy (OpenBLAS) vs PyTorch (MKL), on squares and on the GEMMs of
 the course CNN (conv layers as im2col products, FC layers, and their gradients).
 
-    python bench/gemm.py [--reps 5] [--threads N] [--only NAME ...] [--clock cpu]
+    python bench/gemm.py [--reps 5] [--threads N] [--only NAME ...] [--clock cpu] [--stat best]
 
 Each library runs in its own persistent worker process (`python bench/gemm.py --worker LIB`);
 the parent asks them in turn, shape by shape, alternating A B C A B C ... and reports the median of
@@ -85,7 +85,7 @@ def worker_kernelnet():
             return {"gflops_1core": 2.0 * M * N * K * reps / best / 1e9}
         M, N, K, ta, tb = req["shape"]
         fn, keep = gemm_fn(M, N, K, ta, tb)
-        return {"seconds": _common.time_call(fn, req["min_time"], clock=req["clock"])}
+        return {"seconds": _common.time_call(fn, req["min_time"], clock=req["clock"], best=req.get("best", False))}
 
     _common.serve(handle)
 
@@ -107,7 +107,7 @@ def worker_numpy():
         A, B, C = make_operands(np, M, N, K, ta, tb)
         a = A.T if ta else A
         b = B.T if tb else B
-        return {"seconds": _common.time_call(lambda: np.matmul(a, b, out=C), req["min_time"],
+        return {"seconds": _common.time_call(lambda: np.matmul(a, b, out=C), req["min_time"], best=req.get("best", False),
                                              clock=req["clock"])}
 
     _common.serve(handle)
@@ -127,7 +127,7 @@ def worker_torch():
         a = A.t() if ta else A
         b = B.t() if tb else B
         with torch.no_grad():
-            return {"seconds": _common.time_call(lambda: torch.mm(a, b, out=C), req["min_time"],
+            return {"seconds": _common.time_call(lambda: torch.mm(a, b, out=C), req["min_time"], best=req.get("best", False),
                                                  clock=req["clock"])}
 
     _common.serve(handle)
@@ -152,6 +152,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", choices=LIBS, help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=5, help="measurements per library and shape")
+    ap.add_argument("--stat", choices=["median", "best"], default="median",
+                    help="median of the reps' mean call times (default), or the fastest single call of all "
+                         "reps (stable on a machine whose speed drifts; see _common.time_call)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--only", nargs="*", help="shape names containing any of these words")
     ap.add_argument("--libs", nargs="*", default=LIBS, choices=LIBS)
@@ -188,7 +191,7 @@ def main():
     head = f"{'shape (M x N x K, T=transposed)':44s}" + "".join(f"{lib:>11s}" for lib in libs)
     ratio_cols = [lib for lib in libs if lib != "kernelnet"] if "kernelnet" in libs else []
     head += "".join(f"{'kn/' + lib[:5]:>10s}" for lib in ratio_cols) + f"{'kn spread':>10s}"
-    print("\nGFLOP/s, median of", args.reps)
+    print("\nGFLOP/s,", "median of" if args.stat == "median" else "fastest single call over", args.reps, "reps")
     print(head)
     for name, M, N, K, ta, tb in shapes:
         flop = 2.0 * M * N * K
@@ -196,11 +199,11 @@ def main():
         for r in range(args.reps):
             order = libs[r % len(libs):] + libs[:r % len(libs)]  # rotate who goes first
             for lib in order:
-                res = workers[lib].ask({"op": "time", "shape": [M, N, K, ta, tb],
-                                        "min_time": args.min_time, "clock": args.clock})
+                res = workers[lib].ask({"op": "time", "shape": [M, N, K, ta, tb], "min_time": args.min_time,
+                                        "clock": args.clock, "best": args.stat == "best"})
                 samples[lib].append(flop / res["seconds"] / 1e9)
                 time.sleep(0.05)
-        med = {lib: _common.median(v) for lib, v in samples.items()}
+        med = {lib: (_common.median(v) if args.stat == "median" else max(v)) for lib, v in samples.items()}
         ratios = {lib: med["kernelnet"] / med[lib] for lib in ratio_cols}
         kn = samples.get("kernelnet", [0])
         spread = (max(kn) - min(kn)) / max(med.get("kernelnet", 1), 1e-9)
@@ -222,7 +225,7 @@ def main():
     _common.write_json_atomic(out, {
         "bench": "gemm", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "cpu": _common.cpu_name(), "threads": args.threads, "clock": args.clock,
-        "reps": args.reps,
+        "reps": args.reps, "stat": args.stat,
         "libs": info, "roofline_gflops_per_core": peak,
         "roofline_gflops": None if peak is None else peak * args.threads,
         "load_average_before": load_before, "load_average_after": load_after,
