@@ -26,11 +26,13 @@ inline __m256i lane_mask(int n) {  // all-ones in the first n (clamped to 0..8) 
 template <int R, bool KMAJOR>
 void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
           int nr, const TileStore& st) {
+#pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch((const char*)(c + i * ldc + 15), _MM_HINT_T0);
   }
   __m256 c0[R], c1[R];
+#pragma GCC unroll 16
   for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
 
 #pragma GCC unroll 4
@@ -56,6 +58,7 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
     bias0 = _mm256_maskload_ps(st.bias_col, m0);
     bias1 = _mm256_maskload_ps(st.bias_col + 8, m1);
   }
+#pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     float* ci = c + i * ldc;
     __m256 v0 = _mm256_mul_ps(c0[i], va), v1 = _mm256_mul_ps(c1[i], va);
