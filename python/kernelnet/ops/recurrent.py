@@ -43,10 +43,14 @@ def _zeros(shape, device):
     return t
 
 
-def _copy_to(dst_ptr, src):
-    """src (contiguous float32) -> the device memory at dst_ptr on src's device, one backend copy."""
-    n = src.numel()
-    if n:
+def _copy_to(dst_ptr, src, like, n):
+    """src (contiguous float32, n elements) -> the device memory at dst_ptr, one backend copy; src
+    None (no initial state given) writes n zeros instead. `like`: a tensor on the target device."""
+    if not n:
+        return
+    if src is None:
+        like._backend.fill(D.float32.code, dst_ptr, n, 0.0)
+    else:
         src._backend.copy_strided(D.float32.code, dst_ptr, src.data_ptr(), [n], [1])
 
 
@@ -89,11 +93,11 @@ class _Sequence:
             self.len_t = np.ascontiguousarray(lengths, dtype=np.int64)
         # time-indexed states: hp[t] is the state the step at time t starts from
         self.hp = Tensor._empty((T, B, H), D.float32, dev)
-        _copy_to(self.hp.data_ptr() + first * B * H * D.float32.itemsize, h0)  # hp[first] = h0
+        _copy_to(self.hp.data_ptr() + first * B * H * D.float32.itemsize, h0, xg, B * H)  # hp[first] = h0
         self.cp = self.c_n = None
         if mode == "LSTM":
             self.cp = Tensor._empty((T, B, H), D.float32, dev)
-            _copy_to(self.cp.data_ptr() + first * B * H * D.float32.itemsize, c0)
+            _copy_to(self.cp.data_ptr() + first * B * H * D.float32.itemsize, c0, xg, B * H)
             self.c_n = Tensor._empty((B, H), D.float32, dev)
         self.saved = None
         if mode in ("LSTM", "GRU"):
@@ -254,18 +258,25 @@ def _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse, w_hr=None):
 
 def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, reverse=False, w_hr=None):
     """One direction of one layer: x [T, B, I] -> (out [T, B, H], h_n[, c_n]), input projection included.
+    h0/c0 None: zero initial states (the native path fills them in place, no tensor is made).
     w_hr: an LSTM's projection (proj_size); it runs on the composed path (core ops per step)."""
     if has_native(x) and w_hr is None:
         if x.dtype is not D.float32:
             raise RuntimeError(f"{mode}: expected a float32 input, got {x.dtype}")
         _check_operands(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
-        x, w_ih, w_hh, h0 = _contig(x), _contig(w_ih), _contig(w_hh), _contig(h0)
+        x, w_ih, w_hh = _contig(x), _contig(w_ih), _contig(w_hh)
+        h0 = _contig(h0) if h0 is not None else None
         b_ih = _contig(b_ih) if b_ih is not None else None
         b_hh = _contig(b_hh) if b_hh is not None else None
         c0 = _contig(c0) if c0 is not None else None
         return _RecurrentLayer.apply(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths, reverse)
     from .linalg import linear
+    from .creation import zeros
     T, B, I = x.shape
+    if h0 is None:
+        h0 = zeros((B, w_hh.shape[1]), device=x.device)
+    if c0 is None and mode == "LSTM":
+        c0 = zeros((B, w_hh.shape[0] // 4), device=x.device)
     xg = linear(x.reshape(T * B, I), w_ih, b_ih).reshape(T, B, -1)
     return _composed(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse, w_hr)
 

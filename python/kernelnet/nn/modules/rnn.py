@@ -150,8 +150,7 @@ class RNNBase(Module):
         Hh = self.proj_size or H
         L = self.num_layers * nd
         if hx is None:
-            h0 = _kn.zeros((L, B, Hh), device=x.device)
-            c0 = _kn.zeros((L, B, H), device=x.device) if lstm else None
+            h0 = c0 = None  # zero states: the kernels fill them, no tensors are made
         else:
             if lstm:
                 h0, c0 = hx
@@ -171,8 +170,9 @@ class RNNBase(Module):
             for d in range(nd):
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._params(layer, d)
                 idx = layer * nd + d
-                res = recurrent_layer(layer_in, w_ih, w_hh, b_ih, b_hh, h0[idx], c0[idx] if lstm else None,
-                                      self.mode, lengths, reverse=(d == 1), w_hr=w_hr)
+                res = recurrent_layer(layer_in, w_ih, w_hh, b_ih, b_hh, None if h0 is None else h0[idx],
+                                      None if c0 is None else c0[idx], self.mode, lengths, reverse=(d == 1),
+                                      w_hr=w_hr)
                 outs.append(res[0])
                 hs.append(res[1])
                 if lstm:
@@ -181,8 +181,9 @@ class RNNBase(Module):
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
         out = layer_in
-        h_n = _kn.stack(hs, 0)
-        c_n = _kn.stack(cs, 0) if lstm else None
+        # one layer, one direction: a view instead of a stacked copy
+        h_n = hs[0].unsqueeze(0) if len(hs) == 1 else _kn.stack(hs, 0)
+        c_n = (cs[0].unsqueeze(0) if len(cs) == 1 else _kn.stack(cs, 0)) if lstm else None
         if unbatched:
             out = out.squeeze(1)
             h_n = h_n.squeeze(1)
