@@ -65,6 +65,25 @@ void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, 
     accumulate<R, KMAJOR, true>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
 
   // The single write of this tile for this K block: alpha, beta*C, bias, ReLU while in registers.
+  // The two plain cases (first K block: C = sum; later blocks: C += sum) skip the per-row option
+  // tests, which cost ~40 cycles a tile (a third of a K = 9 tile).
+  if (st.alpha == 1.f && !st.bias_col && !st.bias_row && !st.relu && (st.beta == 0.f || st.beta == 1.f)) {
+    if (st.beta == 0.f) {
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        _mm512_mask_storeu_ps(c + i * ldc, m0, c0[i]);
+        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, c1[i]);
+      }
+    } else {
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        float* ci = c + i * ldc;
+        _mm512_mask_storeu_ps(ci, m0, _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci)));
+        _mm512_mask_storeu_ps(ci + 16, m1, _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16)));
+      }
+    }
+    return;
+  }
   const __m512 va = _mm512_set1_ps(st.alpha), vb = _mm512_set1_ps(st.beta);
   const __m512 zero = _mm512_setzero_ps();
   __m512 bias0 = zero, bias1 = zero;
