@@ -12,6 +12,15 @@ namespace kn {
 int num_threads();
 void set_num_threads(int n);
 
+// Threads a kernel may start now: one when already inside a parallel region (a kernel called by
+// another kernel's worker, e.g. a GEMM per image of a convolution), else num_threads().
+inline int available_threads() {
+#ifdef KN_HAVE_OPENMP
+  if (omp_in_parallel()) return 1;
+#endif
+  return num_threads();
+}
+
 // Run f(begin, end) over [0, n) split in contiguous chunks across threads. Work smaller than
 // `grain` elements per thread runs inline: a thread wake-up costs more than a small loop.
 template <typename F>

@@ -42,8 +42,6 @@ namespace {
 // more than a small cell (B=64, H=128 runs serial; the GEMMs around it are threaded anyway)
 inline i64 row_grain(i64 H) { return std::max<i64>(1, 32768 / std::max<i64>(1, 4 * H)); }
 
-inline bool done(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
-
 }  // namespace
 
 void lstm_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const float* hp, const float* cp,
@@ -55,7 +53,7 @@ void lstm_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const 
     float* g = gates + b * L.ld_s;
     float* hrow = ho + b * L.ld_h;
     float* crow = co + b * L.ld_h;
-    if (done(len, b, t)) {
+    if (past_end(len, b, t)) {
       std::memcpy(hrow, hp + b * L.ld_h, sizeof(float) * n);
       std::memcpy(crow, cp + b * L.ld_h, sizeof(float) * n);
       for (int k = 0; k < 4; ++k) std::memset(g + k * L.gs_s, 0, sizeof(float) * n);
@@ -94,7 +92,7 @@ void lstm_bwd_rows(const CellLayout& L, const float* dh, const float* dc, const 
   for (i64 b = b0; b < b1; ++b) {
     float* d = dg + b * L.ld_x;
     const i64 r = b * L.ld_h;  // this row in the state arrays
-    if (done(len, b, t)) {
+    if (past_end(len, b, t)) {
       std::memcpy(dhp + r, dh + r, sizeof(float) * n);
       std::memcpy(dcp + r, dc + r, sizeof(float) * n);
       for (int k = 0; k < 4; ++k) std::memset(d + k * L.gs_x, 0, sizeof(float) * n);
@@ -139,7 +137,7 @@ void gru_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const f
     const float* hprev = hp + b * L.ld_h;
     float* s = saved + b * L.ld_s;
     float* hrow = ho + b * L.ld_h;
-    if (done(len, b, t)) {
+    if (past_end(len, b, t)) {
       std::memcpy(hrow, hprev, sizeof(float) * n);
       for (int k = 0; k < 4; ++k) std::memset(s + k * L.gs_s, 0, sizeof(float) * n);
       continue;
@@ -165,7 +163,7 @@ void gru_bwd_rows(const CellLayout& L, const float* dh, const float* saved, cons
     float* dx = dxg + b * L.ld_x;
     float* dhh = dhg + b * L.ld_hg;
     const i64 r = b * L.ld_h;
-    if (done(len, b, t)) {
+    if (past_end(len, b, t)) {
       std::memcpy(dhp + r, dh + r, sizeof(float) * n);
       for (int k = 0; k < 3; ++k) {
         std::memset(dx + k * L.gs_x, 0, sizeof(float) * n);
@@ -198,7 +196,7 @@ void rnn_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const f
     const float* x = xg + b * L.ld_x;
     const float* h = hg + b * L.ld_hg;
     float* o = ho + b * L.ld_h;
-    if (done(len, b, t)) {
+    if (past_end(len, b, t)) {
       std::memcpy(o, hp + b * L.ld_h, sizeof(float) * n);
       continue;
     }
@@ -219,7 +217,7 @@ void rnn_bwd_rows(const CellLayout& L, const float* dh, const float* h, float* d
   for (i64 b = b0; b < b1; ++b) {
     const i64 r = b * L.ld_h;
     float* d = dg + b * L.ld_x;
-    if (done(len, b, t)) {
+    if (past_end(len, b, t)) {
       std::memcpy(dhp + r, dh + r, sizeof(float) * n);
       std::memset(d, 0, sizeof(float) * n);
       continue;

@@ -9,6 +9,10 @@ namespace kn {
 
 using i64 = std::int64_t;
 
+// Row b is past its end at time t (lengths[b] <= t; len null: every row is full length): it
+// carries its state, outputs zeros and passes gradients straight through.
+inline bool past_end(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
+
 // Where the values of one time step live, for a span of n hidden units. The pointers given to a
 // cell address unit 0 of the span in row 0; gate k of a row starts k * gate stride after gate 0.
 struct CellLayout {

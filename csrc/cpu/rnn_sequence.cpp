@@ -47,7 +47,6 @@ namespace {
 enum Mode { LSTM = 0, GRU = 1, ELMAN = 2 };
 
 inline int gates_of(int mode) { return mode == LSTM ? 4 : mode == GRU ? 3 : 1; }
-inline bool done(const i64* len, i64 b, i64 t) { return len && t >= len[b]; }
 
 struct Sequence {
   int mode, act;
@@ -75,14 +74,6 @@ Split choose_split(const Sequence& s, int nt) {
   if (nt <= 1 || s.H < 16 * nt) return Split::Rows;
   if (2.0 * (double)s.B * (double)GH * (double)s.H < 2e5) return Split::Rows;  // a step is too small to share
   return (GH * s.H * 4 > (i64(1) << 20) || s.B < 8 * nt) ? Split::Units : Split::Rows;
-}
-
-// Threads this call may use: none beyond the caller's inside another parallel region.
-int free_threads() {
-#ifdef KN_HAVE_OPENMP
-  if (omp_in_parallel()) return 1;
-#endif
-  return num_threads();
 }
 
 // Hidden units [j0, j1) of slice `part` out of `parts` (multiples of 16 floats: whole cache lines).
@@ -132,7 +123,7 @@ inline void add_column_sums(const float* g, i64 ld, i64 n, i64 b0, i64 b1, float
 // out[t] for rows [b0, b1), units [j0, j0 + n): the step's output state, zero past a row's end.
 inline void write_output(const Sequence& s, const float* h_out, float* o, i64 t, i64 j0, i64 n, i64 b0, i64 b1) {
   for (i64 b = b0; b < b1; ++b) {
-    if (done(s.len, b, t))
+    if (past_end(s.len, b, t))
       std::memset(o + b * s.H + j0, 0, sizeof(float) * n);
     else
       std::memcpy(o + b * s.H + j0, h_out + b * s.H + j0, sizeof(float) * n);
@@ -163,72 +154,87 @@ void cell_backward(const Sequence& s, const CellLayout& L, const float* dh_cur, 
     rnn_bwd_rows(L, dh_cur, h_cur, dgt, dh_prev, s.act, s.len, t, b0, b1);
 }
 
+// In a time-indexed state buffer (hp, cp: [T, B, H]), the state step k starts from, and the one it
+// produces (the last step's goes to `last`: h_n, c_n). Null buffers (cp outside LSTM) stay null.
+template <typename P>
+P state_at(const Sequence& s, P base, i64 k) {
+  return base ? base + s.time_at(k) * s.B * s.H : nullptr;
+}
+template <typename P>
+P state_after(const Sequence& s, P base, P last, i64 k) {
+  return k == s.T - 1 ? last : state_at(s, base, k + 1);
+}
+// Unit j0 of a row-0 pointer, or null.
+template <typename P>
+P at_unit(P p, i64 j0) {
+  return p ? p + j0 : nullptr;
+}
+
 struct Buffers {  // the caller's time-major buffers (see the header comment)
   const float* xg;
   float *hp, *cp, *out, *h_n, *c_n, *saved;
-  // state at the start of step k, and the state it produces
-  float* h_at(const Sequence& s, i64 k) const { return hp + s.time_at(k) * s.B * s.H; }
-  float* h_after(const Sequence& s, i64 k) const { return k == s.T - 1 ? h_n : h_at(s, k + 1); }
-  float* c_at(const Sequence& s, i64 k) const { return cp ? cp + s.time_at(k) * s.B * s.H : nullptr; }
-  float* c_after(const Sequence& s, i64 k) const { return k == s.T - 1 ? c_n : c_at(s, k + 1); }
 };
 
 void forward(const Sequence& s, const float* w_hh, const float* b_hh, const Buffers& m) {
   const i64 T = s.T, B = s.B, H = s.H, G = s.G(), GH = G * H;
   const i64 ld_s = s.saved_blocks() * H;
-  const int nt = free_threads();
+  const int nt = available_threads();
   std::vector<float> hg((size_t)(B * GH));  // this step's hidden projection
+
+  // Steps k = 0 .. T-1 for rows [b0, b1) and units [j0, j0 + n): `product(h_prev)` writes the
+  // span's hidden projection, read by the cell at hg_span (layout L); `sync` ends each step.
+  auto time_loop = [&](i64 b0, i64 b1, i64 j0, i64 n, const CellLayout& L, const float* hg_span, auto&& product,
+                       auto&& sync) {
+    for (i64 k = 0; k < T; ++k) {
+      const i64 t = s.time_at(k);
+      const float* h_prev = state_at(s, m.hp, k);
+      float* h_out = state_after(s, m.hp, m.h_n, k);
+      product(h_prev);
+      cell_forward(s, L, m.xg + t * B * GH + j0, hg_span, h_prev + j0, at_unit(state_at(s, m.cp, k), j0),
+                   h_out + j0, at_unit(state_after(s, m.cp, m.c_n, k), j0),
+                   at_unit(m.saved ? m.saved + t * B * ld_s : nullptr, j0), t, b0, b1);
+      write_output(s, h_out, m.out + t * B * H, t, j0, n, b0, b1);
+      sync();
+    }
+  };
+
   if (choose_split(s, nt) == Split::Rows) {
     const PackedB w(/*trans_b=*/true, w_hh, H, H, GH);  // op(B) = W_hh^T: H x GH
-    const CellLayout L = CellLayout::rows(H, G, s.saved_blocks());
     over_row_slices(B, [&](i64 b0, i64 b1) {
-      for (i64 k = 0; k < T; ++k) {
-        const i64 t = s.time_at(k);
-        float* h_out = m.h_after(s, k);
-        w.multiply(b1 - b0, m.h_at(s, k) + b0 * H, H, 0.f, hg.data() + b0 * GH, GH, b_hh);
-        cell_forward(s, L, m.xg + t * B * GH, hg.data(), m.h_at(s, k), m.c_at(s, k), h_out, m.c_after(s, k),
-                     m.saved + t * B * ld_s, t, b0, b1);
-        write_output(s, h_out, m.out + t * B * H, t, 0, H, b0, b1);
-      }
+      time_loop(b0, b1, 0, H, CellLayout::rows(H, G, s.saved_blocks()), hg.data(),
+                [&](const float* h_prev) {
+                  w.multiply(b1 - b0, h_prev + b0 * H, H, 0.f, hg.data() + b0 * GH, GH, b_hh);
+                },
+                [] {});
     });
     return;
   }
   // Units: thread p packs its gate rows of W_hh (G blocks of n rows) as one op(B) = H x G*n, and
   // its part of b_hh; its hg is [B, G*n] (gate stride n), inside the shared buffer.
   over_unit_slices(H, nt, [&](i64 j0, i64 n, std::atomic<bool>& failed) {
-    const i64 j1 = j0 + n;
     std::unique_ptr<PackedB> w;
     std::vector<float> bias;
     try {
       std::vector<float> rows((size_t)(G * n * H));
       for (i64 g = 0; g < G; ++g) {
         std::memcpy(rows.data() + g * n * H, w_hh + (g * H + j0) * H, sizeof(float) * n * H);
-        if (b_hh) bias.insert(bias.end(), b_hh + g * H + j0, b_hh + g * H + j1);
+        if (b_hh) bias.insert(bias.end(), b_hh + g * H + j0, b_hh + g * H + j0 + n);
       }
       w.reset(new PackedB(/*trans_b=*/true, rows.data(), H, H, G * n));
     } catch (...) {
       failed = true;  // keep meeting the barriers; reported after the region
     }
     float* hgp = hg.data() + B * G * j0;
-    const CellLayout L{n, H, GH, H, G * n, n, ld_s, H};
-    for (i64 k = 0; k < T; ++k) {
-      const i64 t = s.time_at(k);
-      float* h_out = m.h_after(s, k);
-      float* c_prev = m.c_at(s, k);
-      float* c_out = m.c_after(s, k);
-      if (w) {
-        try {
-          w->multiply(B, m.h_at(s, k), H, 0.f, hgp, G * n, b_hh ? bias.data() : nullptr);
-        } catch (...) {
-          failed = true;
-        }
-        cell_forward(s, L, m.xg + t * B * GH + j0, hgp, m.h_at(s, k) + j0, c_prev ? c_prev + j0 : nullptr,
-                     h_out + j0, c_out ? c_out + j0 : nullptr, m.saved ? m.saved + t * B * ld_s + j0 : nullptr, t,
-                     0, B);
-        write_output(s, h_out, m.out + t * B * H, t, j0, n, 0, B);
-      }
-      team_barrier();  // the next step's product reads every unit of h_out
-    }
+    time_loop(0, B, j0, n, CellLayout{n, H, GH, H, G * n, n, ld_s, H}, hgp,
+              [&](const float* h_prev) {
+                if (!w) return;  // failed: the results are discarded, the barriers still met
+                try {
+                  w->multiply(B, h_prev, H, 0.f, hgp, G * n, b_hh ? bias.data() : nullptr);
+                } catch (...) {
+                  failed = true;
+                }
+              },
+              [] { team_barrier(); });  // the next step's product reads every unit of h_out
   });
 }
 
@@ -240,13 +246,11 @@ struct GradBuffers {
 void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
   const i64 T = s.T, B = s.B, H = s.H, G = s.G(), GH = G * H;
   const i64 ld_s = s.saved_blocks() * H;
-  const int nt = free_threads();
+  const int nt = available_threads();
   std::vector<float> dh_other((size_t)(B * H)), dc_other(s.mode == LSTM ? (size_t)(B * H) : 0);
   // Bias gradients: outside GRU dxg is dhg and one sum serves both.
   const bool sum_x = m.db_x && m.dxg != m.dhg, sum_h = m.db_h || (m.db_x && m.dxg == m.dhg);
   float* db_h = m.db_h ? m.db_h : m.db_x;
-  auto state = [&](const float* base, i64 k) { return base + s.time_at(k) * B * H; };
-  auto after = [&](const float* base, const float* last, i64 k) { return k == T - 1 ? last : state(base, k + 1); };
 
   // Steps k = T-1 .. 0 for rows [b0, b1) and units [j0, j0 + n); `product` adds dgates_h @ W_hh
   // into dh_prev for the span, `sync` runs between the cell and the product.
@@ -262,7 +266,7 @@ void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
       if (m.g_out) {  // rows past their end had no output, so no output gradient
         const float* go = m.g_out + t * B * H;
         for (i64 b = b0; b < b1; ++b) {
-          if (done(s.len, b, t)) continue;
+          if (past_end(s.len, b, t)) continue;
           float* __restrict d = dh_cur + b * H + j0;
           const float* __restrict g = go + b * H + j0;
           for (i64 j = 0; j < n; ++j) d[j] += g[j];
@@ -270,11 +274,10 @@ void backward(const Sequence& s, const float* w_hh, const GradBuffers& m) {
       }
       float* dgt = m.dxg + t * B * GH;
       float* dht = m.dhg + t * B * GH;
-      const float* c_prev = m.cp ? state(m.cp, k) + j0 : nullptr;
-      const float* c_cur = m.cp ? after(m.cp, m.c_n, k) + j0 : nullptr;
-      cell_backward(s, L, dh_cur + j0, dc_cur ? dc_cur + j0 : nullptr, m.saved ? m.saved + t * B * ld_s + j0 : nullptr,
-                    state(m.hp, k) + j0, after(m.hp, m.h_n, k) + j0, c_prev, c_cur, dgt + j0, dht + j0,
-                    dh_prev + j0, dc_prev ? dc_prev + j0 : nullptr, t, b0, b1);
+      cell_backward(s, L, dh_cur + j0, at_unit(dc_cur, j0), at_unit(m.saved ? m.saved + t * B * ld_s : nullptr, j0),
+                    state_at(s, m.hp, k) + j0, state_after(s, m.hp, m.h_n, k) + j0,
+                    at_unit(state_at(s, m.cp, k), j0), at_unit(state_after(s, m.cp, m.c_n, k), j0), dgt + j0,
+                    dht + j0, dh_prev + j0, at_unit(dc_prev, j0), t, b0, b1);
       sync();
       product(dht, dh_prev);
       for (i64 g = 0; g < G; ++g) {  // bias gradients of this span, while the step's rows are in cache

@@ -366,10 +366,7 @@ void sgemm(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, const 
            const GemmEpilogue& ep) {
   if (batch <= 0 || M <= 0 || N <= 0) return;
   const MicroKernel& uk = pick_kernel();
-  int nt = num_threads();
-#ifdef KN_HAVE_OPENMP
-  if (omp_in_parallel()) nt = 1;  // called from a parallel region (e.g. conv over images)
-#endif
+  int nt = available_threads();
   // Below ~0.5 MFLOP a thread wake-up costs more than the split saves.
   if (M * N * std::max<i64>(K, 1) < 256 * 1024) nt = 1;
 
