@@ -23,6 +23,7 @@ import numpy as np
 from .. import _dtype as D
 from ..autograd import Function
 from ..tensor import Tensor
+from .creation import zeros
 from .elementwise import ADD, binary_kernel
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -34,13 +35,6 @@ def _contig(t):
 
 def has_native(t):
     return hasattr(t._backend, "rnn_sequence_forward")
-
-
-def _zeros(shape, device):
-    t = Tensor._empty(shape, D.float32, device)
-    if t.numel():
-        t._backend.fill(D.float32.code, t.data_ptr(), t.numel(), 0.0)
-    return t
 
 
 def _copy_to(dst_ptr, src, like, n):
@@ -122,10 +116,10 @@ class _Sequence:
         GH = w_hh._shape[0]
         gru = self.mode == "GRU"
         # dh/dc come in as the gradients w.r.t. h_n/c_n and go out w.r.t. h0/c0
-        dh = _zeros((B, H), dev) if g_hn is None else g_hn.contiguous().clone()
+        dh = zeros((B, H), device=dev) if g_hn is None else g_hn.contiguous().clone()
         dc = None
         if self.mode == "LSTM":
-            dc = _zeros((B, H), dev) if g_cn is None else g_cn.contiguous().clone()
+            dc = zeros((B, H), device=dev) if g_cn is None else g_cn.contiguous().clone()
         go = g_out.contiguous() if g_out is not None else None
         dxg = Tensor._empty((T, B, GH), D.float32, dev)
         dhg = Tensor._empty((T, B, GH), D.float32, dev) if gru else dxg
@@ -271,7 +265,6 @@ def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, rever
         c0 = _contig(c0) if c0 is not None else None
         return _RecurrentLayer.apply(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths, reverse)
     from .linalg import linear
-    from .creation import zeros
     T, B, I = x.shape
     if h0 is None:
         h0 = zeros((B, w_hh.shape[1]), device=x.device)
