@@ -284,12 +284,8 @@ def test_bad_input_raises():
 
 def test_native_kernels_reject_bad_args():
     be = kn.zeros(1)._backend
-    if not hasattr(be, "lstm_cell_forward"):
-        pytest.skip("no native cell kernels")
-    with pytest.raises(ValueError, match="lstm_cell_forward"):
-        be.lstm_cell_forward(0, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0)
-    with pytest.raises(ValueError, match="rnn_cell_forward: act"):
-        be.rnn_cell_forward(1, 1, 1, 1, 1, 1, 7, 0, 0)
+    with pytest.raises(ValueError, match="rnn_sequence_forward: act"):
+        be.rnn_sequence_forward(0, 7, 2, 3, 4, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, False)
     with pytest.raises(ValueError, match="rnn_sequence_forward: mode"):
         be.rnn_sequence_forward(5, 0, 2, 3, 4, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, False)
     with pytest.raises(ValueError, match="rnn_sequence_forward: bad sizes"):

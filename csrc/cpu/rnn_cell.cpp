@@ -1,48 +1,40 @@
-// Fused recurrent cells (float32, contiguous row-major, one time step, threaded over the batch).
+// Fused recurrent cells (float32, one time step, a range of batch rows), called by the native time
+// loop (rnn_sequence.cpp) on each thread's span of rows or of hidden units (CellLayout, rnn_cell.h).
 //
-// The Python layer computes the input projection of every time step as one GEMM (xg, [T, B, G*H],
-// b_ih folded in) and, per step, the hidden projection hg = h_prev @ W_hh^T + b_hh (one GEMM,
-// [B, G*H]). These kernels do everything pointwise that follows: gate activations, the state
-// update, and what backward needs. Gate order is PyTorch's (LSTM i,f,g,o; GRU r,z,n).
+// The input projection of every time step (xg, [T, B, G*H], b_ih folded in) and each step's hidden
+// projection hg = h_prev @ W_hh^T + b_hh come from GEMMs; these kernels do everything pointwise
+// that follows: gate activations, the state update, and what backward needs. Gate order is
+// PyTorch's (LSTM i,f,g,o; GRU r,z,n).
 //
-// Variable-length batches: `lengths` (int64[B], 0 = all rows full length) and the time index `t`.
-// A row with t >= lengths[b] is past its end: it carries its state unchanged (h_out = h_prev,
+// Variable-length batches: `len` (int64[B], null = all rows full length) and the time index `t`.
+// A row with t >= len[b] is past its end: it carries its state unchanged (h_out = h_prev,
 // c_out = c_prev), and backward passes dh/dc straight through with zero gate gradients. The
 // reverse direction of a bidirectional layer therefore starts each row at its own last element.
 //
-//   lstm_cell_forward(xg, hg, h_prev, c_prev, h_out, c_out, gates, B, H, lengths, t)
-//       gates [B,4H] receives the activated (i, f, g, o), saved for backward.
-//   lstm_cell_backward(dh, dc, gates, c_prev, c, dgates, dh_prev, dc_prev, B, H, lengths, t)
-//       dh, dc: gradient w.r.t. h_t and c_t. dgates [B,4H]: gradient w.r.t. the pre-activation
-//       gates (same for xg and hg). dh_prev gets only the part that bypasses W_hh (0, or dh for
-//       finished rows); the caller adds dgates @ W_hh with a beta=1 GEMM.
-//   gru_cell_forward(xg, hg, h_prev, h_out, saved, B, H, lengths, t)
+//   lstm_fwd_rows(L, xg, hg, h_prev, c_prev, h_out, c_out, gates, ...)
+//       gates receives the activated (i, f, g, o), saved for backward.
+//   lstm_bwd_rows(L, dh, dc, gates, c_prev, c, dgates, dh_prev, dc_prev, ...)
+//       dh, dc: gradient w.r.t. h_t and c_t. dgates: gradient w.r.t. the pre-activation gates
+//       (same for xg and hg). dh_prev gets only the part that bypasses W_hh (0, or dh for finished
+//       rows); the caller adds dgates @ W_hh with a beta=1 GEMM.
+//   gru_fwd_rows(L, xg, hg, h_prev, h_out, saved, ...)
 //       r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r * hn), h = (1 - z) * n + z * h_prev,
 //       where hn includes b_hn (PyTorch's GRU: the reset gate multiplies the hidden projection).
-//       saved [B,4H] receives (r, z, n, hn).
-//   gru_cell_backward(dh, saved, h_prev, dxg, dhg, dh_prev, B, H, lengths, t)
-//       dxg, dhg [B,3H]: gradients w.r.t. xg and hg (they differ in the n block);
+//       saved receives (r, z, n, hn).
+//   gru_bwd_rows(L, dh, saved, h_prev, dxg, dhg, dh_prev, ...)
+//       dxg, dhg: gradients w.r.t. xg and hg (they differ in the n block);
 //       dh_prev = dh * z (+ dhg @ W_hh added by the caller).
-//   rnn_cell_forward(xg, hg, h_prev, h_out, B, H, act, lengths, t)    act 0 tanh, 1 relu
-//   rnn_cell_backward(dh, h, dgates, dh_prev, B, H, act, lengths, t)  h = this step's output
+//   rnn_fwd_rows(L, xg, hg, h_prev, h_out, act, ...)    act 0 tanh, 1 relu
+//   rnn_bwd_rows(L, dh, h, dgates, dh_prev, act, ...)   h = this step's output
 #include "cpu/rnn_cell.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "common/kn.h"
-#include "cpu/parallel.h"
 #include "cpu/scratch.h"
 #include "cpu/vecmath.h"
 
 namespace kn {
-namespace {
-
-// rows per thread chunk: at least ~32K gate elements, since an OpenMP region per time step costs
-// more than a small cell (B=64, H=128 runs serial; the GEMMs around it are threaded anyway)
-inline i64 row_grain(i64 H) { return std::max<i64>(1, 32768 / std::max<i64>(1, 4 * H)); }
-
-}  // namespace
 
 void lstm_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const float* hp, const float* cp,
                    float* ho, float* co, float* gates, const i64* len, i64 t, i64 b0, i64 b1) {
@@ -230,102 +222,4 @@ void rnn_bwd_rows(const CellLayout& L, const float* dh, const float* h, float* d
   }
 }
 
-
-namespace {
-
-// One time step over the whole batch (the per-step bindings below), threaded over rows.
-void lstm_fwd(const float* xg, const float* hg, const float* hp, const float* cp, float* ho, float* co, float* gates, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_fwd_rows(CellLayout::rows(H, 4, 4), xg, hg, hp, cp, ho, co, gates, len, t, b0, b1); });
-}
-
-void lstm_bwd(const float* dh, const float* dc, const float* gates, const float* cp, const float* cc, float* dg, float* dhp, float* dcp, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { lstm_bwd_rows(CellLayout::rows(H, 4, 4), dh, dc, gates, cp, cc, dg, dhp, dcp, len, t, b0, b1); });
-}
-
-void gru_fwd(const float* xg, const float* hg, const float* hp, float* ho, float* saved, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_fwd_rows(CellLayout::rows(H, 3, 4), xg, hg, hp, ho, saved, len, t, b0, b1); });
-}
-
-void gru_bwd(const float* dh, const float* saved, const float* hp, float* dxg, float* dhg, float* dhp, i64 B, i64 H, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { gru_bwd_rows(CellLayout::rows(H, 3, 4), dh, saved, hp, dxg, dhg, dhp, len, t, b0, b1); });
-}
-
-void rnn_fwd(const float* xg, const float* hg, const float* hp, float* ho, i64 B, i64 H, int act, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_fwd_rows(CellLayout::rows(H, 1, 0), xg, hg, hp, ho, act, len, t, b0, b1); });
-}
-
-void rnn_bwd(const float* dh, const float* h, float* dg, float* dhp, i64 B, i64 H, int act, const i64* len, i64 t) {
-  parallel_for(B, row_grain(H), [&](i64 b0, i64 b1) { rnn_bwd_rows(CellLayout::rows(H, 1, 0), dh, h, dg, dhp, act, len, t, b0, b1); });
-}
-
-void check_bh(const char* op, i64 B, i64 H, i64 t) {
-  KN_CHECK(B >= 0 && H >= 0, op, ": negative size B=", B, " H=", H);
-  KN_CHECK(t >= 0, op, ": negative time index t=", t);
-}
-
-}  // namespace
 }  // namespace kn
-
-KN_BIND(rnn_cell) {
-  using kn::i64;
-  using kn::uptr;
-  using kn::ptr;
-  m.def(
-      "lstm_cell_forward",
-      [](uptr xg, uptr hg, uptr hp, uptr cp, uptr ho, uptr co, uptr gates, i64 B, i64 H, uptr len, i64 t) {
-        kn::check_bh("lstm_cell_forward", B, H, t);
-        KN_CHECK(xg && hg && hp && cp && ho && co && gates, "lstm_cell_forward: null pointer");
-        kn::lstm_fwd(ptr<const float>(xg), ptr<const float>(hg), ptr<const float>(hp), ptr<const float>(cp),
-                     ptr<float>(ho), ptr<float>(co), ptr<float>(gates), B, H, ptr<const i64>(len), t);
-      },
-      KN_NOGIL);
-  m.def(
-      "lstm_cell_backward",
-      [](uptr dh, uptr dc, uptr gates, uptr cp, uptr c, uptr dg, uptr dhp, uptr dcp, i64 B, i64 H, uptr len,
-         i64 t) {
-        kn::check_bh("lstm_cell_backward", B, H, t);
-        KN_CHECK(dh && dc && gates && cp && c && dg && dhp && dcp, "lstm_cell_backward: null pointer");
-        kn::lstm_bwd(ptr<const float>(dh), ptr<const float>(dc), ptr<const float>(gates), ptr<const float>(cp),
-                     ptr<const float>(c), ptr<float>(dg), ptr<float>(dhp), ptr<float>(dcp), B, H,
-                     ptr<const i64>(len), t);
-      },
-      KN_NOGIL);
-  m.def(
-      "gru_cell_forward",
-      [](uptr xg, uptr hg, uptr hp, uptr ho, uptr saved, i64 B, i64 H, uptr len, i64 t) {
-        kn::check_bh("gru_cell_forward", B, H, t);
-        KN_CHECK(xg && hg && hp && ho && saved, "gru_cell_forward: null pointer");
-        kn::gru_fwd(ptr<const float>(xg), ptr<const float>(hg), ptr<const float>(hp), ptr<float>(ho),
-                    ptr<float>(saved), B, H, ptr<const i64>(len), t);
-      },
-      KN_NOGIL);
-  m.def(
-      "gru_cell_backward",
-      [](uptr dh, uptr saved, uptr hp, uptr dxg, uptr dhg, uptr dhp, i64 B, i64 H, uptr len, i64 t) {
-        kn::check_bh("gru_cell_backward", B, H, t);
-        KN_CHECK(dh && saved && hp && dxg && dhg && dhp, "gru_cell_backward: null pointer");
-        kn::gru_bwd(ptr<const float>(dh), ptr<const float>(saved), ptr<const float>(hp), ptr<float>(dxg),
-                    ptr<float>(dhg), ptr<float>(dhp), B, H, ptr<const i64>(len), t);
-      },
-      KN_NOGIL);
-  m.def(
-      "rnn_cell_forward",
-      [](uptr xg, uptr hg, uptr hp, uptr ho, i64 B, i64 H, int act, uptr len, i64 t) {
-        kn::check_bh("rnn_cell_forward", B, H, t);
-        KN_CHECK(act == 0 || act == 1, "rnn_cell_forward: act must be 0 (tanh) or 1 (relu), got ", act);
-        KN_CHECK(xg && hg && hp && ho, "rnn_cell_forward: null pointer");
-        kn::rnn_fwd(ptr<const float>(xg), ptr<const float>(hg), ptr<const float>(hp), ptr<float>(ho), B, H, act,
-                    ptr<const i64>(len), t);
-      },
-      KN_NOGIL);
-  m.def(
-      "rnn_cell_backward",
-      [](uptr dh, uptr h, uptr dg, uptr dhp, i64 B, i64 H, int act, uptr len, i64 t) {
-        kn::check_bh("rnn_cell_backward", B, H, t);
-        KN_CHECK(act == 0 || act == 1, "rnn_cell_backward: act must be 0 (tanh) or 1 (relu), got ", act);
-        KN_CHECK(dh && h && dg && dhp, "rnn_cell_backward: null pointer");
-        kn::rnn_bwd(ptr<const float>(dh), ptr<const float>(h), ptr<float>(dg), ptr<float>(dhp), B, H, act,
-                    ptr<const i64>(len), t);
-      },
-      KN_NOGIL);
-}

@@ -1,7 +1,7 @@
 // The fused recurrent cells on a range of batch rows [b0, b1) of one time step (rnn_cell.cpp
-// documents the arguments). rnn_cell.cpp binds them per step over the whole batch;
-// rnn_sequence.cpp calls them inside its own time loop, each thread on its own rows, or on its
-// own hidden units of every row (CellLayout says where a span's values live).
+// documents the arguments). rnn_sequence.cpp calls them inside its own time loop, each thread on
+// its own rows, or on its own hidden units of every row (CellLayout says where a span's values
+// live).
 #pragma once
 #include <cstdint>
 
