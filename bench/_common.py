@@ -86,6 +86,22 @@ def time_call(fn, min_time=0.2, max_iters=1000, clock="wall", best=False):
     return (now() - t) / iters
 
 
+def time_synced(fn, sync, iters, reps):
+    """Seconds per call of fn() on an asynchronous device: one warm-up call, then `reps` timings of
+    `iters` back-to-back calls bracketed by sync() (the GPU benchmarks); median."""
+    fn()
+    sync()
+    out = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        sync()
+        out.append((time.perf_counter() - t0) / iters)
+    return statistics.median(out)
+
+
 class Worker:
     """A benchmark subprocess that answers JSON requests, one line each way."""
 

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import time
 
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
+from _common import time_synced, write_json_atomic  # noqa: E402
+
 # (name, C, H, W, K, R, S, stride, pad, needs_dx)
 LAYERS = [
     ("conv1", 1, 28, 28, 32, 3, 3, 1, 0, False),
@@ -30,20 +33,6 @@ def flops(N, C, H, W, K, R, S, st, pd, dx):
     Q = (W + 2 * pd - S) // st + 1
     one = 2.0 * N * K * P * Q * C * R * S
     return one * (3 if dx else 2), P, Q  # forward, weight grad, (input grad)
-
-
-def time_it(fn, sync, iters, reps):
-    fn()
-    sync()
-    out = []
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        sync()
-        out.append((time.perf_counter() - t0) / iters)
-    return statistics.median(out)
 
 
 def worker_kernelnet(batches, iters, reps, dev="cuda"):
@@ -73,7 +62,7 @@ def worker_kernelnet(batches, iters, reps, dev="cuda"):
             for c in cfgs:
                 if c:
                     cu._conv_force_config(c)
-                t = time_it(step, sync, iters, reps)
+                t = time_synced(step, sync, iters, reps)
                 res[f"{name}/N{N}" + (f"/cfg{c}" if c else "")] = t
             if len(cfgs) > 1:
                 cu._conv_force_config(0)
@@ -98,7 +87,7 @@ def worker_torch(batches, iters, reps, dev="cuda"):
             def step():
                 conv(x, w, b, [st, st], [pd, pd], [1, 1], False, [0, 0], 1)
                 conv_bwd(dy, x, w, [K], [st, st], [pd, pd], [1, 1], False, [0, 0], 1, [need_dx, True, True])
-            res[f"{name}/N{N}"] = time_it(step, sync, iters, reps)
+            res[f"{name}/N{N}"] = time_synced(step, sync, iters, reps)
     return res
 
 
@@ -152,9 +141,7 @@ def main():
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "procs_per_lib": a.procs, "iters": a.iters, "reps": a.reps,
            "note": "fp32, TF32 off; kernel-level calls on both sides; ratio = cuDNN time / kernelnet time (>1: kernelnet faster)",
            "rows": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=1)
+    write_json_atomic(a.out, out)
     print("wrote", a.out)
 
 

@@ -18,21 +18,10 @@ import subprocess
 import sys
 import time
 
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
+from _common import time_synced, write_json_atomic  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def time_it(fn, sync, iters, reps):
-    fn()
-    sync()
-    out = []
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        sync()
-        out.append((time.perf_counter() - t0) / iters)
-    return statistics.median(out)
 
 
 def shapes(a):
@@ -68,7 +57,7 @@ def worker(lib, a):
         def step():
             m(x)[0].sum().backward()
         iters = max(1, a.iters if T < 100 else a.iters // 4)
-        res[f"{mode}/T{T}/H{H}"] = time_it(step, sync, iters, a.reps)
+        res[f"{mode}/T{T}/H{H}"] = time_synced(step, sync, iters, a.reps)
     return res
 
 
@@ -118,9 +107,7 @@ def main():
     out = {"bench": "cuda_rnn_fwd_bwd", "device": device or a.device, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "procs_per_lib": a.procs, "iters": a.iters, "reps": a.reps,
            "note": "fp32, TF32 off; forward + backward of sum(output); ratio = torch time / kernelnet time", "rows": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=1)
+    write_json_atomic(a.out, out)
     print("wrote", a.out)
 
 

@@ -25,6 +25,9 @@ import time
 
 import numpy as np
 
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
+from _common import write_json_atomic  # noqa: E402
+
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
 
@@ -187,9 +190,7 @@ def main():
            "procs_per_lib": a.procs, "steps": a.steps, "note": "fp32, TF32 off in torch; speedup > 1: kernelnet faster",
            "fmnist_data": (runs["kernelnet"] or runs["torch"] or [{}])[0].get("fmnist_data"),
            "rows": rows, "errors": errors}
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=1)
+    write_json_atomic(a.out, out)
     print("wrote", a.out)
 
 
