@@ -42,92 +42,86 @@ inline __attribute__((always_inline)) void accumulate(i64 kc, const float* a, i6
 
 // R rows x 32 columns. KMAJOR: A(i,k) = a[i + k*cs_a]; otherwise A(i,k) = a[i*rs_a + k].
 template <int R, bool KMAJOR>
-void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
-          int nr, const TileStore& st) {
-  const __mmask16 m0 = lane_mask16(nr), m1 = lane_mask16(nr - 16);
-  // Start pulling the C tile in now; it is needed only after the K loop (and only when its old
-  // values are read: with beta == 0 the tile is overwritten).
-  for (int i = 0; st.beta != 0.f && i < R; ++i) {
-    _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char*)(c + i * ldc + 31), _MM_HINT_T0);
-  }
-  __m512 c0[R], c1[R];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-
-  // Full tiles load B unmasked (masked loads of a full row measured ~25 % slower here), and so do
-  // tails on packed panels (zero-padded to NR): the lanes past nr only feed accumulators that are
-  // never stored. Masked loads in the K loop made a 28-column product (an LSTM's input gradient)
-  // 2.4x slower than a 32-column one.
-  if (nr == NR || st.b_padded)
-    accumulate<R, KMAJOR, false>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
-  else
-    accumulate<R, KMAJOR, true>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
-
-  // The single write of this tile for this K block: alpha, beta*C, bias, ReLU while in registers.
-  // The two plain cases (first K block: C = sum; later blocks: C += sum) skip the per-row option
-  // tests, which cost ~40 cycles a tile (a third of a K = 9 tile).
-  if (st.alpha == 1.f && !st.bias_col && !st.bias_row && !st.relu && (st.beta == 0.f || st.beta == 1.f)) {
-    if (st.beta == 0.f) {
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) {
-        _mm512_mask_storeu_ps(c + i * ldc, m0, c0[i]);
-        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, c1[i]);
-      }
-    } else {
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) {
-        float* ci = c + i * ldc;
-        _mm512_mask_storeu_ps(ci, m0, _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci)));
-        _mm512_mask_storeu_ps(ci + 16, m1, _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16)));
-      }
-    }
-    return;
-  }
-  const __m512 va = _mm512_set1_ps(st.alpha), vb = _mm512_set1_ps(st.beta);
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 bias0 = zero, bias1 = zero;
-  if (st.bias_col) {
-    bias0 = _mm512_maskz_loadu_ps(m0, st.bias_col);
-    bias1 = _mm512_maskz_loadu_ps(m1, st.bias_col + 16);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) {
-    float* ci = c + i * ldc;
-    // alpha == 1 (nearly every call) skips the multiply: on short K blocks (K = 9 for a 3x3
-    // single-channel convolution) these 24 multiplies are a tenth of the tile's FMA-port time
-    __m512 v0 = c0[i], v1 = c1[i];
-    if (st.alpha != 1.f) v0 = _mm512_mul_ps(v0, va), v1 = _mm512_mul_ps(v1, va);
-    if (st.beta == 1.f) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
-    } else if (st.beta != 0.f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
-    }
-    if (st.bias_col) {
-      v0 = _mm512_add_ps(v0, bias0);
-      v1 = _mm512_add_ps(v1, bias1);
-    }
-    if (st.bias_row) {
-      const __m512 br = _mm512_set1_ps(st.bias_row[i]);
-      v0 = _mm512_add_ps(v0, br);
-      v1 = _mm512_add_ps(v1, br);
-    }
-    if (st.relu) {
-      v0 = _mm512_max_ps(v0, zero);
-      v1 = _mm512_max_ps(v1, zero);
-    }
-    _mm512_mask_storeu_ps(ci, m0, v0);
-    _mm512_mask_storeu_ps(ci + 16, m1, v1);
-  }
-}
-
-template <int R, bool KMAJOR>
 struct Tile {
   static void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
                   int nr, const TileStore& st) {
-    tile<R, KMAJOR>(kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+    const __mmask16 m0 = lane_mask16(nr), m1 = lane_mask16(nr - 16);
+    // Start pulling the C tile in now; it is needed only after the K loop (and only when its old
+    // values are read: with beta == 0 the tile is overwritten).
+    for (int i = 0; st.beta != 0.f && i < R; ++i) {
+      _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch((const char*)(c + i * ldc + 31), _MM_HINT_T0);
+    }
+    __m512 c0[R], c1[R];
+  #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+
+    // Full tiles load B unmasked (masked loads of a full row measured ~25 % slower here), and so do
+    // tails on packed panels (zero-padded to NR): the lanes past nr only feed accumulators that are
+    // never stored. Masked loads in the K loop made a 28-column product (an LSTM's input gradient)
+    // 2.4x slower than a 32-column one.
+    if (nr == NR || st.b_padded)
+      accumulate<R, KMAJOR, false>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
+    else
+      accumulate<R, KMAJOR, true>(kc, a, rs_a, cs_a, b, rs_b, m0, m1, c0, c1);
+
+    // The single write of this tile for this K block: alpha, beta*C, bias, ReLU while in registers.
+    // The two plain cases (first K block: C = sum; later blocks: C += sum) skip the per-row option
+    // tests, which cost ~40 cycles a tile (a third of a K = 9 tile).
+    if (st.alpha == 1.f && !st.bias_col && !st.bias_row && !st.relu && (st.beta == 0.f || st.beta == 1.f)) {
+      if (st.beta == 0.f) {
+  #pragma GCC unroll 16
+        for (int i = 0; i < R; ++i) {
+          _mm512_mask_storeu_ps(c + i * ldc, m0, c0[i]);
+          _mm512_mask_storeu_ps(c + i * ldc + 16, m1, c1[i]);
+        }
+      } else {
+  #pragma GCC unroll 16
+        for (int i = 0; i < R; ++i) {
+          float* ci = c + i * ldc;
+          _mm512_mask_storeu_ps(ci, m0, _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci)));
+          _mm512_mask_storeu_ps(ci + 16, m1, _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16)));
+        }
+      }
+      return;
+    }
+    const __m512 va = _mm512_set1_ps(st.alpha), vb = _mm512_set1_ps(st.beta);
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 bias0 = zero, bias1 = zero;
+    if (st.bias_col) {
+      bias0 = _mm512_maskz_loadu_ps(m0, st.bias_col);
+      bias1 = _mm512_maskz_loadu_ps(m1, st.bias_col + 16);
+    }
+  #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      float* ci = c + i * ldc;
+      // alpha == 1 (nearly every call) skips the multiply: on short K blocks (K = 9 for a 3x3
+      // single-channel convolution) these 24 multiplies are a tenth of the tile's FMA-port time
+      __m512 v0 = c0[i], v1 = c1[i];
+      if (st.alpha != 1.f) v0 = _mm512_mul_ps(v0, va), v1 = _mm512_mul_ps(v1, va);
+      if (st.beta == 1.f) {
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+      } else if (st.beta != 0.f) {
+        v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
+        v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
+      }
+      if (st.bias_col) {
+        v0 = _mm512_add_ps(v0, bias0);
+        v1 = _mm512_add_ps(v1, bias1);
+      }
+      if (st.bias_row) {
+        const __m512 br = _mm512_set1_ps(st.bias_row[i]);
+        v0 = _mm512_add_ps(v0, br);
+        v1 = _mm512_add_ps(v1, br);
+      }
+      if (st.relu) {
+        v0 = _mm512_max_ps(v0, zero);
+        v1 = _mm512_max_ps(v1, zero);
+      }
+      _mm512_mask_storeu_ps(ci, m0, v0);
+      _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
   }
 };
 

@@ -13,34 +13,28 @@ constexpr int MR = 4;
 constexpr int NR = 16;
 
 template <int R, bool KMAJOR>
-void tile(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
-          int nr, const TileStore& st) {
-  float acc[R][NR] = {};
-  for (i64 k = 0; k < kc; ++k) {
-    for (int i = 0; i < R; ++i) {
-      const float ai = KMAJOR ? a[i + k * cs_a] : a[i * rs_a + k];
-      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
-    }
-    b += rs_b;
-  }
-  for (int i = 0; i < R; ++i) {
-    float* ci = c + i * ldc;
-    for (int j = 0; j < nr; ++j) {
-      float v = st.alpha * acc[i][j];
-      if (st.beta != 0.f) v += st.beta * ci[j];
-      if (st.bias_col) v += st.bias_col[j];
-      if (st.bias_row) v += st.bias_row[i];
-      if (st.relu) v = v > 0.f ? v : 0.f;
-      ci[j] = v;
-    }
-  }
-}
-
-template <int R, bool KMAJOR>
 struct Tile {
   static void run(i64 kc, const float* a, i64 rs_a, i64 cs_a, const float* b, i64 rs_b, float* c, i64 ldc,
                   int nr, const TileStore& st) {
-    tile<R, KMAJOR>(kc, a, rs_a, cs_a, b, rs_b, c, ldc, nr, st);
+    float acc[R][NR] = {};
+    for (i64 k = 0; k < kc; ++k) {
+      for (int i = 0; i < R; ++i) {
+        const float ai = KMAJOR ? a[i + k * cs_a] : a[i * rs_a + k];
+        for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+      }
+      b += rs_b;
+    }
+    for (int i = 0; i < R; ++i) {
+      float* ci = c + i * ldc;
+      for (int j = 0; j < nr; ++j) {
+        float v = st.alpha * acc[i][j];
+        if (st.beta != 0.f) v += st.beta * ci[j];
+        if (st.bias_col) v += st.bias_col[j];
+        if (st.bias_row) v += st.bias_row[i];
+        if (st.relu) v = v > 0.f ? v : 0.f;
+        ci[j] = v;
+      }
+    }
   }
 };
 
