@@ -67,6 +67,9 @@ def _run_pair(tm, km, x_np, lstm, with_state, rng, lengths=None, tol=2e-4):
         assert_close(a.grad, b.grad, rtol=tol, atol=tol, what="grad h0/c0")
     kp = dict(km.named_parameters())
     for name, p in tm.named_parameters():
+        if not p.requires_grad:
+            assert kp[name].grad is None, name
+            continue
         assert kp[name].grad is not None, name
         assert_close(kp[name].grad, p.grad, rtol=tol, atol=tol, what=f"grad {name}")
 
@@ -97,6 +100,22 @@ def test_lengths_match_packed_sequence(name, kw, bidirectional):
     tm, km = _make(name, kw, I, H, num_layers=2, bidirectional=bidirectional)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, lengths=[6, 2, 5, 1])
+
+
+@pytest.mark.parametrize("name,kw", MODES)
+@pytest.mark.parametrize("frozen", ["weight_ih", "weight_hh", "bias"])
+def test_frozen_parameters(name, kw, frozen):
+    # LSTM and RNN take dW_ih and dW_hh from one product when both are wanted: a frozen weight
+    # (or frozen biases) must leave the other gradients as they are and get none itself.
+    rng = np.random.default_rng(11)
+    T, B, I, H = 5, 3, 4, 6
+    tm, km = _make(name, kw, I, H, num_layers=2, bidirectional=True)
+    for m in (tm, km):
+        for pname, p in m.named_parameters():
+            if pname.startswith(frozen):
+                p.requires_grad_(False)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng)
 
 
 PROJ_COMBOS = list(itertools.product([1, 2], [False, True], [False, True]))

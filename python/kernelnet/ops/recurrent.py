@@ -183,13 +183,19 @@ class _RecurrentLayer(Function):
         GH = w_ih._shape[0]
         need = ctx.needs_input_grad
         want_b = ctx.has_bias and (need[3] or need[4])
-        dxg, g_whh, db_x, db_h, dh, dc = ctx.seq.backward(g_out, g_hn, g_cn, need[2], want_b and ctx.gru, want_b)
+        # Outside GRU both weights take their gradient from the same dgates: [dW_ih | dW_hh] =
+        # dgates^T @ [x | h_prev] is one product (K = T*B) instead of two, one of them only I wide.
+        both_w = need[1] and need[2] and not ctx.gru
+        dxg, g_whh, db_x, db_h, dh, dc = ctx.seq.backward(g_out, g_hn, g_cn, need[2] and not both_w,
+                                                          want_b and ctx.gru, want_b)
         g_x = g_wih = g_bih = g_bhh = None
         if need[0]:  # dX = dxg @ W_ih
             g_x = Tensor._empty((T, B, I), D.float32, x.device)
             be.sgemm(1, False, False, T * B, I, GH, 1.0, dxg.data_ptr(), GH, 0, w_ih.data_ptr(), I, 0, 0.0,
                      g_x.data_ptr(), I, 0, 0, 0, 0)
-        if need[1]:  # dW_ih = dxg^T @ x over all steps
+        if both_w:
+            g_wih, g_whh = _weight_grads(dxg, x, ctx.seq.hp)
+        elif need[1]:  # dW_ih = dxg^T @ x over all steps
             g_wih = Tensor._empty((GH, I), D.float32, x.device)
             be.sgemm(1, True, False, GH, I, T * B, 1.0, dxg.data_ptr(), GH, 0, x.data_ptr(), I, 0, 0.0,
                      g_wih.data_ptr(), I, 0, 0, 0, 0)
@@ -198,6 +204,26 @@ class _RecurrentLayer(Function):
             if need[3]:
                 g_bih = db_x if ctx.gru else (db_h.clone() if need[4] else db_h)
         return g_x, g_wih, g_whh, g_bih, g_bhh, dh, dc, None, None, None
+
+
+def _weight_grads(dg, x, hp):
+    """(dg^T @ x, dg^T @ hp) over all T*B rows as one GEMM: x and hp side by side in one buffer."""
+    be, dev, f32 = x._backend, x.device, D.float32.code
+    T, B, I = x._shape
+    H = hp._shape[2]
+    GH = dg._shape[2]
+    W = I + H
+    xh = Tensor._empty((T * B, W), D.float32, dev)
+    be.assign_strided(f32, xh.data_ptr(), [W, 1], x.data_ptr(), [I, 1], [T * B, I])
+    be.assign_strided(f32, xh.data_ptr() + I * D.float32.itemsize, [W, 1], hp.data_ptr(), [H, 1], [T * B, H])
+    g = Tensor._empty((GH, W), D.float32, dev)
+    be.sgemm(1, True, False, GH, W, T * B, 1.0, dg.data_ptr(), GH, 0, xh.data_ptr(), W, 0, 0.0, g.data_ptr(), W, 0,
+             0, 0, 0)
+    g_ih = Tensor._empty((GH, I), D.float32, dev)
+    g_hh = Tensor._empty((GH, H), D.float32, dev)
+    be.copy_strided(f32, g_ih.data_ptr(), g.data_ptr(), [GH, I], [W, 1])
+    be.copy_strided(f32, g_hh.data_ptr(), g.data_ptr() + I * D.float32.itemsize, [GH, H], [W, 1])
+    return g_ih, g_hh
 
 
 def _step_composed(mode, xt, h, c, w_hh, b_hh, w_hr=None):
