@@ -76,6 +76,25 @@ void lstm_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const 
 
 namespace {
 struct TanhCRow {};  // per-thread scratch (cpu/scratch.h): tanh(c) of one row, LSTM backward
+
+// The LSTM cell's gradients for n units of one row, given tanh(c) in tc. A function of its own
+// with every pointer restrict-qualified: written inline in the row loop, GCC left it scalar.
+void lstm_grad_span(i64 n, const float* __restrict gi, const float* __restrict gf, const float* __restrict gg,
+                    const float* __restrict go, const float* __restrict tc, const float* __restrict dh,
+                    const float* __restrict dc, const float* __restrict cp, float* __restrict di,
+                    float* __restrict df, float* __restrict dgg, float* __restrict dgo, float* __restrict dcp,
+                    float* __restrict dhp) {
+  for (i64 j = 0; j < n; ++j) {
+    const float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], dhj = dh[j];
+    const float dct = dc[j] + dhj * o * (1.f - t * t);
+    di[j] = dct * g * i * (1.f - i);
+    df[j] = dct * cp[j] * f * (1.f - f);
+    dgg[j] = dct * i * (1.f - g * g);
+    dgo[j] = dhj * t * o * (1.f - o);
+    dcp[j] = dct * f;
+    dhp[j] = 0.f;
+  }
+}
 }  // namespace
 
 void lstm_bwd_rows(const CellLayout& L, const float* dh, const float* dc, const float* gates, const float* cp,
@@ -90,33 +109,13 @@ void lstm_bwd_rows(const CellLayout& L, const float* dh, const float* dc, const 
       for (int k = 0; k < 4; ++k) std::memset(d + k * L.gs_x, 0, sizeof(float) * n);
       continue;
     }
-    // tanh(c) for the row with the vectorised exp, then one branch-free loop over restrict
-    // pointers (it vectorises; the scalar tanh per element made this cell 3x the forward)
-    float* __restrict tc = thread_scratch<TanhCRow>(n);
+    // tanh(c) for the row with the vectorised exp, then one branch-free loop (the scalar tanh
+    // per element made this cell 3x the forward)
+    float* tc = thread_scratch<TanhCRow>(n);
     tanh_of_sum(cc + r, nullptr, tc, n);
-    const float* __restrict gi = gates + b * L.ld_s;
-    const float* __restrict gf = gi + L.gs_s;
-    const float* __restrict gg = gi + 2 * L.gs_s;
-    const float* __restrict go = gi + 3 * L.gs_s;
-    const float* __restrict dhr = dh + r;
-    const float* __restrict dcr = dc + r;
-    const float* __restrict cpr = cp + r;
-    float* __restrict di = d;
-    float* __restrict df = d + L.gs_x;
-    float* __restrict dgg = d + 2 * L.gs_x;
-    float* __restrict dgo = d + 3 * L.gs_x;
-    float* __restrict dcpr = dcp + r;
-    float* __restrict dhpr = dhp + r;
-    for (i64 j = 0; j < n; ++j) {
-      const float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], dhj = dhr[j];
-      const float dct = dcr[j] + dhj * o * (1.f - t * t);
-      di[j] = dct * g * i * (1.f - i);
-      df[j] = dct * cpr[j] * f * (1.f - f);
-      dgg[j] = dct * i * (1.f - g * g);
-      dgo[j] = dhj * t * o * (1.f - o);
-      dcpr[j] = dct * f;
-      dhpr[j] = 0.f;
-    }
+    const float* gi = gates + b * L.ld_s;
+    lstm_grad_span(n, gi, gi + L.gs_s, gi + 2 * L.gs_s, gi + 3 * L.gs_s, tc, dh + r, dc + r, cp + r, d,
+                   d + L.gs_x, d + 2 * L.gs_x, d + 3 * L.gs_x, dcp + r, dhp + r);
   }
 }
 
@@ -148,6 +147,29 @@ void gru_fwd_rows(const CellLayout& L, const float* xg, const float* hg, const f
   }
 }
 
+namespace {
+// The GRU cell's gradients for n units of one row (restrict pointers, so that it vectorises; see
+// lstm_grad_span). dxg and dhg differ only in the n block: dhn = dn * r.
+void gru_grad_span(i64 n, const float* __restrict sr, const float* __restrict sz, const float* __restrict sn,
+                   const float* __restrict shn, const float* __restrict dh, const float* __restrict hp,
+                   float* __restrict dxr, float* __restrict dxz, float* __restrict dxn, float* __restrict dhr,
+                   float* __restrict dhz, float* __restrict dhn, float* __restrict dhp) {
+  for (i64 j = 0; j < n; ++j) {
+    const float rg = sr[j], z = sz[j], ng = sn[j], hn = shn[j], d = dh[j];
+    const float dn = d * (1.f - z) * (1.f - ng * ng);  // through tanh
+    const float dz = d * (hp[j] - ng) * z * (1.f - z);
+    const float dr = dn * hn * rg * (1.f - rg);
+    dxr[j] = dr;
+    dxz[j] = dz;
+    dxn[j] = dn;
+    dhr[j] = dr;
+    dhz[j] = dz;
+    dhn[j] = dn * rg;
+    dhp[j] = d * z;
+  }
+}
+}  // namespace
+
 void gru_bwd_rows(const CellLayout& L, const float* dh, const float* saved, const float* hp, float* dxg,
                   float* dhg, float* dhp, const i64* len, i64 t, i64 b0, i64 b1) {
   const i64 n = L.n;
@@ -164,20 +186,8 @@ void gru_bwd_rows(const CellLayout& L, const float* dh, const float* saved, cons
       continue;
     }
     const float* s = saved + b * L.ld_s;
-    for (i64 j = 0; j < n; ++j) {
-      float rg = s[j], z = s[L.gs_s + j], ng = s[2 * L.gs_s + j], hn = s[3 * L.gs_s + j];
-      float d = dh[r + j];
-      float dn = d * (1.f - z) * (1.f - ng * ng);  // through tanh
-      float dz = d * (hp[r + j] - ng) * z * (1.f - z);
-      float dr = dn * hn * rg * (1.f - rg);
-      dx[j] = dr;
-      dx[L.gs_x + j] = dz;
-      dx[2 * L.gs_x + j] = dn;
-      dhh[j] = dr;
-      dhh[L.gs_hg + j] = dz;
-      dhh[2 * L.gs_hg + j] = dn * rg;
-      dhp[r + j] = d * z;
-    }
+    gru_grad_span(n, s, s + L.gs_s, s + 2 * L.gs_s, s + 3 * L.gs_s, dh + r, hp + r, dx, dx + L.gs_x,
+                  dx + 2 * L.gs_x, dhh, dhh + L.gs_hg, dhh + 2 * L.gs_hg, dhp + r);
   }
 }
 
