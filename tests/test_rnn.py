@@ -184,6 +184,47 @@ def test_sequence_kernel_blocks_threads_and_simd(name, kw, shape, threads, simd)
         kn.set_num_threads(old_threads)
 
 
+@pytest.mark.parametrize("simd", SIMD_PATHS)
+@pytest.mark.parametrize("name,kw", MODES[:2])
+def test_gates_saturate_on_huge_inputs(name, kw, simd):
+    """Pre-activations of +-1e3 drive the cells' sigmoid and tanh into their extremes (exp clamped,
+    the reciprocal of ~1e38): outputs and gradients stay finite and match PyTorch's, on every SIMD
+    path."""
+    old_simd = kn._cpu.simd_active()
+    kn._cpu.set_simd(simd)
+    try:
+        rng = np.random.default_rng(5)
+        tm, km = _make(name, kw, 3, 20)
+        x = (rng.standard_normal((6, 4, 3)) * np.array([1.0, 30.0, 1000.0])).astype(np.float32)
+        _run_pair(tm, km, x, name == "LSTM", with_state=True, rng=rng, tol=1e-3)  # x*1e3 in the dW_ih sums
+    finally:
+        kn._cpu.set_simd(old_simd)
+
+
+@pytest.mark.parametrize("simd", SIMD_PATHS)
+def test_cell_activations_are_float_accurate(simd):
+    """The cells' own sigmoid/tanh (exp polynomial, a Newton-refined reciprocal on AVX-512) against
+    float64: a few float ulps, far tighter than the layer tests' tolerance (a bare 14-bit
+    reciprocal estimate would miss by ~6e-5)."""
+    old_simd = kn._cpu.simd_active()
+    kn._cpu.set_simd(simd)
+    try:
+        rng = np.random.default_rng(3)
+        B, I, H = 7, 5, 37
+        km = kn.nn.LSTM(I, H)
+        x = (rng.standard_normal((1, B, I)) * 2).astype(np.float32)
+        h0, c0 = (rng.standard_normal((1, B, H)).astype(np.float32) for _ in range(2))
+        out = km(kn.tensor(x), (kn.tensor(h0), kn.tensor(c0)))[0].detach().numpy()[0]
+        p = {n: v.detach().numpy().astype(np.float64) for n, v in km.named_parameters()}
+        g = x[0] @ p["weight_ih_l0"].T + p["bias_ih_l0"] + h0[0] @ p["weight_hh_l0"].T + p["bias_hh_l0"]
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        i, f, gg, o = sig(g[:, :H]), sig(g[:, H:2 * H]), np.tanh(g[:, 2 * H:3 * H]), sig(g[:, 3 * H:])
+        want = o * np.tanh(f * c0[0] + i * gg)
+        np.testing.assert_allclose(out, want, rtol=0, atol=2e-6)
+    finally:
+        kn._cpu.set_simd(old_simd)
+
+
 @pytest.mark.parametrize("name,kw", MODES)
 def test_composed_fallback_matches_native(name, kw, monkeypatch):
     """The core-ops path (used where the backend has no cell kernels, e.g. CUDA) is checked too."""
