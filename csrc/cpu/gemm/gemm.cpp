@@ -336,16 +336,20 @@ void PackedB::multiply(i64 M, const float* A, i64 lda, float beta, float* C, i64
     return scale_only(p, 1);
   }
   // Row blocks of a few panels, B panels outer (as gemm_slice with few row panels): each B panel
-  // is loaded into L1 once per row block and used by all its row panels.
+  // is loaded into L1 once per row block and used by all its row panels. A is packed only when
+  // enough B panels reuse it, as in gemm_slice (an RNN's backward step, dgates @ W_hh with N = H,
+  // spent 5 % of its time packing A for 4 panels).
   const i64 rows_per_block = kFewRowPanels * MR;
-  float* abuf = Workspace::grow(tls_ws.a, tls_ws.a_cap, round_up(std::min(M, rows_per_block), MR) * kc_);
-  if (!abuf) out_of_memory();
+  const bool pack = panels_ > 4;
+  float* abuf = nullptr;
+  if (pack && !(abuf = Workspace::grow(tls_ws.a, tls_ws.a_cap, round_up(std::min(M, rows_per_block), MR) * kc_)))
+    out_of_memory();
   for (i64 i0 = 0; i0 < M; i0 += rows_per_block) {
     const i64 mc = std::min(rows_per_block, M - i0);
     for (i64 pc = 0; pc < K_; pc += kc_) {
       const i64 kc = std::min(kc_, K_ - pc);
       const bool first = pc == 0, last = pc + kc == K_;
-      gemm::pack_a(false, A, lda, i0, pc, mc, kc, MR, abuf);
+      if (pack) gemm::pack_a(false, A, lda, i0, pc, mc, kc, MR, abuf);
       const float* bblk = data_ + pc * panels_ * NR;
       for (i64 jr = 0; jr < N_; jr += NR) {
         const int nr = (int)std::min<i64>(NR, N_ - jr);
@@ -353,8 +357,12 @@ void PackedB::multiply(i64 M, const float* A, i64 lda, float beta, float* C, i64
                            /*b_padded=*/true};
         for (i64 ir = 0; ir < mc; ir += MR) {
           const int mr = (int)std::min<i64>(MR, mc - ir);
-          uk.fn(kc, abuf + ir * kc, 1, MR, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr, ldc,
-                mr, nr, st);
+          if (pack)
+            uk.fn(kc, abuf + ir * kc, 1, MR, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr, ldc, mr,
+                  nr, st);
+          else  // A in place, row-major
+            uk.fn(kc, A + (i0 + ir) * lda + pc, lda, 1, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr,
+                  ldc, mr, nr, st);
         }
       }
     }
