@@ -10,6 +10,18 @@ import threading
 
 _state = threading.local()
 
+# kernelnet.tensor.Tensor and kernelnet.ops, bound on first use: both import this module, so they
+# cannot be imported at its top; a function-level import costs ~1-2 us per call, on every op.
+_Tensor = None
+_ops = None
+
+
+def _bind_late():
+    global _Tensor, _ops
+    from .tensor import Tensor
+    from . import ops
+    _Tensor, _ops = Tensor, ops
+
 
 def is_grad_enabled():
     return getattr(_state, "enabled", True)
@@ -123,18 +135,22 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
-
+        if _Tensor is None:
+            _bind_late()
+        Tensor = _Tensor
         ctx = Context()
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
         ctx.needs_input_grad = needs
-        track = any(needs) and is_grad_enabled()
-        prev = is_grad_enabled()
-        _set_enabled(False)
-        try:
+        prev = getattr(_state, "enabled", True)
+        track = prev and any(needs)
+        if prev:  # forward runs without recording (ops inside it are not graph nodes)
+            _state.enabled = False
+            try:
+                out = cls.forward(ctx, *args, **kwargs)
+            finally:
+                _state.enabled = True
+        else:
             out = cls.forward(ctx, *args, **kwargs)
-        finally:
-            _set_enabled(prev)
         if not track:
             return out
         outs = out if isinstance(out, tuple) else (out,)
@@ -145,13 +161,6 @@ class Function:
                 o.grad_fn = node
                 o._output_nr = i
         return out
-
-
-def _materialize(grad, like):
-    from . import ops
-    if grad is None:
-        return ops.zeros_like(like)
-    return grad
 
 
 def _topo_order(roots):
@@ -179,8 +188,9 @@ def _topo_order(roots):
 
 def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
     """Accumulate d(sum(tensors * grad_tensors))/d(leaf) into each leaf's .grad."""
-    from .tensor import Tensor
-    from . import ops
+    if _Tensor is None:
+        _bind_late()
+    Tensor, ops = _Tensor, _ops
 
     grads = {}  # id(node) -> list of per-output gradients
     roots = []
@@ -219,9 +229,6 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                 for nr, t in node.retained.items():
                     if out_grads[nr] is not None:
                         t.grad = out_grads[nr] if t.grad is None else ops.add(t.grad, out_grads[nr])
-            # backward receives zeros for outputs nobody used (PyTorch's materialize_grads)
-            if any(g is None for g in out_grads):
-                out_grads = [g if g is not None else None for g in out_grads]
             in_grads = node.fn.backward(node.ctx, *out_grads)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -230,7 +237,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             for t, g in zip(node.inputs, in_grads):
                 if t is None or g is None or not t.requires_grad:
                     continue
-                if tuple(g.shape) != tuple(t.shape):
+                if g._shape != t._shape:
                     raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
                                        f"{tuple(g.shape)} for an input of shape {tuple(t.shape)}")
                 if t.grad_fn is None:
@@ -244,7 +251,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
 
 
 def _accumulate(leaf, g, handed):
-    from . import ops
+    ops = _ops
     if leaf._hooks:
         for h in leaf._hooks:
             r = h(g)
@@ -263,7 +270,9 @@ def _accumulate(leaf, g, handed):
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    from .tensor import Tensor
+    if _Tensor is None:
+        _bind_late()
+    Tensor = _Tensor
     if create_graph:
         raise NotImplementedError("create_graph=True (higher-order gradients) is not supported yet")
     if isinstance(tensors, Tensor):

@@ -7,6 +7,7 @@ from .. import _dtype as D
 from ..autograd import Function
 from ..tensor import Tensor, _prod
 from ._util import normalize_dims
+from .copy import contiguous
 
 R_SUM, R_MEAN, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_PROD, R_ANY, R_ALL = range(9)
 _NAMES = {R_SUM: "sum", R_MEAN: "mean", R_MAX: "max", R_MIN: "min", R_ARGMAX: "argmax",
@@ -29,7 +30,6 @@ def _out_dtype(op, dt):
 
 def _reduce_adjacent(op, x, d0, d1):
     """Reduce dims d0..d1 (inclusive, adjacent) of contiguous x; returns keepdim shape."""
-    from .copy import contiguous
     x = contiguous(x)
     shape = x._shape
     outer = _prod(shape[:d0])
