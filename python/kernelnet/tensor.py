@@ -189,6 +189,8 @@ class Tensor:
         return int(dim) % max(n, 1)
 
     def is_contiguous(self):
+        if self._stride == _contig_strides(self._shape):  # the common case, without the loop below
+            return True
         if 0 in self._shape:  # an empty tensor is contiguous whatever its strides (PyTorch too)
             return True
         expected = 1
