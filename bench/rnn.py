@@ -4,8 +4,9 @@
                         [--threads N] [--input 28] [--stat median|best]
 
 One persistent worker process per library; the requests alternate (kernelnet, torch, kernelnet,
-torch ...) for `rounds` rounds; each request times one shape (median of a few repetitions of
-forward + backward of sum(output), input and all parameters requiring grad). The table shows the
+torch ...) for `rounds` rounds; each request times one shape (median of --reps repetitions of
+forward + backward of sum(output), input and all parameters requiring grad, after at least 0.2 s
+of warm-up steps). The table shows the
 median over rounds (--stat best: the fastest single step of all rounds, which moves less when the
 machine's speed drifts) and the ratio torch_time / kernelnet_time (> 1: kernelnet faster).
 Results go to bench/results/rnn-<date>.json.
@@ -45,7 +46,13 @@ def _worker(lib, threads):
         def step():
             out = m(x)[0]
             out.sum().backward()
-        step()
+        # warm up (fresh module and buffers each request; the first steps after the other library's
+        # request also share the cores with its spinning threads): at least 2 steps and 0.2 s
+        t_warm = time.perf_counter() + 0.2
+        for i in range(1000):
+            step()
+            if i >= 1 and time.perf_counter() > t_warm:
+                break
         ts = []
         for _ in range(reps):
             t0 = time.perf_counter()
@@ -65,7 +72,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--input", type=int, default=28)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--stat", choices=["median", "best"], default="median",
                     help="median over rounds of each round's median step (default), or the fastest single "
                          "step of all rounds (stable on a machine whose speed drifts)")
