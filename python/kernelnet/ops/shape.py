@@ -85,6 +85,8 @@ def view(x, *shape):
 
 
 def reshape(x, *shape):
+    if shape == x._shape or (len(shape) == 1 and shape[0] == x._shape):
+        return x  # already that shape (the ops' own reshapes mostly are): skip parsing and checks
     shape = _infer_shape(shape_arg(shape), x.numel(), "reshape")
     if shape == x._shape:
         return x
