@@ -6,7 +6,8 @@ loop, in one autograd node; `recurrence(xg, w_hh, b_hh, h0, c0, ...)` (the cells
 already computed. Both run the time loop natively, one backend call per direction
 (rnn_sequence_forward / rnn_sequence_backward: csrc/cpu/rnn_sequence.cpp, csrc/cuda/rnn_sequence.cu):
 per step the hidden projection, then the fused cell kernel. Backward is backpropagation through time
-over the saved gates, with W_hh's gradient computed as one GEMM over all steps at the end. This is
+over the saved gates, with the weight gradients as GEMMs over all steps at the end (outside GRU,
+dW_ih and dW_hh together: one product of the gate gradients with x and h_prev side by side). This is
 much cheaper than a per-step autograd graph (no Python nodes per op per step). The code here is
 device-agnostic: buffers are filled, copied and added with backend kernels, never through numpy, so
 the same classes run on CPU and CUDA tensors (`lengths` stays a host int64 array on both: the
