@@ -12,8 +12,8 @@ from . import _dtype as D
 from ._device import _cpu, backend, to_device, CPU, device as Device
 from . import autograd
 
-# CPU buffers of at least this many bytes come from the native caching allocator; smaller ones
-# from np.empty, which malloc serves from its free lists without page faults anyway.
+# Every CPU buffer comes from the native allocator (csrc/cpu/host_memory.cpp): blocks of 64 KiB and
+# more from its cache, smaller ones from malloc, whose free lists fault no pages anyway.
 _host_alloc = _cpu.host_alloc
 
 
