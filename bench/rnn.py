@@ -6,9 +6,9 @@
 One persistent worker process per library; the requests alternate (kernelnet, torch, kernelnet,
 torch ...) for `rounds` rounds; each request times one shape (median of --reps repetitions of
 forward + backward of sum(output), input and all parameters requiring grad, after at least 0.2 s
-of warm-up steps). The table shows the
-median over rounds (--stat best: the fastest single step of all rounds, which moves less when the
-machine's speed drifts) and the ratio torch_time / kernelnet_time (> 1: kernelnet faster).
+of warm-up steps). The table shows the median over rounds (--stat best: the fastest single step of
+all rounds, which moves less when the machine's speed drifts) and the ratio torch_time /
+kernelnet_time (> 1: kernelnet faster).
 Results go to bench/results/rnn-<date>.json.
 """
 import argparse
@@ -95,12 +95,12 @@ def main():
                         r = workers[l].ask(req)
                         res[l].append(r["s"] if a.stat == "median" else r["best"])
                 pick = statistics.median if a.stat == "median" else min
-                med = {l: pick(v) for l, v in res.items()}
-                row = {**req, "kernelnet_s": med["kernelnet"], "torch_s": med["torch"],
-                       "speedup_vs_torch": med["torch"] / med["kernelnet"], "raw": res}
+                t = {l: pick(v) for l, v in res.items()}
+                row = {**req, "kernelnet_s": t["kernelnet"], "torch_s": t["torch"],
+                       "speedup_vs_torch": t["torch"] / t["kernelnet"], "raw": res}
                 rows.append(row)
-                print(f"{mode:5s} T={T:4d} H={H:4d} B={a.batch}: kernelnet {med['kernelnet']*1e3:9.1f} ms  "
-                      f"torch {med['torch']*1e3:9.1f} ms  torch/kn {row['speedup_vs_torch']:.2f}x", flush=True)
+                print(f"{mode:5s} T={T:4d} H={H:4d} B={a.batch}: kernelnet {t['kernelnet']*1e3:9.1f} ms  "
+                      f"torch {t['torch']*1e3:9.1f} ms  torch/kn {row['speedup_vs_torch']:.2f}x", flush=True)
     for w in workers.values():
         w.close()
     out = {"bench": "rnn forward+backward (sum of output), " + (

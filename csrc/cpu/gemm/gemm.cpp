@@ -357,12 +357,10 @@ void PackedB::multiply(i64 M, const float* A, i64 lda, float beta, float* C, i64
                            /*b_padded=*/true};
         for (i64 ir = 0; ir < mc; ir += MR) {
           const int mr = (int)std::min<i64>(MR, mc - ir);
-          if (pack)
-            uk.fn(kc, abuf + ir * kc, 1, MR, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr, ldc, mr,
-                  nr, st);
-          else  // A in place, row-major
-            uk.fn(kc, A + (i0 + ir) * lda + pc, lda, 1, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr,
-                  ldc, mr, nr, st);
+          // A panel: packed (k-major, stride MR) or in place (row-major)
+          const float* ap = pack ? abuf + ir * kc : A + (i0 + ir) * lda + pc;
+          uk.fn(kc, ap, pack ? 1 : lda, pack ? MR : 1, bblk + (jr / NR) * kc * NR, NR, C + (i0 + ir) * ldc + jr, ldc,
+                mr, nr, st);
         }
       }
     }
