@@ -102,6 +102,29 @@ def time_synced(fn, sync, iters, reps):
     return statistics.median(out)
 
 
+def run_workers_alternating(script, libs, worker_args, procs, err_tail=3000):
+    """One-shot workers: run `python script --worker LIB *worker_args` in a fresh process for each
+    library in turn (A B A B ...), `procs` times; each prints its results as JSON on its last stdout
+    line. Returns ({lib: [results of the runs that succeeded]}, {lib: stderr tail of its last failed
+    run}); a failure is reported on stderr and skipped, so the other library still gets measured."""
+    runs = {lib: [] for lib in libs}
+    errors = {}
+    for _ in range(procs):
+        for lib in libs:
+            p = subprocess.run([sys.executable, script, "--worker", lib, *worker_args], capture_output=True, text=True)
+            if p.returncode != 0:
+                errors[lib] = p.stderr[-err_tail:]
+                print(f"{lib} worker failed:\n{errors[lib]}", file=sys.stderr)
+                continue
+            runs[lib].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    return runs, errors
+
+
+def median_by_key(runs, key):
+    """{lib: median of run[key] over that library's runs, or None when it has none}."""
+    return {lib: (statistics.median([r[key] for r in rs]) if rs else None) for lib, rs in runs.items()}
+
+
 class Worker:
     """A benchmark subprocess that answers JSON requests, one line each way."""
 

@@ -14,12 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
-from _common import time_synced, write_json_atomic  # noqa: E402
+from _common import median_by_key, run_workers_alternating, time_synced, write_json_atomic  # noqa: E402
 
 # (name, C, H, W, K, R, S, stride, pad, needs_dx)
 LAYERS = [
@@ -107,24 +106,16 @@ def main():
         fn = worker_kernelnet if a.worker == "kernelnet" else worker_torch
         print(json.dumps(fn(a.batches, a.iters, a.reps, a.device)))
         return
-    runs = {"kernelnet": [], "torch": []}
-    for _ in range(a.procs):
-        for lib in ("kernelnet", "torch"):
-            cmd = [sys.executable, __file__, "--worker", lib, "--iters", str(a.iters), "--reps", str(a.reps),
-                   "--device", a.device, "--batches", *map(str, a.batches)]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            if p.returncode != 0:
-                print(f"{lib} worker failed:\n{p.stderr[-3000:]}", file=sys.stderr)
-                runs[lib].append(None)
-                continue
-            runs[lib].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    runs, _ = run_workers_alternating(__file__, ("kernelnet", "torch"),
+                                      ["--iters", str(a.iters), "--reps", str(a.reps), "--device", a.device,
+                                       "--batches", *map(str, a.batches)], a.procs)
     import torch
     rows = []
     for N in a.batches:
         for name, C, H, W, K, R, S, st, pd, need_dx in LAYERS:
             key = f"{name}/N{N}"
             fl, _, _ = flops(N, C, H, W, K, R, S, st, pd, need_dx)
-            med = {lib: (statistics.median([r[key] for r in rs if r]) if any(rs) else None) for lib, rs in runs.items()}
+            med = median_by_key(runs, key)
             row = {"layer": name, "batch": N, "shape": f"{C}x{H}x{W}->{K} {R}x{S}",
                    "kernelnet_ms": med["kernelnet"] and med["kernelnet"] * 1e3,
                    "cudnn_ms": med["torch"] and med["torch"] * 1e3,

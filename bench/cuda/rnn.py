@@ -13,13 +13,11 @@ FP32 with TF32 off on both sides.
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
-from _common import time_synced, write_json_atomic  # noqa: E402
+from _common import median_by_key, run_workers_alternating, time_synced, write_json_atomic  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -79,22 +77,14 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker, a)))
         return
-    runs = {"kernelnet": [], "torch": []}
     passthrough = ["--modes", *a.modes, "--seqs", *map(str, a.seqs), "--hiddens", *map(str, a.hiddens),
                    "--batch", str(a.batch), "--input", str(a.input), "--device", a.device,
                    "--iters", str(a.iters), "--reps", str(a.reps)]
-    for _ in range(a.procs):
-        for lib in ("kernelnet", "torch"):
-            p = subprocess.run([sys.executable, __file__, "--worker", lib, *passthrough], capture_output=True, text=True)
-            if p.returncode != 0:
-                print(f"{lib} worker failed:\n{p.stderr[-3000:]}", file=sys.stderr)
-                runs[lib].append(None)
-                continue
-            runs[lib].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    runs, _ = run_workers_alternating(__file__, ("kernelnet", "torch"), passthrough, a.procs)
     rows = []
     for mode, T, H in shapes(a):
         key = f"{mode}/T{T}/H{H}"
-        med = {lib: (statistics.median([r[key] for r in rs if r]) if any(rs) else None) for lib, rs in runs.items()}
+        med = median_by_key(runs, key)
         ratio = med["torch"] / med["kernelnet"] if med["torch"] and med["kernelnet"] else None
         rows.append({"mode": mode, "T": T, "H": H, "B": a.batch, "kernelnet_ms": med["kernelnet"] and med["kernelnet"] * 1e3,
                      "torch_ms": med["torch"] and med["torch"] * 1e3, "ratio_vs_torch": ratio})

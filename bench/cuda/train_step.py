@@ -19,14 +19,13 @@ import gzip
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
-from _common import write_json_atomic  # noqa: E402
+from _common import median_by_key, run_workers_alternating, write_json_atomic  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -156,22 +155,14 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker, a.batches, a.steps, a.device, a.epoch_limit)))
         return
-    runs = {"kernelnet": [], "torch": []}
-    errors = {}
-    for _ in range(a.procs):
-        for lib in ("kernelnet", "torch"):
-            cmd = [sys.executable, __file__, "--worker", lib, "--steps", str(a.steps), "--device", a.device,
-                   "--batches", *map(str, a.batches)] + (["--epoch-limit", str(a.epoch_limit)] if a.epoch_limit else [])
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            if p.returncode != 0:
-                errors[lib] = p.stderr[-2000:]
-                print(f"{lib} worker failed:\n{p.stderr[-2000:]}", file=sys.stderr)
-                continue
-            runs[lib].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    runs, errors = run_workers_alternating(
+        __file__, ("kernelnet", "torch"),
+        ["--steps", str(a.steps), "--device", a.device, "--batches", *map(str, a.batches)]
+        + (["--epoch-limit", str(a.epoch_limit)] if a.epoch_limit else []), a.procs, err_tail=2000)
     keys = [f"cnn/B{B}" for B in a.batches] + ["mlp_digits/B128", "mlp_fmnist/B128", "fmnist_epoch_s"]
     rows = []
     for k in keys:
-        med = {lib: (statistics.median([r[k] for r in rs]) if rs else None) for lib, rs in runs.items()}
+        med = median_by_key(runs, k)
         if k == "fmnist_epoch_s":
             ratio = med["torch"] / med["kernelnet"] if med["torch"] and med["kernelnet"] else None
             unit = "s"
