@@ -231,54 +231,15 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Normalise over every dim but the channel dim 1. Training: batch statistics, and the running
-    statistics (if given) move by ``momentum`` toward the batch mean and UNBIASED variance."""
-    if input.dim() < 2:
-        raise ValueError(f"batch_norm: expected at least 2D input (got {input.dim()}D input)")
-    C = input.shape[1]
-    dims = [0] + list(range(2, input.dim()))
-    shape = [1, C] + [1] * (input.dim() - 2)
-    if training:
-        n = input.numel() // C
-        if n <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(input.shape)}")
-        mean = _mean(input, dims, keepdim=True)
-        xc = input - mean
-        var = _mean(xc * xc, dims, keepdim=True)
-        if running_mean is not None and running_var is not None:
-            with _kn.no_grad():
-                m = float(momentum)
-                running_mean.copy_(running_mean * (1 - m) + mean.detach().reshape(C) * m)
-                running_var.copy_(running_var * (1 - m) + var.detach().reshape(C) * (m * n / (n - 1)))
-        y = xc * (var + eps).rsqrt()
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
-        y = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
+    statistics (if given) move by ``momentum`` toward the batch mean and UNBIASED variance.
+    Native kernels: kernelnet/ops/norm.py."""
+    return _need("norm", "batch_norm")(input, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    if isinstance(normalized_shape, numbers.Integral):
-        normalized_shape = (normalized_shape,)
-    normalized_shape = tuple(normalized_shape)
-    k = len(normalized_shape)
-    if tuple(input.shape[input.dim() - k:]) != normalized_shape:
-        raise RuntimeError(f"layer_norm: given normalized_shape={list(normalized_shape)}, expected input with shape "
-                           f"[*, {', '.join(map(str, normalized_shape))}], but got input of size {list(input.shape)}")
-    dims = list(range(input.dim() - k, input.dim()))
-    mean = _mean(input, dims, keepdim=True)
-    xc = input - mean
-    var = _mean(xc * xc, dims, keepdim=True)
-    y = xc * (var + eps).rsqrt()
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    """Normalise over the trailing ``normalized_shape`` dims of each sample. Native kernels:
+    kernelnet/ops/norm.py."""
+    return _need("norm", "layer_norm")(input, normalized_shape, weight, bias, eps)
 
 
 def pad(input, pad, mode="constant", value=None):

@@ -1,0 +1,318 @@
+// Batch normalisation and layer normalisation, forward and backward (float32, contiguous).
+//
+// Bindings (pointers as ints, 0 = absent; sizes int64):
+//   batch_norm_forward(x, y, weight, bias, mean, invstd, running_mean, running_var,
+//                      outer, C, inner, training, momentum, eps)
+//       x, y viewed [outer, C, inner] (NCHW: outer = N, inner = H*W; [N, C]: inner = 1).
+//       training: mean[c] and invstd[c] = 1/sqrt(var[c] + eps) from the batch (biased variance);
+//         running_mean/var (if given) move by momentum toward the batch mean and the UNBIASED
+//         variance, as PyTorch does: r = (1 - momentum) r + momentum v.
+//       eval: mean = running_mean, invstd = 1/sqrt(running_var + eps) (both required).
+//       y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; mean/invstd are written for backward.
+//   batch_norm_backward(x, dy, mean, invstd, weight, dx, dweight, dbias, outer, C, inner, training)
+//       n = outer * inner, xhat = (x - mean) invstd, per channel sdy = sum(dy), sdyx = sum(dy xhat):
+//       training: dx = w invstd (dy - sdy / n - xhat sdyx / n)   (the batch statistics depend on x)
+//       eval:     dx = w invstd dy
+//       dweight[c] = sdyx, dbias[c] = sdy. Any of dx, dweight, dbias may be 0 (not wanted).
+//   layer_norm_forward(x, y, weight, bias, mean, rstd, rows, D, eps)
+//       per row of x [rows, D]: mean, rstd = 1/sqrt(biased var + eps); y = xhat * weight + bias
+//       (weight, bias [D] or 0).
+//   layer_norm_backward(x, dy, mean, rstd, weight, dx, dweight, dbias, rows, D)
+//       g = dy * weight; dx = rstd (g - mean(g) - xhat mean(g xhat)) per row;
+//       dweight[d] = sum over rows of dy xhat, dbias[d] = sum over rows of dy.
+//
+// Numerics: every statistic is summed in double, mean first and then the centred squares (two
+// passes, no E[x^2] - E[x]^2 cancellation), so a channel with a large mean and a small spread
+// keeps its digits. Eight independent accumulators keep the adds from waiting on each other.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/kn.h"
+#include "common/norm_args.h"
+#include "cpu/parallel.h"
+#include "cpu/scratch.h"
+
+namespace kn {
+namespace {
+
+struct LayerNormGradTag {};  // thread_scratch buffer: one row of dy * weight
+
+// sum(x) and sum((x - m)^2), sum(a * (x - m)): double, 8 lanes.
+inline double sum_d(const float* x, i64 n) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  i64 i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) a[k] += x[i + k];
+  for (; i < n; ++i) a[0] += x[i];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+inline double centred_sq_d(const float* x, i64 n, double m) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  i64 i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      double d = x[i + k] - m;
+      a[k] += d * d;
+    }
+  for (; i < n; ++i) {
+    double d = x[i] - m;
+    a[0] += d * d;
+  }
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+inline double centred_dot_d(const float* g, const float* x, i64 n, double m) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  i64 i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) a[k] += (double)g[i + k] * (x[i + k] - m);
+  for (; i < n; ++i) a[0] += (double)g[i] * (x[i] - m);
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// Per-channel sums over x viewed [outer, C, inner]: the outer*C rows of `inner` contiguous values
+// are split into contiguous ranges, one per thread (so [N, C] inputs with inner = 1 read memory in
+// order); row(offset, c, acc) adds row (o, c)'s NACC contributions into acc[0..NACC). The per-thread
+// partial sums are added in thread order, so a run is deterministic for a given thread count.
+template <int NACC, typename Row>
+void channel_sums(i64 outer, i64 C, i64 inner, double* out, Row&& row) {
+  const i64 rows = outer * C;
+  int nt = available_threads();
+  const i64 work = rows * std::max<i64>(inner, 1);
+  nt = (int)std::max<i64>(1, std::min<i64>(nt, work / 32768));  // small tensors: one thread
+  std::vector<double> part((size_t)nt * NACC * C, 0.0);
+  parallel_team(nt, [&](int t, int T) {
+    double* acc = part.data() + (size_t)t * NACC * C;
+    const i64 b = rows * t / T, e = rows * (t + 1) / T;
+    i64 c = b % C;
+    for (i64 r = b; r < e; ++r) {
+      row(r * inner, c, acc + c * NACC);
+      if (++c == C) c = 0;
+    }
+  });
+  std::fill(out, out + NACC * C, 0.0);
+  for (int t = 0; t < nt; ++t)
+    for (i64 k = 0; k < NACC * C; ++k) out[k] += part[(size_t)t * NACC * C + k];
+}
+
+void batch_norm_fwd(const float* x, float* y, const float* w, const float* b, float* mean,
+                    float* invstd, float* run_mean, float* run_var, i64 outer, i64 C, i64 inner,
+                    bool training, double momentum, double eps) {
+  const i64 n = outer * inner;
+  if (training) {
+    std::vector<double> s(C), m(C), q(C);
+    channel_sums<1>(outer, C, inner, s.data(),
+                    [&](i64 off, i64, double* acc) { acc[0] += sum_d(x + off, inner); });
+    for (i64 c = 0; c < C; ++c) m[c] = s[c] / (double)n;
+    channel_sums<1>(outer, C, inner, q.data(), [&](i64 off, i64 c, double* acc) {
+      acc[0] += centred_sq_d(x + off, inner, m[c]);
+    });
+    for (i64 c = 0; c < C; ++c) {
+      const double var = q[c] / (double)n;
+      mean[c] = (float)m[c];
+      invstd[c] = (float)(1.0 / std::sqrt(var + eps));
+      if (run_mean) run_mean[c] = (float)((1.0 - momentum) * run_mean[c] + momentum * m[c]);
+      if (run_var) {
+        const double unbiased = n > 1 ? q[c] / (double)(n - 1) : var;
+        run_var[c] = (float)((1.0 - momentum) * run_var[c] + momentum * unbiased);
+      }
+    }
+  } else {
+    for (i64 c = 0; c < C; ++c) {
+      mean[c] = run_mean[c];
+      invstd[c] = (float)(1.0 / std::sqrt((double)run_var[c] + eps));
+    }
+  }
+  // y = (x - mean) * scale + bias with scale = invstd * weight (subtracting first keeps the digits
+  // of a channel whose mean is large against its spread)
+  std::vector<float> scale(C), shift(C);
+  for (i64 c = 0; c < C; ++c) {
+    scale[c] = invstd[c] * (w ? w[c] : 1.f);
+    shift[c] = b ? b[c] : 0.f;
+  }
+  const i64 rows = outer * C;
+  parallel_for(rows, std::max<i64>(1, 16384 / std::max<i64>(inner, 1)), [&](i64 r0, i64 r1) {
+    i64 c = r0 % C;
+    for (i64 r = r0; r < r1; ++r) {
+      const float* xr = x + r * inner;
+      float* yr = y + r * inner;
+      const float mu = mean[c], sc = scale[c], sh = shift[c];
+      for (i64 j = 0; j < inner; ++j) yr[j] = (xr[j] - mu) * sc + sh;
+      if (++c == C) c = 0;
+    }
+  });
+}
+
+void batch_norm_bwd(const float* x, const float* dy, const float* mean, const float* invstd,
+                    const float* w, float* dx, float* dw, float* db, i64 outer, i64 C, i64 inner,
+                    bool training) {
+  const i64 n = outer * inner;
+  std::vector<double> s(2 * C, 0.0);  // per channel: sum(dy), sum(dy (x - mean))
+  if (dw || db || (dx && training))
+    channel_sums<2>(outer, C, inner, s.data(), [&](i64 off, i64 c, double* acc) {
+      acc[0] += sum_d(dy + off, inner);
+      acc[1] += centred_dot_d(dy + off, x + off, inner, mean[c]);
+    });
+  for (i64 c = 0; c < C; ++c) {
+    if (dw) dw[c] = (float)(s[2 * c + 1] * invstd[c]);
+    if (db) db[c] = (float)s[2 * c];
+  }
+  if (!dx) return;
+  // dx = k (dy - a - (x - mean) bq), k = w invstd, a = sdy / n, bq = invstd^2 sum(dy (x-mean)) / n
+  std::vector<float> k(C), a(C), bq(C);
+  for (i64 c = 0; c < C; ++c) {
+    const double is = invstd[c];
+    k[c] = (float)(is * (w ? w[c] : 1.f));
+    a[c] = training ? (float)(s[2 * c] / (double)n) : 0.f;
+    bq[c] = training ? (float)(is * is * s[2 * c + 1] / (double)n) : 0.f;
+  }
+  const i64 rows = outer * C;
+  parallel_for(rows, std::max<i64>(1, 16384 / std::max<i64>(inner, 1)), [&](i64 r0, i64 r1) {
+    i64 c = r0 % C;
+    for (i64 r = r0; r < r1; ++r) {
+      const float* xr = x + r * inner;
+      const float* gr = dy + r * inner;
+      float* dr = dx + r * inner;
+      const float kc = k[c], ac = a[c], bc = bq[c], mu = mean[c];
+      for (i64 j = 0; j < inner; ++j) dr[j] = kc * (gr[j] - ac - (xr[j] - mu) * bc);
+      if (++c == C) c = 0;
+    }
+  });
+}
+
+void layer_norm_fwd(const float* x, float* y, const float* w, const float* b, float* mean,
+                    float* rstd, i64 rows, i64 D, double eps) {
+  parallel_for(rows, std::max<i64>(1, 16384 / D), [&](i64 r0, i64 r1) {
+    for (i64 r = r0; r < r1; ++r) {
+      const float* xr = x + r * D;
+      float* yr = y + r * D;
+      const double m = sum_d(xr, D) / (double)D;
+      const double var = centred_sq_d(xr, D, m) / (double)D;
+      const float mu = (float)m, rs = (float)(1.0 / std::sqrt(var + eps));
+      mean[r] = mu;
+      rstd[r] = rs;
+      if (w && b)
+        for (i64 d = 0; d < D; ++d) yr[d] = (xr[d] - mu) * rs * w[d] + b[d];
+      else if (w)
+        for (i64 d = 0; d < D; ++d) yr[d] = (xr[d] - mu) * rs * w[d];
+      else if (b)
+        for (i64 d = 0; d < D; ++d) yr[d] = (xr[d] - mu) * rs + b[d];
+      else
+        for (i64 d = 0; d < D; ++d) yr[d] = (xr[d] - mu) * rs;
+    }
+  });
+}
+
+void layer_norm_bwd(const float* x, const float* dy, const float* mean, const float* rstd,
+                    const float* w, float* dx, float* dw, float* db, i64 rows, i64 D) {
+  if (dx)
+    parallel_for(rows, std::max<i64>(1, 8192 / D), [&](i64 r0, i64 r1) {
+      float* g = thread_scratch<LayerNormGradTag>(D);
+      for (i64 r = r0; r < r1; ++r) {
+        const float* xr = x + r * D;
+        const float* gr = dy + r * D;
+        float* dr = dx + r * D;
+        const float* gw = gr;
+        if (w) {
+          for (i64 d = 0; d < D; ++d) g[d] = gr[d] * w[d];
+          gw = g;
+        }
+        const double mu = mean[r], rs = rstd[r];
+        const double sg = sum_d(gw, D), sgx = centred_dot_d(gw, xr, D, mu) * rs;
+        const float a = (float)(sg / (double)D), bq = (float)(sgx / (double)D);
+        const float rsf = (float)rs, muf = (float)mu;
+        for (i64 d = 0; d < D; ++d) {
+          const float xh = (xr[d] - muf) * rsf;
+          dr[d] = rsf * (gw[d] - a - xh * bq);
+        }
+      }
+    });
+  if (!dw && !db) return;
+  // column sums over rows: one partial [2, D] per thread over a contiguous range of rows
+  int nt = available_threads();
+  nt = (int)std::max<i64>(1, std::min<i64>(nt, rows * D / 32768));
+  std::vector<double> part((size_t)nt * 2 * D, 0.0);
+  parallel_team(nt, [&](int t, int T) {
+    double* pw = part.data() + (size_t)t * 2 * D;
+    double* pb = pw + D;
+    const i64 b0 = rows * t / T, b1 = rows * (t + 1) / T;
+    for (i64 r = b0; r < b1; ++r) {
+      const float* xr = x + r * D;
+      const float* gr = dy + r * D;
+      const float mu = mean[r], rs = rstd[r];
+      for (i64 d = 0; d < D; ++d) {
+        pw[d] += (double)(gr[d] * ((xr[d] - mu) * rs));
+        pb[d] += gr[d];
+      }
+    }
+  });
+  for (i64 d = 0; d < D; ++d) {
+    double sw = 0, sb = 0;
+    for (int t = 0; t < nt; ++t) {
+      sw += part[(size_t)t * 2 * D + d];
+      sb += part[(size_t)t * 2 * D + D + d];
+    }
+    if (dw) dw[d] = (float)sw;
+    if (db) db[d] = (float)sb;
+  }
+}
+
+}  // namespace
+}  // namespace kn
+
+KN_BIND(norm) {
+  using kn::i64;
+  using kn::ptr;
+  using kn::uptr;
+  m.def(
+      "batch_norm_forward",
+      [](uptr x, uptr y, uptr w, uptr b, uptr mean, uptr invstd, uptr rmean, uptr rvar, i64 outer,
+         i64 C, i64 inner, bool training, double momentum, double eps) {
+        const char* op = "batch_norm_forward";
+        kn::check_batch_norm_sizes(op, outer, C, inner);
+        kn::check_momentum_eps(op, momentum, eps);
+        KN_CHECK(x && y && mean && invstd, op, ": null pointer");
+        KN_CHECK(training || (rmean && rvar), op, ": running_mean and running_var are needed in eval mode");
+        KN_CHECK(!training || outer * inner > 0, op, ": no values per channel to take statistics of");
+        kn::batch_norm_fwd(ptr<const float>(x), ptr<float>(y), ptr<const float>(w), ptr<const float>(b),
+                           ptr<float>(mean), ptr<float>(invstd), ptr<float>(rmean), ptr<float>(rvar),
+                           outer, C, inner, training, momentum, eps);
+      },
+      KN_NOGIL);
+  m.def(
+      "batch_norm_backward",
+      [](uptr x, uptr dy, uptr mean, uptr invstd, uptr w, uptr dx, uptr dw, uptr db, i64 outer, i64 C,
+         i64 inner, bool training) {
+        const char* op = "batch_norm_backward";
+        kn::check_batch_norm_sizes(op, outer, C, inner);
+        KN_CHECK(x && dy && mean && invstd, op, ": null pointer");
+        kn::batch_norm_bwd(ptr<const float>(x), ptr<const float>(dy), ptr<const float>(mean),
+                           ptr<const float>(invstd), ptr<const float>(w), ptr<float>(dx), ptr<float>(dw),
+                           ptr<float>(db), outer, C, inner, training);
+      },
+      KN_NOGIL);
+  m.def(
+      "layer_norm_forward",
+      [](uptr x, uptr y, uptr w, uptr b, uptr mean, uptr rstd, i64 rows, i64 D, double eps) {
+        const char* op = "layer_norm_forward";
+        kn::check_layer_norm_sizes(op, rows, D);
+        kn::check_momentum_eps(op, 0.0, eps);
+        KN_CHECK(x && y && mean && rstd, op, ": null pointer");
+        kn::layer_norm_fwd(ptr<const float>(x), ptr<float>(y), ptr<const float>(w), ptr<const float>(b),
+                           ptr<float>(mean), ptr<float>(rstd), rows, D, eps);
+      },
+      KN_NOGIL);
+  m.def(
+      "layer_norm_backward",
+      [](uptr x, uptr dy, uptr mean, uptr rstd, uptr w, uptr dx, uptr dw, uptr db, i64 rows, i64 D) {
+        const char* op = "layer_norm_backward";
+        kn::check_layer_norm_sizes(op, rows, D);
+        KN_CHECK(x && dy && mean && rstd, op, ": null pointer");
+        kn::layer_norm_bwd(ptr<const float>(x), ptr<const float>(dy), ptr<const float>(mean),
+                           ptr<const float>(rstd), ptr<const float>(w), ptr<float>(dx), ptr<float>(dw),
+                           ptr<float>(db), rows, D);
+      },
+      KN_NOGIL);
+}
