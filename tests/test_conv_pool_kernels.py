@@ -161,6 +161,10 @@ def test_conv2d_rejects_bad_geometry():
         _cpu.conv2d_forward(ptr(x), ptr(w), 0, ptr(y), 1, 4, 5, 5, 6, 3, 3, 1, 1, 0, 0, 1, 1, 3, 0)
     with pytest.raises(ValueError, match="larger than padded input"):
         _cpu.conv2d_forward(ptr(x), ptr(w), 0, ptr(y), 1, 4, 5, 5, 6, 7, 7, 1, 1, 0, 0, 1, 1, 2, 0)
+    # the same with stride 2 (the output size once rounded a negative span toward zero: P = 1)
+    with pytest.raises(ValueError, match="larger than padded input"):
+        _cpu.conv2d_forward(ptr(x), ptr(w), 0, ptr(y), 1, 4, 5, 5, 6, 7, 7, 2, 2, 0, 0, 1, 1, 2, 0)
+    assert _cpu.conv2d_output_size(5, 7, 2, 0, 1) == 0
     with pytest.raises(ValueError, match="stride"):
         _cpu.conv2d_forward(ptr(x), ptr(w), 0, ptr(y), 1, 4, 5, 5, 6, 3, 3, 0, 1, 0, 0, 1, 1, 2, 0)
 

@@ -167,6 +167,8 @@ def test_conv2d_batch0_and_errors():
         _cuda.conv2d_forward(1, 1, 0, 1, 1, 3, 5, 5, 4, 3, 3, 1, 1, 0, 0, 1, 1, 2, 0)
     with pytest.raises(ValueError, match="larger than padded input"):
         _cuda.conv2d_forward(1, 1, 0, 1, 1, 3, 2, 2, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0)
+    with pytest.raises(ValueError, match="larger than padded input"):  # stride 2: floor, not truncation
+        _cuda.conv2d_forward(1, 1, 0, 1, 1, 3, 2, 2, 4, 3, 3, 2, 2, 0, 0, 1, 1, 1, 0)
 
 
 # ----------------------------------------------------------------------------------- pooling

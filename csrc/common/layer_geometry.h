@@ -6,8 +6,13 @@
 
 namespace kn {
 
-// PyTorch's convolution output size: (H + 2 pad - dil (R - 1) - 1) / stride + 1.
-inline i64 conv_out(i64 H, i64 R, i64 s, i64 p, i64 d) { return (H + 2 * p - d * (R - 1) - 1) / s + 1; }
+// PyTorch's convolution output size: floor((H + 2 pad - dil (R - 1) - 1) / stride) + 1. Floor, as
+// Python's //: C++'s `/` truncates toward zero and made a kernel larger than the padded input
+// (negative span) give P = 1 whenever stride > 1, so the check below let it through.
+inline i64 conv_out(i64 H, i64 R, i64 s, i64 p, i64 d) {
+  const i64 span = H + 2 * p - d * (R - 1) - 1;
+  return (span >= 0 ? span / s : -((-span + s - 1) / s)) + 1;
+}
 
 struct ConvGeom {
   i64 N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups;
