@@ -46,9 +46,11 @@ using Geom = ConvGeom;
 Geom make_geom(const char* op, i64 N, i64 C, i64 H, i64 W, i64 K, i64 R, i64 S, i64 sh, i64 sw,
                i64 ph, i64 pw, i64 dh, i64 dw, i64 groups) {
   Geom g = make_conv_geom(op, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups);
-  const i64 lim = layer::kIntMax;
+  // headroom below 2^31: tile counts (N + BN - 1) and tile columns n0 + 127 are computed in int
+  const i64 lim = layer::kIntMax - 256;
   KN_CHECK(N * C * H * W < lim && N * K * g.P * g.Q < lim && K * g.CRS < lim &&
-               H + 2 * ph < lim / 2 && W + 2 * pw < lim / 2 && dh * R < lim / 2 && dw * S < lim / 2,
+               H + 2 * ph < lim / 2 && W + 2 * pw < lim / 2 && dh * R < lim / 2 && dw * S < lim / 2 &&
+               sh < lim && sw < lim,
            op, ": tensors with 2^31 or more elements are not supported on CUDA (N=", N, " C=", C,
            " H=", H, " W=", W, " K=", K, ")");
   return g;
@@ -213,7 +215,7 @@ struct BwdInProb {
   float* dx;
   int M, N, Kd;  // Cg, N*H*W, Kg*R*S
   int C, K, Cg, Kg, RS, S, sh, sw, ph, pw, dh, dw, P, Q, HW;
-  FastDiv div_HW, div_W, div_RS, div_S;
+  FastDiv div_HW, div_W, div_RS, div_S, div_sh, div_sw;
 
   struct Arow { const float* p; };
   struct Bcol { const float* base; int hp, wp; bool ok; };
@@ -245,11 +247,11 @@ struct BwdInProb {
     if (th < 0 || tw < 0) return 0.f;
     int p = th, q = tw;
     if (sh != 1) {
-      p = th / sh;
+      p = div_sh.div(th);  // th < 2^31 and >= 0 (checked above): FastDiv's range
       if (p * sh != th) return 0.f;
     }
     if (sw != 1) {
-      q = tw / sw;
+      q = div_sw.div(tw);
       if (q * sw != tw) return 0.f;
     }
     if (p >= P || q >= Q) return 0.f;
@@ -372,6 +374,7 @@ void backward_input(const Geom& g, const float* dy, const float* w, float* dx) {
   pr.S = (int)g.S; pr.sh = (int)g.sh; pr.sw = (int)g.sw; pr.ph = (int)g.ph; pr.pw = (int)g.pw;
   pr.dh = (int)g.dh; pr.dw = (int)g.dw; pr.P = (int)g.P; pr.Q = (int)g.Q; pr.HW = (int)(g.H * g.W);
   pr.div_HW = fd(g.H * g.W); pr.div_W = fd(g.W); pr.div_RS = fd(g.R * g.S); pr.div_S = fd(g.S);
+  pr.div_sh = fd(g.sh); pr.div_sw = fd(g.sw);
   launch("conv2d_backward_input", pr, choose_config(pr.M, pr.N), (int)g.groups, 1, pr.Kd);
 }
 
@@ -399,7 +402,8 @@ void backward_weight(const Geom& g, const float* x, const float* dy, float* dwt,
   const i64 tiles = ((pr.M + BM - 1) / BM) * ((pr.N + BN - 1) / BN) * g.groups;
   const i64 want = std::max<i64>(1, (4 * (i64)layer::sm_count() + tiles - 1) / tiles);
   const i64 max_splits = std::max<i64>(1, pr.Kd / (4 * BK));
-  i64 splits = std::min<i64>({want, max_splits, 65535 / g.groups});
+  // (at least 1: with more than 65535 groups the launch's own check refuses it with a ValueError)
+  i64 splits = std::min<i64>({want, max_splits, std::max<i64>(1, 65535 / g.groups)});
   i64 chunk = (pr.Kd + splits - 1) / splits;
   chunk = (chunk + BK - 1) / BK * BK;           // each split starts on a k-step boundary
   splits = (pr.Kd + chunk - 1) / chunk;         // no empty splits

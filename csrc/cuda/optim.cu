@@ -167,6 +167,8 @@ void run(const char* op_name, const Op& op, const PtrList& params, const PtrList
          const PtrList& s1, const PtrList& s2, const PtrList& s3, const SizeList& sizes,
          const std::vector<float>& a, const std::vector<float>& b) {
   const size_t n = sizes.size();
+  for (size_t t = 0; t < n; ++t)  // all checked before the first launch: no half-updated group on error
+    KN_CHECK(sizes[t] == 0 || (params[t] && grads[t]), op_name, ": null pointer for parameter ", t);
   size_t t0 = 0;
   while (t0 < n) {
     TensorList L{};
@@ -174,7 +176,6 @@ void run(const char* op_name, const Op& op, const PtrList& params, const PtrList
     int k = 0;
     for (; t0 < n && k < kMaxTensors; ++t0) {
       if (sizes[t0] == 0) continue;
-      KN_CHECK(params[t0] && grads[t0], op_name, ": null pointer for parameter ", t0);
       L.p[k] = ptr<float>(params[t0]);
       L.g[k] = ptr<const float>(grads[t0]);
       L.s1[k] = s1.empty() ? nullptr : ptr<float>(s1[t0]);

@@ -27,7 +27,8 @@ PoolGeom check_pool_cuda(const char* op, i64 N, i64 C, i64 H, i64 W, i64 P, i64 
                          i64 sh, i64 sw, i64 ph, i64 pw, i64 dh, i64 dw) {
   const PoolGeom g = check_pool(op, N, C, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw);
   KN_CHECK(H * W < layer::kIntMax && P * Q < layer::kIntMax && kh * dh < layer::kIntMax / 4 &&
-               kw * dw < layer::kIntMax / 4 && P * sh < layer::kIntMax / 2 && Q * sw < layer::kIntMax / 2,
+               kw * dw < layer::kIntMax / 4 && P * sh < layer::kIntMax / 2 && Q * sw < layer::kIntMax / 2 &&
+               ph < layer::kIntMax / 4 && pw < layer::kIntMax / 4,
            op, ": plane too large for CUDA pooling (H=", H, " W=", W, " P=", P, " Q=", Q, ")");
   return g;
 }

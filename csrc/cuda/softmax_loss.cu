@@ -65,6 +65,7 @@ __global__ void k_ce_fwd(const float* __restrict__ z, const i64* __restrict__ t,
                          i64 ignore, float eps) {
   const int lane = threadIdx.x & 31;
   const i64 warps = (i64)gridDim.x * (blockDim.x >> 5);
+  const float wsum = eps != 0.f ? weight_sum(w, cols, lane) : 0.f;  // once, by every warp's lanes
   for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
     const float* zr = z + r * cols;
     const float lse = row_lse(zr, cols, lane);
@@ -81,7 +82,7 @@ __global__ void k_ce_fwd(const float* __restrict__ z, const i64* __restrict__ t,
           float wz = 0.f;
           for (int c = lane; c < cols; c += 32) wz += (w ? w[c] : 1.f) * zr[c];
           wz = warp_sum(wz);
-          l += eps / (float)cols * (weight_sum(w, cols, lane) * lse - wz);
+          l += eps / (float)cols * (wsum * lse - wz);
         }
       }
     }
