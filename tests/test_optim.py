@@ -208,3 +208,23 @@ def test_reference_path_matches_torch(name, kw, monkeypatch):
         _step(km, kopt, kn)
     for pk, pt in zip(km.parameters(), tm.parameters()):
         assert_close(pk, pt, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_state_on_another_device_raises_not_crashes():
+    """Adam stepped on the CPU, then the model moved to the GPU: its moments stay on the CPU (as in
+    PyTorch). The next step must raise, naming the devices, instead of handing host pointers to a
+    CUDA kernel; moving the state with load_state_dict makes it work again."""
+    if not kn.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+    m = nn.Linear(4, 3)
+    opt = optim.Adam(m.parameters(), lr=1e-2)
+    m(kn.randn(2, 4)).sum().backward()
+    opt.step()
+    m.to("cuda")
+    m(kn.randn(2, 4, device="cuda")).sum().backward()
+    with pytest.raises(RuntimeError, match="expected all tensors on cuda"):
+        opt.step()
+    opt.load_state_dict(opt.state_dict())
+    opt.step()
+    assert m.weight.device.type == "cuda"

@@ -57,6 +57,15 @@ def step(kernel, params, *args):
     native kernel runs when the parameters' backend has it; otherwise (or with
     KERNELNET_OPTIM=reference) the tensor-op reference in _reference.py does the same update."""
     backend = backend_of(params, kernel)
+    dev = params[0].device
+    for a in args:  # gradients and state: a kernel handed another device's pointer would crash
+        if isinstance(a, list) and a and isinstance(a[0], _kn.Tensor):
+            for t in a:
+                if t.device != dev:
+                    raise RuntimeError(
+                        f"{kernel}: expected all tensors on {dev} (the parameters' device), found one on "
+                        f"{t.device}; was the optimizer stepped before Module.to()? Create the optimizer after "
+                        "moving the model, or move its state with opt.load_state_dict(opt.state_dict())")
     fn = None if os.environ.get("KERNELNET_OPTIM") == "reference" else getattr(backend, kernel, None)
     if fn is None:
         from . import _reference
