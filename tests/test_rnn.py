@@ -340,6 +340,12 @@ def test_bad_input_raises():
         m(kn.randn(5, 2, 3), lengths=[6, 1])
     with pytest.raises(ValueError, match="nonlinearity"):
         kn.nn.RNN(3, 4, nonlinearity="gelu")
+    # the functional entry points hand lengths to the kernels as a raw host pointer of B int64s
+    from kernelnet.ops.recurrent import recurrent_layer
+    w_ih, w_hh = kn.randn(12, 3), kn.randn(12, 4)
+    for bad in ([3], [[3, 3]], [3, 3, 3]):
+        with pytest.raises(ValueError, match="one length per batch row"):
+            recurrent_layer(kn.randn(5, 2, 3), w_ih, w_hh, None, None, None, None, "GRU", lengths=bad)
 
 
 def test_native_kernels_reject_bad_args():

@@ -56,7 +56,12 @@ __global__ void k_scatter_add(float* __restrict__ out, const float* __restrict__
   }
 }
 
-bool fits32(i64 a, i64 b) { return a < (i64(1) << 31) && b < (i64(1) << 31); }
+// The 32-bit kernels step their counter by the grid's width (grid(): at most num_sms * 16 blocks of
+// kThreads); below 2^31 by that much, the last step cannot overflow to a negative index.
+bool fits32(i64 a, i64 b) {
+  const i64 lim = (i64(1) << 31) - (i64)num_sms() * 16 * kThreads;
+  return a < lim && b < lim;
+}
 unsigned grid(i64 n) { return grid_for(n, kThreads, (i64)num_sms() * 16); }
 
 void check_sizes(const char* op, i64 outer, i64 n, i64 inner, i64 n_idx) {

@@ -25,11 +25,13 @@ __global__ void k_map_flat(F f, i64 n, unsigned scalar_mask) {
 
 template <int NOP, typename I, typename F>
 __global__ void k_map_nd(F f, I n, NdOffsets<NOP, I> nd) {
-  I stride = (I)gridDim.x * blockDim.x;
-  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+  // The counter is 64-bit even when the offsets are 32-bit: with n just under 2^31 the last
+  // i + stride would pass INT32_MAX, wrap negative and index out of bounds.
+  const i64 stride = (i64)gridDim.x * blockDim.x;
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (i64)n; i += stride) {
     I off[NOP];
-    nd.get(i, off);
-    f((i64)i, off);
+    nd.get((I)i, off);
+    f(i, off);
   }
 }
 

@@ -86,6 +86,9 @@ class _Sequence:
         self.len_t = None
         if lengths is not None:
             self.len_t = np.ascontiguousarray(lengths, dtype=np.int64)
+            if self.len_t.shape != (B,):  # the kernels read B int64s through a raw host pointer
+                raise ValueError(f"{mode}: lengths must hold one length per batch row (B={B}), got shape "
+                                 f"{self.len_t.shape}")
         # time-indexed states: hp[t] is the state the step at time t starts from
         self.hp = Tensor._empty((T, B, H), D.float32, dev)
         _copy_to(self.hp.data_ptr() + first * B * H * D.float32.itemsize, h0, xg, B * H)  # hp[first] = h0
