@@ -20,7 +20,9 @@ __global__ void k_philox_u(float* out, i64 n, uint64_t seed, uint64_t offset, fl
       i64 i = t * 4 + w;
       if (i < n) {
         float u = philox_u01(r.v[w]);
-        out[i] = kind == 0 ? a + b * u : (u < a ? b : 0.f);
+        // __fmul_rn/__fadd_rn: nvcc would contract a + b*u into one FMA (one rounding); the CPU
+        // rounds the product and the sum separately, and the streams must agree bit for bit
+        out[i] = kind == 0 ? __fadd_rn(a, __fmul_rn(b, u)) : (u < a ? b : 0.f);
       }
     }
   }
@@ -36,7 +38,7 @@ __global__ void k_philox_normal(float* out, i64 n, uint64_t seed, uint64_t offse
       if (i < n) {
         float u1 = philox_u01_open0(r.v[2 * h]);
         float u2 = philox_u01(r.v[2 * h + 1]);
-        out[i] = mean + sd * (sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2));
+        out[i] = __fadd_rn(mean, __fmul_rn(sd, sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2)));
       }
     }
   }
