@@ -100,6 +100,12 @@ def test_size_classes_bound_waste():
     for n in [1, 511, 512, 513, 1 << 20, (1 << 20) + 1, 3 << 20, 123456789]:
         s = G._size_class(n)
         assert s >= n and s <= max(512, 1.25 * n + 512)
+    # from 1 GiB up only the 2 MiB granule: a 70 GiB tensor must not ask for an 80 GiB block
+    for n in [1 << 30, 70 << 30, (70 << 30) + 1]:
+        s = G._size_class(n)
+        assert n <= s < n + (2 << 20) and s % (2 << 20) == 0
+    with pytest.raises(ValueError, match="negative"):
+        G._size_class(-1)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 4096, (1 << 20) + 3, (9 << 20) + 5])

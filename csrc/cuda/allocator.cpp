@@ -45,6 +45,10 @@ Cache& cache() {
 std::size_t size_class(std::size_t n) {
   const std::size_t kSmall = 1 << 20;
   if (n < kSmall) return (n + 511) & ~std::size_t(511);
+  // Huge blocks are rare and a 25 % class would refuse requests that fit (70 GiB -> 80 GiB on an
+  // 80 GB card): from 1 GiB up, round to the 2 MiB allocation granule only.
+  const std::size_t kHuge = std::size_t(1) << 30, kGranule = std::size_t(2) << 20;
+  if (n >= kHuge) return (n + kGranule - 1) & ~(kGranule - 1);
   std::size_t p = kSmall;
   while (p * 2 <= n) p *= 2;  // p = largest power of two <= n
   for (int q = 4; q <= 8; ++q) {
@@ -57,7 +61,7 @@ std::size_t size_class(std::size_t n) {
 void release_cache_locked(Cache& c) {
   for (auto& kv : c.free_lists) {
     for (void* p : kv.second) {
-      cudaFree(p);
+      if (cudaFree(p) != cudaSuccess) cudaGetLastError();  // leave no stale error for the next op
       c.n_free++;
       c.cached -= kv.first;
     }
@@ -96,7 +100,7 @@ void* cuda_alloc(std::size_t nbytes, const char* op) {
     cudaError_t e = cudaMalloc(&p, sz);
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
-      cudaDeviceSynchronize();
+      if (cudaDeviceSynchronize() != cudaSuccess) cudaGetLastError();
       release_cache_locked(c);
       e = cudaMalloc(&p, sz);
     }
@@ -136,6 +140,19 @@ int num_sms() {
         cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
       cudaGetLastError();
       return 80;
+    }
+    return v;
+  }();
+  return n;
+}
+
+int device_cc_major() {
+  static int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
     }
     return v;
   }();
@@ -306,7 +323,8 @@ KN_BIND(memory) {
   m.def("empty_cache", [] {
     Cache& c = cache();
     std::lock_guard<std::mutex> l(c.mu);
-    cudaDeviceSynchronize();  // blocks may still be in use by queued kernels
+    // blocks may still be in use by queued kernels
+    KN_CUDA_CHECK(cudaDeviceSynchronize(), "empty_cache");
     release_cache_locked(c);
   });
   m.def("_allocator_stats", [] {
@@ -321,5 +339,8 @@ KN_BIND(memory) {
     d["n_reuse"] = c.n_reuse;
     return d;
   });
-  m.def("_size_class", [](i64 n) { return (i64)size_class((std::size_t)n); });
+  m.def("_size_class", [](i64 n) {
+    KN_CHECK(n >= 0, "_size_class: negative size ", n);
+    return (i64)size_class((std::size_t)n);
+  });
 }

@@ -60,7 +60,8 @@ inline unsigned grid_for(i64 n, int threads, i64 max_blocks = 65536) {
   if (b < 1) b = 1;
   return (unsigned)b;
 }
-int num_sms();  // multiprocessor count of the current device (cached), allocator.cpp
+int num_sms();          // multiprocessor count of the current device (cached), allocator.cpp
+int device_cc_major();  // compute capability major of the current device (cached; 0 unknown)
 
 // ValueError when p is ordinary (pageable) host memory: a kernel reading it would fault and poison
 // the CUDA context. Used for index tensors, which Python code easily leaves on the CPU. ~1 us.

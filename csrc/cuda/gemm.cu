@@ -512,6 +512,18 @@ void sgemm_device(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha,
            "sgemm: bad bias_mode ", bias_mode, " or act ", act);
   KN_CHECK(bias_mode == BIAS_NONE || bias != nullptr, "sgemm: bias_mode set but bias is null");
   if (batch == 0 || M == 0 || N == 0) return;
+  // gridDim.y carries the row tiles (at most 65535): taller products run as row blocks that every
+  // configuration fits (its smallest tile height is 32). Each block is the same product on rows
+  // [m0, m0 + mc) of op(A), C and a per-row bias.
+  constexpr i64 kMaxRows = 65535LL * 32;
+  if (M > kMaxRows) {
+    for (i64 m0 = 0; m0 < M; m0 += kMaxRows) {
+      const i64 mc = std::min(kMaxRows, M - m0);
+      sgemm_device(batch, ta, tb, mc, N, K, alpha, A + (ta ? m0 : m0 * lda), lda, sa, B, ldb, sb, beta,
+                   C + m0 * ldc, ldc, sc, bias_mode == BIAS_ROW ? bias + m0 : bias, bias_mode, act);
+    }
+    return;
+  }
 
   GemmArgs g{};
   g.M = (int)M; g.N = (int)N; g.K = (int)K;
@@ -526,7 +538,8 @@ void sgemm_device(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha,
   g.vb = ((uptr)B % 16 == 0) && ldb % 4 == 0 && sb % 4 == 0;
   g.vc = ((uptr)C % 16 == 0) && ldc % 4 == 0 && sc % 4 == 0;
 
-  const bool tf32 = g_allow_tf32.load();
+  // the TF32 kernels need mma.sync (sm_80+); on older GPUs they would compile to no-ops
+  const bool tf32 = g_allow_tf32.load() && device_cc_major() >= 8;
   const Config& cfg = choose(tf32, M, N, batch);
   i64 tiles = ceil_div(M, cfg.bm) * ceil_div(N, cfg.bn) * batch;
   const i64 sms = num_sms();

@@ -8,18 +8,14 @@
 #include <cmath>
 
 #include "common/kn.h"
+#include "cuda/cuda_check.h"
 
 namespace kn {
 namespace {
 
 constexpr int kThreads = 256;
 
-void check(cudaError_t e, const char* op) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(str_cat(op, ": CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
-}
-
-unsigned grid_for(i64 n) {
+unsigned sk_grid(i64 n) {
   i64 g = (n + kThreads - 1) / kThreads;
   if (g > 4096) g = 4096;
   return (unsigned)(g < 1 ? 1 : g);
@@ -138,23 +134,23 @@ __global__ void k_sgd(float* p, const float* g, float* vel, i64 n, i64 n_decay, 
 }
 
 void zero_scalar(uptr p, const char* op) {
-  if (p) check(cudaMemsetAsync(ptr<float>(p), 0, sizeof(float), 0), op);
+  if (p) KN_CUDA_CHECK(cudaMemsetAsync(ptr<float>(p), 0, sizeof(float), 0), op);
 }
 
 void act_forward(int act, uptr z, i64 n) {
   KN_CHECK(n >= 0, "sk_act_forward: negative size");
   KN_CHECK(act >= 0 && act <= 3, "sk_act_forward: unknown activation code ", act);
   if (act == 0 || n == 0) return;
-  k_act_forward<<<grid_for(n), kThreads>>>(act, ptr<float>(z), n);
-  check(cudaGetLastError(), "sk_act_forward");
+  k_act_forward<<<sk_grid(n), kThreads>>>(act, ptr<float>(z), n);
+  KN_LAUNCH_CHECK("sk_act_forward");
 }
 
 void act_backward(int act, uptr z, uptr d, i64 n) {
   KN_CHECK(n >= 0, "sk_act_backward: negative size");
   KN_CHECK(act >= 0 && act <= 3, "sk_act_backward: unknown activation code ", act);
   if (act == 0 || n == 0) return;
-  k_act_backward<<<grid_for(n), kThreads>>>(act, ptr<const float>(z), ptr<float>(d), n);
-  check(cudaGetLastError(), "sk_act_backward");
+  k_act_backward<<<sk_grid(n), kThreads>>>(act, ptr<const float>(z), ptr<float>(d), n);
+  KN_LAUNCH_CHECK("sk_act_backward");
 }
 
 void output_loss(int kind, uptr z, uptr y, uptr sw, uptr d, i64 rows, i64 cols, double eps, uptr loss_out) {
@@ -162,10 +158,10 @@ void output_loss(int kind, uptr z, uptr y, uptr sw, uptr d, i64 rows, i64 cols, 
   KN_CHECK(kind >= 0 && kind <= 3, "sk_output_loss: unknown output kind ", kind);
   zero_scalar(loss_out, "sk_output_loss");
   if (rows == 0) return;
-  k_output_loss<<<grid_for(rows), kThreads>>>(kind, ptr<float>(z), ptr<const float>(y), ptr<const float>(sw),
+  k_output_loss<<<sk_grid(rows), kThreads>>>(kind, ptr<float>(z), ptr<const float>(y), ptr<const float>(sw),
                                                ptr<float>(d), rows, cols, std::log(eps), std::log1p(-eps),
                                                ptr<float>(loss_out));
-  check(cudaGetLastError(), "sk_output_loss");
+  KN_LAUNCH_CHECK("sk_output_loss");
 }
 
 void adam_step(uptr p, uptr g, uptr m, uptr v, i64 n, i64 n_decay, double gscale, double l2, double lr, double b1,
@@ -173,10 +169,10 @@ void adam_step(uptr p, uptr g, uptr m, uptr v, i64 n, i64 n_decay, double gscale
   KN_CHECK(n >= 0 && n_decay >= 0 && n_decay <= n, "sk_adam_step: bad sizes n=", n, " n_decay=", n_decay);
   zero_scalar(sq_out, "sk_adam_step");
   if (n == 0) return;
-  k_adam<<<grid_for(n), kThreads>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(m), ptr<float>(v), n, n_decay,
+  k_adam<<<sk_grid(n), kThreads>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(m), ptr<float>(v), n, n_decay,
                                      (float)gscale, (float)l2, (float)lr, (float)b1, (float)b2, (float)eps,
                                      ptr<float>(sq_out));
-  check(cudaGetLastError(), "sk_adam_step");
+  KN_LAUNCH_CHECK("sk_adam_step");
 }
 
 void sgd_step(uptr p, uptr g, uptr vel, i64 n, i64 n_decay, double gscale, double l2, double lr, double momentum,
@@ -184,9 +180,9 @@ void sgd_step(uptr p, uptr g, uptr vel, i64 n, i64 n_decay, double gscale, doubl
   KN_CHECK(n >= 0 && n_decay >= 0 && n_decay <= n, "sk_sgd_step: bad sizes n=", n, " n_decay=", n_decay);
   zero_scalar(sq_out, "sk_sgd_step");
   if (n == 0) return;
-  k_sgd<<<grid_for(n), kThreads>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(vel), n, n_decay, (float)gscale,
+  k_sgd<<<sk_grid(n), kThreads>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(vel), n, n_decay, (float)gscale,
                                     (float)l2, (float)lr, (float)momentum, nesterov, ptr<float>(sq_out));
-  check(cudaGetLastError(), "sk_sgd_step");
+  KN_LAUNCH_CHECK("sk_sgd_step");
 }
 
 }  // namespace
