@@ -152,6 +152,8 @@ def test_mixing_devices_on_gpu():
     _raises(lambda: a + kn.ones(3, 2, device="cuda"), "cpu", "cuda", exc=RuntimeError)
     _raises(lambda: a.reshape(1, 2) @ b.reshape(2, 1), "cpu", "cuda", exc=RuntimeError)
     _raises(lambda: kn.cat([a, b]), "cpu", "cuda", exc=RuntimeError)
+    # kernelnet runs on cuda:0 only: another index is refused before any memory is taken from cuda:0
+    _raises(lambda: kn.ones(2, device="cuda:1"), "cuda:1", "one GPU", exc=RuntimeError)
 
 
 def test_numpy_and_conversion_errors():

@@ -27,7 +27,10 @@ void export_deleter(DLManagedTensor* t) {
   auto* ctx = static_cast<ExportCtx*>(t->manager_ctx);
   if (Py_IsInitialized()) {  // the consumer may free from any thread, without the GIL
     PyGILState_STATE st = PyGILState_Ensure();
+    PyObject *type, *value, *tb;  // the owner's deallocation runs Python code: keep a pending error
+    PyErr_Fetch(&type, &value, &tb);
     Py_XDECREF(ctx->owner);
+    PyErr_Restore(type, value, tb);
     PyGILState_Release(st);
   }
   delete ctx;
@@ -37,12 +40,15 @@ void export_deleter(DLManagedTensor* t) {
 void capsule_destructor(PyObject* cap) {
   // Called when the capsule dies. A consumer renames a capsule it took to "used_dltensor" and
   // becomes responsible for calling the deleter; otherwise we must.
+  // Capsules also die while an exception propagates (frame clean-up): keep that exception.
+  // (PyCapsule_IsValid sets no error, so there is nothing of ours to clear.)
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
   if (PyCapsule_IsValid(cap, "dltensor")) {
     auto* t = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
     if (t && t->deleter) t->deleter(t);
-  } else {
-    PyErr_Clear();
   }
+  PyErr_Restore(type, value, tb);
 }
 
 DLDataType dl_dtype(int dtype) {
@@ -58,13 +64,14 @@ py::object to_dlpack(uptr p, const std::vector<i64>& shape, const std::vector<i6
                      int device_id, py::object owner) {
   KN_CHECK(shape.size() == strides.size(), "to_dlpack: shape has ", shape.size(), " dims, strides ",
            strides.size());
+  const DLDataType dt = dl_dtype(dtype);  // may throw: before the owner is referenced
   auto* ctx = new ExportCtx{shape, strides, owner.ptr()};
   Py_XINCREF(ctx->owner);
   auto* t = new DLManagedTensor{};
   t->dl_tensor.data = ptr<void>(p);
   t->dl_tensor.device = DLDevice{kDLCUDA, device_id};
   t->dl_tensor.ndim = (int32_t)shape.size();
-  t->dl_tensor.dtype = dl_dtype(dtype);
+  t->dl_tensor.dtype = dt;
   t->dl_tensor.shape = ctx->shape.empty() ? nullptr : ctx->shape.data();
   t->dl_tensor.strides = ctx->strides.empty() ? nullptr : ctx->strides.data();
   t->dl_tensor.byte_offset = 0;
@@ -103,6 +110,12 @@ py::tuple from_dlpack(py::object obj) {
   KN_CHECK(d.device.device_type == kDLCUDA || d.device.device_type == kDLCUDAManaged,
            "from_dlpack: tensor is on DLPack device type ", (int)d.device.device_type,
            ", kernelnet._cuda takes CUDA tensors (use the CPU path for CPU tensors)");
+  if (d.device.device_type == kDLCUDA) {  // kernelnet runs every kernel on the current device
+    int cur = 0;
+    KN_CUDA_CHECK(cudaGetDevice(&cur), "from_dlpack");
+    KN_CHECK(d.device.device_id == cur, "from_dlpack: the tensor is on cuda:", d.device.device_id,
+             " but kernelnet runs on cuda:", cur, "; copy it to cuda:", cur, " first");
+  }
   int dtype = -1;
   if (d.dtype.lanes == 1) {
     if (d.dtype.code == kDLFloat && d.dtype.bits == 32) dtype = F32;

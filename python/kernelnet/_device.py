@@ -112,4 +112,7 @@ def backend(dev):
     if mod is None:
         raise RuntimeError(f"cannot use device '{dev}': {_cuda_error}. "
                            "Use device='cpu' or device='auto' to fall back to the CPU.")
+    if dev.index:  # every kernel and allocation runs on the current device; nothing selects another
+        raise RuntimeError(f"cannot use device '{dev}': kernelnet runs on one GPU, cuda:0 "
+                           "(set CUDA_VISIBLE_DEVICES to choose which physical GPU that is)")
     return mod
