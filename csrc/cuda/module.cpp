@@ -18,7 +18,20 @@ PYBIND11_MODULE(_cuda, m) {
   m.attr("__device_name__") = "cuda";
   // CUDA errors -> RuntimeError (kn::CudaError derives from std::runtime_error); out of memory ->
   // kernelnet._cuda.OutOfMemoryError, a MemoryError subclass, so `except MemoryError` works.
-  kn::py::register_exception<kn::CudaOOM>(m, "OutOfMemoryError", PyExc_MemoryError);
+  // Module-local translators: pybind11 tries them before its global list, which this module shares
+  // with _cpu (and with any other module built with the same pybind11 ABI, e.g. torch's), so
+  // kernelnet's own exceptions are translated here, in this library's code. (The first H100 run
+  // died with SIGSEGV whenever _cuda raised; this takes the shared list out of the suspects.)
+  kn::py::register_local_exception<kn::CudaOOM>(m, "OutOfMemoryError", PyExc_MemoryError);
+  kn::py::register_local_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const kn::ArgError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const kn::CudaError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }  // anything else: pybind11's own translators
+  });
   m.def("device_count", [] {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
