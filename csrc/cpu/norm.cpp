@@ -26,6 +26,7 @@
 // keeps its digits. Eight independent accumulators keep the adds from waiting on each other.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common/kn.h"
@@ -38,38 +39,96 @@ namespace {
 
 struct LayerNormGradTag {};  // thread_scratch buffer: one row of dy * weight
 
-// sum(x) and sum((x - m)^2), sum(a * (x - m)): double, 8 lanes.
+// Row sums. Each block of up to kBlock values is summed in float over 8 lanes (so the loop
+// vectorises; a row shorter than a block too), and the block totals in double: a lane adds at most
+// kBlock/8 = 32 values, so float rounding stays ~1e-6 of the block's magnitude, and long rows lose
+// nothing to the double total.
+constexpr i64 kBlock = 256;
+
+// 4 float lanes as a GCC/Clang vector type: SSE on x86-64's baseline, NEON on aarch64. (GCC left
+// eight scalar accumulators unvectorised.) Loads through memcpy: rows need not be 16-byte aligned.
+typedef float f4 __attribute__((vector_size(16)));
+inline f4 load4(const float* p) {
+  f4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline float lanes_total(f4 a, f4 b) {
+  const f4 t = a + b;
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
 inline double sum_d(const float* x, i64 n) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  i64 i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) a[k] += x[i + k];
-  for (; i < n; ++i) a[0] += x[i];
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
-inline double centred_sq_d(const float* x, i64 n, double m) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  i64 i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      double d = x[i + k] - m;
-      a[k] += d * d;
+  double total = 0.0;
+  for (i64 i = 0; i < n; i += kBlock) {
+    const i64 len = std::min(kBlock, n - i), len8 = len & ~i64(7);
+    const float* xb = x + i;
+    f4 a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
+    for (i64 j = 0; j < len8; j += 8) {
+      a += load4(xb + j);
+      b += load4(xb + j + 4);
     }
-  for (; i < n; ++i) {
-    double d = x[i] - m;
-    a[0] += d * d;
+    float tail = 0.f;
+    for (i64 j = len8; j < len; ++j) tail += xb[j];
+    total += lanes_total(a, b) + tail;
   }
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  return total;
 }
 
-inline double centred_dot_d(const float* g, const float* x, i64 n, double m) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  i64 i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) a[k] += (double)g[i + k] * (x[i + k] - m);
-  for (; i < n; ++i) a[0] += (double)g[i] * (x[i] - m);
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+// sum((x - m)^2) for m = mean(x) (double). The blocks subtract mf = float(m) in float, and the
+// shift is corrected exactly: sum((x - m)^2) = sum((x - mf)^2) - n (m - mf)^2, since
+// sum(x - mf) = n (m - mf). (x - mf is exact where it matters: x close to mf, Sterbenz.)
+inline double centred_sq_d(const float* x, i64 n, double m) {
+  const float mf = (float)m;
+  const f4 mv = {mf, mf, mf, mf};
+  double total = 0.0;
+  for (i64 i = 0; i < n; i += kBlock) {
+    const i64 len = std::min(kBlock, n - i), len8 = len & ~i64(7);
+    const float* xb = x + i;
+    f4 a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
+    for (i64 j = 0; j < len8; j += 8) {
+      const f4 d0 = load4(xb + j) - mv, d1 = load4(xb + j + 4) - mv;
+      a += d0 * d0;
+      b += d1 * d1;
+    }
+    float tail = 0.f;
+    for (i64 j = len8; j < len; ++j) {
+      const float d = xb[j] - mf;
+      tail += d * d;
+    }
+    total += lanes_total(a, b) + tail;
+  }
+  const double delta = m - (double)mf;
+  return std::max(0.0, total - (double)n * delta * delta);
+}
+
+// sum(g) and sum(g (x - m)) in one pass, the same way: sum(g (x - m)) = sum(g (x - mf)) - (m - mf) sum(g).
+inline void sum_and_centred_dot_d(const float* g, const float* x, i64 n, double m, double* sg, double* sgx) {
+  const float mf = (float)m;
+  const f4 mv = {mf, mf, mf, mf};
+  double tg = 0.0, tgx = 0.0;
+  for (i64 i = 0; i < n; i += kBlock) {
+    const i64 len = std::min(kBlock, n - i), len8 = len & ~i64(7);
+    const float* gb = g + i;
+    const float* xb = x + i;
+    f4 a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0}, c0 = {0, 0, 0, 0}, c1 = {0, 0, 0, 0};
+    for (i64 j = 0; j < len8; j += 8) {
+      const f4 g0 = load4(gb + j), g1 = load4(gb + j + 4);
+      a0 += g0;
+      a1 += g1;
+      c0 += g0 * (load4(xb + j) - mv);
+      c1 += g1 * (load4(xb + j + 4) - mv);
+    }
+    float ta = 0.f, tc = 0.f;
+    for (i64 j = len8; j < len; ++j) {
+      ta += gb[j];
+      tc += gb[j] * (xb[j] - mf);
+    }
+    tg += lanes_total(a0, a1) + ta;
+    tgx += lanes_total(c0, c1) + tc;
+  }
+  *sg = tg;
+  *sgx = tgx - (m - (double)mf) * tg;
 }
 
 // Per-channel sums over x viewed [outer, C, inner]: the outer*C rows of `inner` contiguous values
@@ -97,18 +156,85 @@ void channel_sums(i64 outer, i64 C, i64 inner, double* out, Row&& row) {
     for (i64 k = 0; k < NACC * C; ++k) out[k] += part[(size_t)t * NACC * C + k];
 }
 
+// The same for [outer, C] inputs (inner = 1), where a row of the tensor holds one value of every
+// channel: threads take contiguous ranges of rows; row(o, acc) adds row o's values channel-wise
+// into the planar float acc[k * C + c] (the loop over channels vectorises), which is flushed into
+// the thread's double partials every kRowBlock rows. out is interleaved, as above.
+struct ChannelBlockTag {};
+template <int NACC, typename Row>
+void channel_sums_flat(i64 outer, i64 C, double* out, Row&& row) {
+  constexpr i64 kRowBlock = 32;
+  int nt = available_threads();
+  nt = (int)std::max<i64>(1, std::min<i64>(nt, outer * C / 32768));
+  std::vector<double> part((size_t)nt * NACC * C, 0.0);
+  parallel_team(nt, [&](int t, int T) {
+    double* acc = part.data() + (size_t)t * NACC * C;
+    float* blk = thread_scratch<ChannelBlockTag>(NACC * C);
+    const i64 b0 = outer * t / T, b1 = outer * (t + 1) / T;
+    for (i64 o0 = b0; o0 < b1; o0 += kRowBlock) {
+      std::fill(blk, blk + NACC * C, 0.f);
+      for (i64 o = o0, e = std::min(b1, o0 + kRowBlock); o < e; ++o) row(o, blk);
+      for (i64 k = 0; k < NACC * C; ++k) acc[k] += blk[k];
+    }
+  });
+  std::fill(out, out + NACC * C, 0.0);
+  for (int t = 0; t < nt; ++t)
+    for (int k = 0; k < NACC; ++k)
+      for (i64 c = 0; c < C; ++c) out[c * NACC + k] += part[((size_t)t * NACC + k) * C + c];
+}
+
+// y (or dx) per element from per-channel constants: f(xr, yr, c, len) over x viewed [outer, C, inner]
+template <typename F>
+void per_channel_map(i64 outer, i64 C, i64 inner, F&& f) {
+  if (inner == 1) {  // rows of C channels
+    parallel_for(outer, std::max<i64>(1, 16384 / C), [&](i64 o0, i64 o1) {
+      for (i64 o = o0; o < o1; ++o) f(o * C, (i64)-1, C);
+    });
+    return;
+  }
+  parallel_for(outer * C, std::max<i64>(1, 16384 / std::max<i64>(inner, 1)), [&](i64 r0, i64 r1) {
+    i64 c = r0 % C;
+    for (i64 r = r0; r < r1; ++r) {
+      f(r * inner, c, inner);
+      if (++c == C) c = 0;
+    }
+  });
+}
+
 void batch_norm_fwd(const float* x, float* y, const float* w, const float* b, float* mean,
                     float* invstd, float* run_mean, float* run_var, i64 outer, i64 C, i64 inner,
                     bool training, double momentum, double eps) {
   const i64 n = outer * inner;
   if (training) {
     std::vector<double> s(C), m(C), q(C);
-    channel_sums<1>(outer, C, inner, s.data(),
-                    [&](i64 off, i64, double* acc) { acc[0] += sum_d(x + off, inner); });
+    if (inner == 1)
+      channel_sums_flat<1>(outer, C, s.data(), [&](i64 o, float* acc) {
+        const float* xr = x + o * C;
+        for (i64 c = 0; c < C; ++c) acc[c] += xr[c];
+      });
+    else
+      channel_sums<1>(outer, C, inner, s.data(),
+                      [&](i64 off, i64, double* acc) { acc[0] += sum_d(x + off, inner); });
     for (i64 c = 0; c < C; ++c) m[c] = s[c] / (double)n;
-    channel_sums<1>(outer, C, inner, q.data(), [&](i64 off, i64 c, double* acc) {
-      acc[0] += centred_sq_d(x + off, inner, m[c]);
-    });
+    if (inner == 1) {
+      // centred on mf = float(m) in float, corrected as in centred_sq_d
+      std::vector<float> mf(C);
+      for (i64 c = 0; c < C; ++c) mf[c] = (float)m[c];
+      channel_sums_flat<1>(outer, C, q.data(), [&](i64 o, float* acc) {
+        const float* xr = x + o * C;
+        for (i64 c = 0; c < C; ++c) {
+          const float d = xr[c] - mf[c];
+          acc[c] += d * d;
+        }
+      });
+      for (i64 c = 0; c < C; ++c) {
+        const double delta = m[c] - (double)mf[c];
+        q[c] = std::max(0.0, q[c] - (double)n * delta * delta);
+      }
+    } else
+      channel_sums<1>(outer, C, inner, q.data(), [&](i64 off, i64 c, double* acc) {
+        acc[0] += centred_sq_d(x + off, inner, m[c]);
+      });
     for (i64 c = 0; c < C; ++c) {
       const double var = q[c] / (double)n;
       mean[c] = (float)m[c];
@@ -132,15 +258,14 @@ void batch_norm_fwd(const float* x, float* y, const float* w, const float* b, fl
     scale[c] = invstd[c] * (w ? w[c] : 1.f);
     shift[c] = b ? b[c] : 0.f;
   }
-  const i64 rows = outer * C;
-  parallel_for(rows, std::max<i64>(1, 16384 / std::max<i64>(inner, 1)), [&](i64 r0, i64 r1) {
-    i64 c = r0 % C;
-    for (i64 r = r0; r < r1; ++r) {
-      const float* xr = x + r * inner;
-      float* yr = y + r * inner;
+  per_channel_map(outer, C, inner, [&](i64 off, i64 c, i64 len) {
+    const float* xr = x + off;
+    float* yr = y + off;
+    if (c < 0) {  // a row of C channels
+      for (i64 j = 0; j < len; ++j) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+    } else {
       const float mu = mean[c], sc = scale[c], sh = shift[c];
-      for (i64 j = 0; j < inner; ++j) yr[j] = (xr[j] - mu) * sc + sh;
-      if (++c == C) c = 0;
+      for (i64 j = 0; j < len; ++j) yr[j] = (xr[j] - mu) * sc + sh;
     }
   });
 }
@@ -150,10 +275,22 @@ void batch_norm_bwd(const float* x, const float* dy, const float* mean, const fl
                     bool training) {
   const i64 n = outer * inner;
   std::vector<double> s(2 * C, 0.0);  // per channel: sum(dy), sum(dy (x - mean))
-  if (dw || db || (dx && training))
+  if ((dw || db || (dx && training)) && inner == 1)
+    channel_sums_flat<2>(outer, C, s.data(), [&](i64 o, float* acc) {
+      const float* xr = x + o * C;
+      const float* gr = dy + o * C;
+      float* a1 = acc + C;
+      for (i64 c = 0; c < C; ++c) {
+        acc[c] += gr[c];
+        a1[c] += gr[c] * (xr[c] - mean[c]);
+      }
+    });
+  else if (dw || db || (dx && training))
     channel_sums<2>(outer, C, inner, s.data(), [&](i64 off, i64 c, double* acc) {
-      acc[0] += sum_d(dy + off, inner);
-      acc[1] += centred_dot_d(dy + off, x + off, inner, mean[c]);
+      double sg, sgx;
+      sum_and_centred_dot_d(dy + off, x + off, inner, mean[c], &sg, &sgx);
+      acc[0] += sg;
+      acc[1] += sgx;
     });
   for (i64 c = 0; c < C; ++c) {
     if (dw) dw[c] = (float)(s[2 * c + 1] * invstd[c]);
@@ -168,16 +305,15 @@ void batch_norm_bwd(const float* x, const float* dy, const float* mean, const fl
     a[c] = training ? (float)(s[2 * c] / (double)n) : 0.f;
     bq[c] = training ? (float)(is * is * s[2 * c + 1] / (double)n) : 0.f;
   }
-  const i64 rows = outer * C;
-  parallel_for(rows, std::max<i64>(1, 16384 / std::max<i64>(inner, 1)), [&](i64 r0, i64 r1) {
-    i64 c = r0 % C;
-    for (i64 r = r0; r < r1; ++r) {
-      const float* xr = x + r * inner;
-      const float* gr = dy + r * inner;
-      float* dr = dx + r * inner;
+  per_channel_map(outer, C, inner, [&](i64 off, i64 c, i64 len) {
+    const float* xr = x + off;
+    const float* gr = dy + off;
+    float* dr = dx + off;
+    if (c < 0) {  // a row of C channels
+      for (i64 j = 0; j < len; ++j) dr[j] = k[j] * (gr[j] - a[j] - (xr[j] - mean[j]) * bq[j]);
+    } else {
       const float kc = k[c], ac = a[c], bc = bq[c], mu = mean[c];
-      for (i64 j = 0; j < inner; ++j) dr[j] = kc * (gr[j] - ac - (xr[j] - mu) * bc);
-      if (++c == C) c = 0;
+      for (i64 j = 0; j < len; ++j) dr[j] = kc * (gr[j] - ac - (xr[j] - mu) * bc);
     }
   });
 }
@@ -207,47 +343,55 @@ void layer_norm_fwd(const float* x, float* y, const float* w, const float* b, fl
 
 void layer_norm_bwd(const float* x, const float* dy, const float* mean, const float* rstd,
                     const float* w, float* dx, float* dw, float* db, i64 rows, i64 D) {
-  if (dx)
-    parallel_for(rows, std::max<i64>(1, 8192 / D), [&](i64 r0, i64 r1) {
-      float* g = thread_scratch<LayerNormGradTag>(D);
+  // One pass over the rows: each row's dx, and its share of the column sums dweight/dbias, which
+  // a thread adds in float over blocks of kRowBlock rows and then into its double partials.
+  constexpr i64 kRowBlock = 32;
+  const bool cols = dw || db;
+  int nt = available_threads();
+  nt = (int)std::max<i64>(1, std::min<i64>(nt, rows * D / 32768));
+  std::vector<double> part(cols ? (size_t)nt * 2 * D : 0, 0.0);
+  parallel_team(nt, [&](int t, int T) {
+    float* g = thread_scratch<LayerNormGradTag>(3 * D);  // dy * w, then the block's column sums
+    float* fw = g + D;
+    float* fb = g + 2 * D;
+    double* pw = cols ? part.data() + (size_t)t * 2 * D : nullptr;
+    double* pb = cols ? pw + D : nullptr;
+    const i64 b0 = rows * t / T, b1 = rows * (t + 1) / T;
+    for (i64 r0 = b0; r0 < b1; r0 += kRowBlock) {
+      const i64 r1 = std::min(b1, r0 + kRowBlock);
+      if (cols) std::fill(fw, fw + 2 * D, 0.f);
       for (i64 r = r0; r < r1; ++r) {
         const float* xr = x + r * D;
         const float* gr = dy + r * D;
-        float* dr = dx + r * D;
+        const float muf = mean[r], rsf = rstd[r];
+        if (cols)
+          for (i64 d = 0; d < D; ++d) {
+            fw[d] += gr[d] * ((xr[d] - muf) * rsf);
+            fb[d] += gr[d];
+          }
+        if (!dx) continue;
         const float* gw = gr;
         if (w) {
           for (i64 d = 0; d < D; ++d) g[d] = gr[d] * w[d];
           gw = g;
         }
-        const double mu = mean[r], rs = rstd[r];
-        const double sg = sum_d(gw, D), sgx = centred_dot_d(gw, xr, D, mu) * rs;
-        const float a = (float)(sg / (double)D), bq = (float)(sgx / (double)D);
-        const float rsf = (float)rs, muf = (float)mu;
+        double sg, sgx;
+        sum_and_centred_dot_d(gw, xr, D, muf, &sg, &sgx);
+        const float a = (float)(sg / (double)D), bq = (float)(sgx * rsf / (double)D);
+        float* dr = dx + r * D;
         for (i64 d = 0; d < D; ++d) {
           const float xh = (xr[d] - muf) * rsf;
           dr[d] = rsf * (gw[d] - a - xh * bq);
         }
       }
-    });
-  if (!dw && !db) return;
-  // column sums over rows: one partial [2, D] per thread over a contiguous range of rows
-  int nt = available_threads();
-  nt = (int)std::max<i64>(1, std::min<i64>(nt, rows * D / 32768));
-  std::vector<double> part((size_t)nt * 2 * D, 0.0);
-  parallel_team(nt, [&](int t, int T) {
-    double* pw = part.data() + (size_t)t * 2 * D;
-    double* pb = pw + D;
-    const i64 b0 = rows * t / T, b1 = rows * (t + 1) / T;
-    for (i64 r = b0; r < b1; ++r) {
-      const float* xr = x + r * D;
-      const float* gr = dy + r * D;
-      const float mu = mean[r], rs = rstd[r];
-      for (i64 d = 0; d < D; ++d) {
-        pw[d] += (double)(gr[d] * ((xr[d] - mu) * rs));
-        pb[d] += gr[d];
-      }
+      if (cols)
+        for (i64 d = 0; d < D; ++d) {
+          pw[d] += fw[d];
+          pb[d] += fb[d];
+        }
     }
   });
+  if (!cols) return;
   for (i64 d = 0; d < D; ++d) {
     double sw = 0, sb = 0;
     for (int t = 0; t < nt; ++t) {
