@@ -58,8 +58,19 @@ CASES = [(n, kw, None) for n, kw in CASES] + [("SGD", dict(lr=0.05, momentum=0.9
                                              ("Adam", dict(lr=0.01), 0.002), ("RMSprop", dict(lr=0.005), 0.002)]
 
 
+@pytest.fixture
+def torch_one_thread():
+    """The reference trajectory from one torch thread: with two, MKL may sum a product in a
+    different order from run to run, and centred RMSprop with momentum amplifies such last-bit
+    differences over 20 steps (this test failed ~1 run in 25 with no change on either side)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("name,kw,group_lr", CASES)
-def test_trajectory_matches_torch(name, kw, group_lr):
+def test_trajectory_matches_torch(name, kw, group_lr, torch_one_thread):
     tm, km = _models()
     topt = getattr(torch.optim, name)(_groups(tm, group_lr), **kw)
     kopt = getattr(optim, name)(_groups(km, group_lr), **kw)
