@@ -5,6 +5,9 @@
 //       as philox_bernoulli_mask with p_keep = 1 - p); kept elements are scaled by 1 / (1 - p).
 //       mask (f32, may be 0 = not stored) receives 1/(1-p) or 0, so backward is one multiply.
 //       p = 0 copies x (mask all 1); p = 1 zeroes y and mask (PyTorch's convention).
+//   rng_state (optional, default 0): address of two uint64 [seed, base]; when given, the stream is
+//       (rng_state[0], rng_state[1] + offset), read when the kernel runs. A replayed graph
+//       (kernelnet.graphed) draws fresh masks this way: Python rewrites the pair before each replay.
 //   dropout_backward(dy, mask, dx, n)           dx = dy * mask
 // The Python generator advances offset past the blocks used (n/4 rounded up, or simply n).
 #include <cstring>
@@ -50,8 +53,14 @@ KN_BIND(dropout) {
   using kn::uptr;
   m.def(
       "dropout_forward",
-      [](uptr x, uptr y, uptr mask, i64 n, double p, std::uint64_t seed, std::uint64_t offset) {
+      [](uptr x, uptr y, uptr mask, i64 n, double p, std::uint64_t seed, std::uint64_t offset,
+         uptr rng_state) {
         KN_CHECK(n >= 0, "dropout_forward: negative n=", n);
+        if (rng_state) {
+          const std::uint64_t* st = kn::ptr<const std::uint64_t>(rng_state);
+          seed = st[0];
+          offset += st[1];
+        }
         KN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
         KN_CHECK(x && y, "dropout_forward: null pointer");
         if (p == 0.0) {  // exact identity (no rounding through a multiply by 1)
@@ -63,7 +72,8 @@ KN_BIND(dropout) {
         kn::dropout_fwd(kn::ptr<const float>(x), kn::ptr<float>(y), kn::ptr<float>(mask), n, p,
                         seed, offset);
       },
-      KN_NOGIL);
+      kn::py::arg("x"), kn::py::arg("y"), kn::py::arg("mask"), kn::py::arg("n"), kn::py::arg("p"), kn::py::arg("seed"), kn::py::arg("offset"),
+      kn::py::arg("rng_state") = 0, KN_NOGIL);
   m.def(
       "dropout_backward",
       [](uptr dy, uptr mask, uptr dx, i64 n) {

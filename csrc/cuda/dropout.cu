@@ -2,6 +2,9 @@
 //   dropout_forward(x, y, mask, n, p, seed, offset)    keep element i iff u_i < 1 - p, with
 //       u_i = philox_uniform_at(seed, offset, i); kept elements scaled by 1 / (1 - p); mask (may be
 //       0) receives the scale or 0. p = 0 copies x (mask all ones); p = 1 zeroes y and mask.
+//   rng_state (optional, default 0): DEVICE address of two uint64 [seed, base]; the kernel then
+//       uses (rng_state[0], rng_state[1] + offset), read on the GPU when it runs, so a replayed CUDA
+//       graph draws fresh masks after Python rewrites the pair (kernelnet.graphed).
 //   dropout_backward(dy, mask, dx, n)                   dx = dy * mask
 // The mask is bit-identical to the CPU backend's for the same (seed, offset): both evaluate the
 // same Philox4x32-10 block (offset + i/4) from common/philox.h and the same float comparison.
@@ -17,7 +20,12 @@ constexpr int kThreads = 256;
 
 __global__ void k_dropout_fwd(const float* __restrict__ x, float* __restrict__ y,
                               float* __restrict__ mask, i64 n, float keep, float scale,
-                              std::uint64_t seed, std::uint64_t offset) {
+                              std::uint64_t seed, std::uint64_t offset,
+                              const std::uint64_t* __restrict__ rng_state) {
+  if (rng_state) {
+    seed = rng_state[0];
+    offset += rng_state[1];
+  }
   const i64 blocks = (n + 3) >> 2, stride = (i64)gridDim.x * blockDim.x;
   for (i64 b = (i64)blockIdx.x * blockDim.x + threadIdx.x; b < blocks; b += stride) {
     const Philox4 r = philox4x32_10(offset + (std::uint64_t)b, seed);
@@ -55,7 +63,8 @@ KN_BIND(dropout_cuda) {
   using kn::layer::blocks_for;
   m.def(
       "dropout_forward",
-      [](uptr x, uptr y, uptr mask, i64 n, double p, std::uint64_t seed, std::uint64_t offset) {
+      [](uptr x, uptr y, uptr mask, i64 n, double p, std::uint64_t seed, std::uint64_t offset,
+         uptr rng_state) {
         const char* op = "dropout_forward";
         KN_CHECK(n >= 0, op, ": negative n=", n);
         KN_CHECK(p >= 0.0 && p <= 1.0, op, ": p must be in [0, 1], got ", p);
@@ -75,10 +84,12 @@ KN_BIND(dropout_cuda) {
         const float keep = (float)(1.0 - p);
         const float scale = p >= 1.0 ? 0.f : (float)(1.0 / (1.0 - p));
         dc::k_dropout_fwd<<<blocks_for((n + 3) / 4, dc::kThreads), dc::kThreads, 0, kn::kStream>>>(
-            ptr<const float>(x), ptr<float>(y), ptr<float>(mask), n, keep, scale, seed, offset);
+            ptr<const float>(x), ptr<float>(y), ptr<float>(mask), n, keep, scale, seed, offset,
+            ptr<const std::uint64_t>(rng_state));
         KN_LAUNCH_CHECK(op);
       },
-      KN_NOGIL);
+      kn::py::arg("x"), kn::py::arg("y"), kn::py::arg("mask"), kn::py::arg("n"), kn::py::arg("p"), kn::py::arg("seed"), kn::py::arg("offset"),
+      kn::py::arg("rng_state") = 0, KN_NOGIL);
   m.def(
       "dropout_backward",
       [](uptr dy, uptr mask, uptr dx, i64 n) {

@@ -29,6 +29,7 @@ from . import autograd
 from .ops import *  # noqa: F401,F403
 from .ops import sum, max, min, abs, pow, round, all, any  # noqa: F401,A004  (shadow builtins, as torch does)
 from . import cuda, cpu
+from .graphs import graphed, GraphCaptureError
 from .info import info, set_num_threads, get_num_threads, set_flush_denormal
 
 float64 = float32  # kernelnet computes in float32; code asking for float64 gets float32

@@ -104,10 +104,19 @@ def to_device(obj):
     return device(obj)
 
 
+_capture_backend = None  # set by kernelnet.graphs while a capture records CPU kernels
+
+
 def backend(dev):
     """The native module that runs kernels for `dev`."""
+    if _capture_backend is not None:
+        return _capture_backend(dev, _cpu if dev.type == "cpu" else _backend_cuda(dev))
     if dev.type == "cpu":
         return _cpu
+    return _backend_cuda(dev)
+
+
+def _backend_cuda(dev):
     mod = _load_cuda()
     if mod is None:
         raise RuntimeError(f"cannot use device '{dev}': {_cuda_error}. "

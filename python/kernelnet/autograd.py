@@ -14,6 +14,7 @@ _state = threading.local()
 # cannot be imported at its top; a function-level import costs ~1-2 us per call, on every op.
 _Tensor = None
 _ops = None
+_capture_grad_hook = None  # set by kernelnet.graphs while capturing: sees every .grad assignment
 
 
 def _bind_late():
@@ -259,6 +260,7 @@ def _accumulate(leaf, g, handed):
                 g = r
     if g.device != leaf.device:
         g = g.to(leaf.device)
+    before = leaf.grad
     if leaf.grad is None:
         # each leaf gets a buffer of its own: in-place updates of one .grad (clipping, zeroing)
         # must not leak into another leaf that received the same gradient tensor
@@ -267,6 +269,8 @@ def _accumulate(leaf, g, handed):
         handed.add(key)
     else:
         leaf.grad = ops.add(leaf.grad, g).detach()
+    if _capture_grad_hook is not None:
+        _capture_grad_hook(leaf, before)
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):

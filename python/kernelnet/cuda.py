@@ -53,6 +53,12 @@ def empty_cache():
         mod.empty_cache()
 
 
+def graphed(fn, *args, warmup=1):
+    """Capture fn(*args) as a CUDA graph and replay it (kernelnet.graphed: same function, any device)."""
+    from .graphs import graphed as _graphed
+    return _graphed(fn, *args, warmup=warmup)
+
+
 def manual_seed(seed):
     from .ops import manual_seed as _ms
     _ms(seed)

@@ -16,6 +16,12 @@ from . import autograd
 # more from its cache, smaller ones from malloc, whose free lists fault no pages anyway.
 _host_alloc = _cpu.host_alloc
 
+# Set by kernelnet.graphs while a capture runs: the storages of CPU tensors made meanwhile (a CPU
+# replay writes into them again, so they must outlive the capture), and a guard that refuses
+# reading values on the host (a replay would not re-run the Python code that used them).
+_capture_retain = None
+_host_read_guard = None
+
 
 def _contig_strides(shape):
     n = len(shape)
@@ -82,6 +88,8 @@ class Tensor:
     @classmethod
     def _make(cls, storage, shape, stride, offset, dtype, device, base_ptr):
         t = object.__new__(cls)
+        if _capture_retain is not None:
+            _capture_retain.append(storage)
         t._storage = storage
         t._shape = tuple(shape)
         t._stride = tuple(stride)
@@ -209,6 +217,8 @@ class Tensor:
 
     # -------------------------------------------------------------- conversion
     def numpy(self, force=False):
+        if _host_read_guard is not None:
+            _host_read_guard(self)
         if self.requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         if self.device.type != "cpu":
@@ -231,6 +241,8 @@ class Tensor:
     def item(self):
         if self.numel() != 1:
             raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        if _host_read_guard is not None:
+            _host_read_guard(self)
         if self.device.type == "cpu":  # fast path: read the one element straight from storage
             return self._storage[self._offset].item()
         return self.detach().cpu().numpy().reshape(()).item()

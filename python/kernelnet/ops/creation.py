@@ -6,6 +6,7 @@ import numpy as np
 from .. import _dtype as D
 from .._device import to_device, CPU
 from ..tensor import Tensor
+from .. import graphs as _graphs
 from ._util import shape_arg
 
 
@@ -171,6 +172,8 @@ class Generator:
         self._offset = s[2]
 
     def _advance(self, n):
+        if _graphs._capture is not None:
+            _graphs._refuse("drawing random numbers other than dropout masks")
         off = self._offset
         # whole Philox blocks: keep successive draws from sharing a counter
         self._offset += (int(n) + 3) // 4 * 4 if n > 0 else 0

@@ -5,16 +5,18 @@ from .. import _dtype as D
 from ..autograd import Function
 from ..tensor import Tensor
 from ._layer_util import as_contiguous, check_tensor
+from .. import graphs as _graphs
 
 
 class _Dropout(Function):
     @staticmethod
-    def forward(ctx, x, p, seed, offset):
+    def forward(ctx, x, p, seed, offset, rng_state=0):
         n = x.numel()
         y = Tensor._empty(x._shape, D.float32, x.device)
         mask = Tensor._empty(x._shape, D.float32, x.device)  # 1/(1-p) where kept, else 0
         if n:
-            x._backend.dropout_forward(x.data_ptr(), y.data_ptr(), mask.data_ptr(), n, float(p), seed, offset)
+            x._backend.dropout_forward(x.data_ptr(), y.data_ptr(), mask.data_ptr(), n, float(p), seed, offset,
+                                       rng_state)
         ctx.save_for_backward(mask)
         return y
 
@@ -41,5 +43,9 @@ def dropout(input, p=0.5, training=True, inplace=False, generator=None):
     if not training or p == 0.0:
         return input
     from .creation import _gen
-    seed, offset = _gen(generator)._advance(input.numel())
-    return _Dropout.apply(as_contiguous(input), p, seed, offset)
+    cap = _graphs._capture
+    if cap is not None:  # a replayed graph reads the generator's position when it runs
+        seed, offset, state = cap.dropout_rng(_gen(generator), input.numel())
+    else:
+        (seed, offset), state = _gen(generator)._advance(input.numel()), 0
+    return _Dropout.apply(as_contiguous(input), p, seed, offset, state)

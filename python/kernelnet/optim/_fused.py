@@ -7,6 +7,7 @@ keeps the tensors whose pointers are passed alive until the call returns.
 import os
 
 import kernelnet as _kn
+from .. import graphs as _graphs
 
 
 def params_with_grad(group, opt_name):
@@ -56,6 +57,8 @@ def step(kernel, params, *args):
     signature (docs/KERNEL_CONTRACT.md) with tensor lists in place of pointer lists. The fused
     native kernel runs when the parameters' backend has it; otherwise (or with
     KERNELNET_OPTIM=reference) the tensor-op reference in _reference.py does the same update."""
+    if _graphs._capture is not None:
+        _graphs._refuse("calling optimizer.step() (call it after each replay: its per-step scalars change)")
     backend = backend_of(params, kernel)
     dev = params[0].device
     for a in args:  # gradients and state: a kernel handed another device's pointer would crash

@@ -1,0 +1,251 @@
+"""kernelnet.graphed: capture the kernels of a function once, then replay them without Python.
+
+    def fwd_bwd(x, y):
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        return loss
+
+    step = kernelnet.graphed(fwd_bwd, x0, y0)    # runs fwd_bwd(x0, y0) warmup + 1 times, capturing the last
+    for x, y in loader:
+        loss = step(x, y)                        # copies x, y into the captured inputs and replays
+        optimizer.step()                         # outside: its per-step scalars (Adam's bias
+        running += loss.item()                   #   corrections, the learning rate) change each step
+
+On a GPU the captured kernels are one CUDA graph: a replay is one launch, without the Python
+layer's per-op cost or the per-kernel launch cost (kernelnet.cuda.graphed is the same function).
+On the CPU the native kernel calls are recorded and replayed in order, skipping autograd,
+dispatch and argument checks; the arithmetic is the same, so a replay equals an eager call.
+
+What a replay repeats is exactly the kernels of the captured call, on the same memory. So:
+- the inputs are copied into the captured input tensors (same shapes, dtypes and device);
+- the returned tensors are the captured outputs, overwritten by each replay (clone to keep one);
+- gradients go into the same .grad tensors each replay, as after zero_grad() (they are not
+  accumulated across replays); a replay puts them back if .grad was set to None in between;
+- dropout draws fresh masks each replay, as eager calls would (the generator's seed and offset
+  are read by the kernels when they run, and the generator advances as in eager mode);
+- Python code in the function does not run again: anything it decides from tensor values would be
+  frozen, so reading a value on the host while capturing (.item(), .numpy(), bool(t)...) raises,
+  as do optimizer.step(), random draws other than dropout, and gradients accumulated into .grad
+  tensors that existed before the capture (call zero_grad() inside the function).
+"""
+import threading
+
+from . import _dtype as D
+from . import _device
+from . import autograd
+from . import tensor as _tensor_mod
+from .tensor import Tensor
+
+_lock = threading.Lock()
+_capture = None  # the Capture in progress (one at a time, process-wide)
+
+# Native functions that return a value and have no side effects: they run, and are not recorded.
+_QUERIES = frozenset({"conv2d_output_size", "pool2d_output_size", "num_threads", "simd_active",
+                      "simd_detected", "host_cache_info"})
+
+
+class GraphCaptureError(RuntimeError):
+    """What the captured function did cannot be replayed (see kernelnet.graphs)."""
+
+
+def capturing():
+    """True while kernelnet.graphed is capturing a function (in any thread)."""
+    return _capture is not None
+
+
+def _refuse(what):
+    raise GraphCaptureError(f"kernelnet.graphed: {what} while capturing. A replay runs only the captured "
+                            "kernels, not the Python code, so this would be frozen at its captured value.")
+
+
+class _Recorder:
+    """Stands in for kernelnet._cpu while capturing on the CPU: runs each kernel and records it."""
+
+    def __init__(self, mod, calls):
+        self._mod, self._calls = mod, calls
+
+    def __getattr__(self, name):
+        f = getattr(self._mod, name)
+        if not callable(f) or name in _QUERIES:
+            return f
+        calls = self._calls
+
+        def record(*args, **kwargs):
+            r = f(*args, **kwargs)
+            if r is not None:
+                raise GraphCaptureError(f"kernelnet.graphed: the native function {name} returned a value to "
+                                        "Python while capturing; it cannot be replayed")
+            calls.append((f, args, kwargs))
+            return r
+        return record
+
+
+class _Capture:
+    def __init__(self, device):
+        self.device = device
+        self.calls = []          # CPU: (function, args, kwargs) in order
+        self.retained = []       # CPU: storages of every tensor made while capturing
+        self.grads = {}          # id(leaf) -> (leaf, grad tensor) assigned while capturing
+        self.rng_used = 0        # Philox offsets consumed by dropout in one call
+        self.rng_gen = None
+        # [seed, base offset] read by the dropout kernels when they run (uint64 bits in int64)
+        self.rng_state = Tensor._empty((2,), D.int64, device)
+        self.recorder = _Recorder(_device._cpu, self.calls) if device.type == "cpu" else None
+
+    # hooks called by the rest of the library while this capture is active
+    def backend(self, dev, mod):
+        if self.recorder is not None and dev.type == "cpu":
+            return self.recorder
+        return mod
+
+    def dropout_rng(self, generator, n):
+        """(seed, offset, rng_state address) for a dropout kernel of n elements."""
+        if self.rng_gen is None:
+            self.rng_gen = generator
+            if self.device.type == "cpu":  # the recording run draws for real: from the generator's position
+                st = self.rng_state
+                st._storage[st._offset:st._offset + 2] = _state_bits(generator)
+        elif generator is not self.rng_gen:
+            _refuse("drawing dropout masks from two different generators")
+        rel = self.rng_used
+        self.rng_used += (int(n) + 3) // 4 * 4 if n > 0 else 0
+        return 0, rel, self.rng_state.data_ptr()
+
+    def grad_assigned(self, leaf, before):
+        if before is not None and id(leaf) not in self.grads:
+            _refuse("accumulating a gradient into a .grad tensor that existed before the capture (call "
+                    "optimizer.zero_grad() inside the captured function)")
+        self.grads[id(leaf)] = (leaf, leaf.grad)
+
+
+def _write_rng_state(cap):
+    """Point the captured dropout kernels at the generator's current position, and advance the
+    generator past what one call draws (as the eager call would)."""
+    gen = cap.rng_gen
+    if gen is None:
+        return
+    bits = _state_bits(gen)
+    gen._offset += cap.rng_used
+    if cap.device.type == "cpu":
+        cap.rng_state.numpy()[:] = bits
+    else:
+        from .ops.creation import tensor as _tensor
+        cap.rng_state.copy_(_tensor(bits, dtype=D.int64))
+
+
+def _state_bits(gen):
+    """The generator's [seed, offset] as int64 values with the uint64 bits the kernels read."""
+    seed = gen._seed
+    return [seed if seed < 2 ** 63 else seed - 2 ** 64, gen._offset]
+
+
+def _host_read(t):
+    _refuse("reading a tensor's value on the host (.item(), .numpy(), .tolist(), bool(), float()...)")
+
+
+def _set_hooks(cap):
+    """Route the library's hooks to `cap` (or back to nothing): backend dispatch, tensor creation,
+    host reads and gradient accumulation check `cap` only through these variables."""
+    on = cap is not None
+    _device._capture_backend = cap.backend if on else None
+    _tensor_mod._capture_retain = cap.retained if on and cap.recorder is not None else None
+    _tensor_mod._host_read_guard = _host_read if on else None
+    autograd._capture_grad_hook = cap.grad_assigned if on else None
+
+
+class Graphed:
+    """The callable kernelnet.graphed returns (see the module docstring)."""
+
+    def __init__(self, fn, args, warmup=1):
+        self._fn = fn
+        self._tensor_pos = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        if not self._tensor_pos:
+            raise ValueError("kernelnet.graphed: pass the function's sample tensors (its inputs), e.g. "
+                             "graphed(step, x, y)")
+        devs = {args[i].device for i in self._tensor_pos}
+        if len(devs) != 1:
+            raise ValueError(f"kernelnet.graphed: all input tensors must be on one device, got {sorted(map(str, devs))}")
+        self.device = devs.pop()
+        self._static = list(args)
+        for i in self._tensor_pos:  # the captured inputs: private copies the replays read
+            a = args[i]
+            s = a.detach().clone()
+            s.requires_grad = a.requires_grad
+            self._static[i] = s
+        for _ in range(int(warmup)):
+            fn(*self._static)
+        self._outputs = self._capture()
+
+    def _capture(self):
+        global _capture
+        cap = _Capture(self.device)
+        cuda_graph = None
+        with _lock:
+            if _capture is not None:
+                raise GraphCaptureError("kernelnet.graphed: another capture is in progress")
+            _capture = cap
+            _set_hooks(cap)
+        try:
+            if cap.recorder is None:  # CUDA: the kernels go into a CUDA graph, without running
+                cuda_graph = _device.backend(self.device).Graph()
+                cuda_graph.capture_begin()
+                try:
+                    out = self._fn(*self._static)
+                finally:
+                    cuda_graph.capture_end()  # also ends a failed capture (and raises its error)
+            else:
+                out = self._fn(*self._static)
+        finally:
+            with _lock:
+                _capture = None
+                _set_hooks(None)
+        self._cap = cap
+        self._graph = cuda_graph
+        if cuda_graph is not None:
+            self._replay_kernels()  # the capture ran nothing on the GPU: run it once, as on the CPU
+        elif cap.rng_gen is not None:
+            cap.rng_gen._offset += cap.rng_used  # the recording run drew its masks for real
+        return out
+
+    def _replay_kernels(self):
+        cap = self._cap
+        _write_rng_state(cap)
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            for f, args, kwargs in cap.calls:
+                f(*args, **kwargs)
+        for leaf, g in cap.grads.values():
+            if leaf.grad is not g:
+                leaf.grad = g
+
+    def __call__(self, *args):
+        if len(args) != len(self._static):
+            raise TypeError(f"kernelnet.graphed: expected {len(self._static)} arguments as captured, got {len(args)}")
+        for i in self._tensor_pos:
+            a, s = args[i], self._static[i]
+            if not isinstance(a, Tensor) or a._shape != s._shape or a.dtype is not s.dtype:
+                got = f"{type(a).__name__} {tuple(a.shape)} {a.dtype}" if isinstance(a, Tensor) else type(a).__name__
+                raise ValueError(f"kernelnet.graphed: argument {i} must be a {s.dtype} tensor of shape "
+                                 f"{tuple(s.shape)} as captured (a replay reuses the captured memory), got {got}")
+            if a is not s:
+                with autograd.no_grad():
+                    s.copy_(a)
+        for i, a in enumerate(args):
+            if i not in self._tensor_pos and a is not self._static[i] and a != self._static[i]:
+                raise ValueError(f"kernelnet.graphed: argument {i} differs from the captured value "
+                                 f"{self._static[i]!r}; non-tensor arguments are frozen into the capture")
+        self._replay_kernels()
+        return self._outputs
+
+    @property
+    def num_kernels(self):
+        """Native calls one CPU replay makes (None on CUDA, where the graph holds them)."""
+        return len(self._cap.calls) if self._graph is None else None
+
+
+def graphed(fn, *args, warmup=1):
+    """Capture fn(*args) (after `warmup` eager calls) and return a callable that replays it on new
+    inputs of the same shapes: kernelnet.graphs explains what a replay repeats and what it refuses."""
+    return Graphed(fn, args, warmup)

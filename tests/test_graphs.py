@@ -1,0 +1,232 @@
+"""kernelnet.graphed: a replayed capture must equal the eager calls it stands for (losses, gradients,
+parameters after optimizer steps, dropout masks, BatchNorm running statistics), and everything a
+replay could not repeat must raise while capturing. On the CPU a replay re-runs the recorded native
+kernels on the same memory, so the results are bit-identical to eager; on CUDA (device fixture)
+the graph holds the same kernels (conv weight gradients add with atomics: a small tolerance)."""
+import copy
+
+import numpy as np
+import pytest
+
+import kernelnet as kn
+import kernelnet.nn as nn
+import kernelnet.nn.functional as F
+import kernelnet.optim as optim
+from kernelnet.graphs import GraphCaptureError, capturing
+
+
+class SmallCNN(nn.Module):
+    """The course CNN's layer kinds, small: conv, ReLU, max-pool, BatchNorm, dropout, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, 1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.25)
+        self.fc1 = nn.Linear(4 * 5 * 5, 16)
+        self.drop2 = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
+        x = self.drop(x)
+        x = self.drop2(F.relu(self.fc1(kn.flatten(x, 1))))
+        return self.fc2(x)
+
+
+class TinyLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(5, 8, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def _batches(model_name, n, device, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (6, 1, 12, 12) if model_name == "cnn" else (6, 7, 5)
+    return [(kn.tensor(rng.standard_normal(shape).astype(np.float32), device=device),
+             kn.tensor(rng.integers(0, 3, 6), device=device)) for _ in range(n)]
+
+
+def _setup(model_name, device):
+    kn.manual_seed(3)
+    model = (SmallCNN() if model_name == "cnn" else TinyLSTM()).to(device)
+    return model, optim.Adam(model.parameters(), lr=1e-2)
+
+
+def _close(a, b, device, what):
+    a, b = a.detach().cpu().numpy(), b.detach().cpu().numpy()
+    if device == "cpu":
+        np.testing.assert_array_equal(a, b, err_msg=what)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=what)
+
+
+@pytest.mark.parametrize("model_name", ["cnn", "lstm"])
+def test_replay_equals_eager(device, model_name):
+    """Eager: two calls without a step (the warm-up and the capture run of graphed), then
+    forward/backward + Adam step per batch. Graphed: the same through replays."""
+    batches = _batches(model_name, 6, device)
+    crit = nn.CrossEntropyLoss()
+
+    model, opt = _setup(model_name, device)
+    model_g = copy.deepcopy(model)
+    opt_g = optim.Adam(model_g.parameters(), lr=1e-2)
+
+    def step(m, o):
+        def f(x, y):
+            o.zero_grad()
+            loss = crit(m(x), y)
+            loss.backward()
+            return loss
+        return f
+
+    kn.manual_seed(11)
+    f = step(model, opt)
+    f(*batches[0])
+    f(*batches[0])
+    eager = []
+    for x, y in batches[1:]:
+        eager.append(f(x, y).item())
+        opt.step()
+
+    kn.manual_seed(11)
+    g = kn.graphed(step(model_g, opt_g), *batches[0])
+    assert not capturing()
+    replayed = []
+    for x, y in batches[1:]:
+        loss = g(x, y)
+        replayed.append(loss.item())
+        opt_g.step()
+
+    if device == "cpu":
+        assert replayed == eager
+    else:
+        np.testing.assert_allclose(replayed, eager, rtol=1e-5)
+    for (name, p), pg in zip(model.named_parameters(), model_g.parameters()):
+        _close(p, pg, device, name)
+        _close(p.grad, pg.grad, device, name + ".grad")
+    for (name, b), bg in zip(model.named_buffers(), model_g.buffers()):
+        _close(b, bg, device, name)  # BatchNorm running statistics, num_batches_tracked
+
+
+def test_dropout_masks_change_between_replays_as_in_eager(device):
+    x = kn.ones(64, device=device)
+
+    def f(x):
+        return F.dropout(x, 0.5) * 1.0
+
+    kn.manual_seed(5)
+    eager = [f(x).cpu().numpy().copy() for _ in range(5)]
+    kn.manual_seed(5)
+    g = kn.graphed(f, x)  # warm-up + capture: the first two draws
+    replays = [g(x).cpu().numpy().copy() for _ in range(2)]
+    np.testing.assert_array_equal(replays[0], eager[2])
+    np.testing.assert_array_equal(replays[1], eager[3])
+    assert not np.array_equal(replays[0], replays[1])
+    # the generator moved on as in eager mode: the next eager draw is the fifth
+    np.testing.assert_array_equal(f(x).cpu().numpy(), eager[4])
+
+
+def test_gradients_come_back_after_zero_grad_and_outputs_are_reused(device):
+    lin = nn.Linear(4, 2).to(device)
+
+    def f(x):
+        lin.zero_grad()
+        out = (lin(x) ** 2).sum()
+        out.backward()
+        return out
+
+    x0 = kn.randn(3, 4, device=device)
+    g = kn.graphed(f, x0, warmup=0)
+    x1 = kn.randn(3, 4, device=device)
+    out1 = g(x1)
+    w_grad = lin.weight.grad.cpu().numpy().copy()
+    lin.zero_grad()  # sets .grad to None: the next replay puts the captured tensors back
+    assert lin.weight.grad is None
+    out2 = g(x1)
+    assert out2 is out1
+    np.testing.assert_array_equal(lin.weight.grad.cpu().numpy(), w_grad)
+    # against an eager computation
+    lin.zero_grad()
+    ref = f(x1)
+    np.testing.assert_allclose(out2.item(), ref.item(), rtol=1e-6)
+    np.testing.assert_allclose(lin.weight.grad.cpu().numpy(), w_grad, rtol=1e-6)
+
+
+def test_shared_weight_accumulates_within_one_capture(device):
+    w = kn.randn(3, 3, device=device, requires_grad=True)
+
+    def f(x):
+        w.grad = None
+        y = (x @ w @ w).sum()  # w used twice: two gradients added inside the capture
+        y.backward()
+        return y
+
+    x = kn.randn(2, 3, device=device)
+    g = kn.graphed(f, x)
+    x2 = kn.randn(2, 3, device=device)
+    g(x2)
+    gw = w.grad.cpu().numpy().copy()
+    f(x2)
+    np.testing.assert_allclose(gw, w.grad.cpu().numpy(), rtol=1e-6)
+
+
+def _raises_while_capturing(fn, *args, match):
+    with pytest.raises(GraphCaptureError, match=match):
+        kn.graphed(fn, *args, warmup=0)
+    assert not capturing()
+    # the library works normally afterwards
+    assert float((kn.ones(2) + 1).sum().item()) == 4.0
+
+
+def test_what_cannot_be_replayed_raises(device):
+    x = kn.randn(3, 4, device=device)
+    lin = nn.Linear(4, 2).to(device)
+    opt = optim.SGD(lin.parameters(), lr=0.1)
+    _raises_while_capturing(lambda x: x.sum().item(), x, match="reading a tensor's value")
+    _raises_while_capturing(lambda x: bool((x > 0).any()), x, match="reading a tensor's value")
+
+    def with_step(x):
+        opt.zero_grad()
+        lin(x).sum().backward()
+        opt.step()
+    _raises_while_capturing(with_step, x, match="optimizer.step")
+    _raises_while_capturing(lambda x: x + kn.randn(3, 4, device=device), x, match="random numbers")
+    lin(x).sum().backward()  # .grad exists before the capture and the function does not clear it
+    _raises_while_capturing(lambda x: lin(x).sum().backward(), x, match="existed before the capture")
+    bn = nn.BatchNorm1d(4, momentum=None).to(device)  # cumulative average: reads a count on the host
+    _raises_while_capturing(lambda x: bn(x), x, match="reading a tensor's value")
+
+
+def test_replay_checks_its_arguments(device):
+    g = kn.graphed(lambda x, k: x * k, kn.ones(2, 3, device=device), 2.0)
+    out = g(kn.full((2, 3), 3.0, device=device), 2.0)
+    np.testing.assert_array_equal(out.cpu().numpy(), np.full((2, 3), 6.0, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        g(kn.ones(3, 3, device=device), 2.0)
+    with pytest.raises(ValueError, match="frozen"):
+        g(kn.ones(2, 3, device=device), 5.0)
+    with pytest.raises(TypeError, match="arguments"):
+        g(kn.ones(2, 3, device=device))
+    with pytest.raises(ValueError, match="sample tensors"):
+        kn.graphed(lambda: None)
+
+
+def test_cpu_replay_runs_only_the_kernels():
+    """The recording holds native calls only: a replay of a 2-layer MLP step makes a fixed, small
+    number of them (the point: no autograd or dispatch work in Python)."""
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def f(x, y):
+        mlp.zero_grad()
+        loss = F.mse_loss(mlp(x), y)
+        loss.backward()
+        return loss
+
+    g = kn.graphed(f, kn.randn(4, 8), kn.randn(4, 2))
+    assert 5 <= g.num_kernels <= 40
