@@ -161,3 +161,74 @@ def test_norm_errors_name_the_problem(device):
     with pytest.raises(ValueError, match="momentum must be in"):
         x._backend.batch_norm_forward(x.data_ptr(), x.data_ptr(), 0, 0, x.data_ptr(), x.data_ptr(), 0, 0,
                                       4, 3, 2, True, 2.0, 1e-5)
+
+
+# ---- edge cases found by review: constant rows, NaN, empty batches, momentum in eval, threads
+@pytest.mark.parametrize("value", [0.1, -7.77, 10000.3, 123456.7])
+@pytest.mark.parametrize("n", [7, 100, 1000])
+def test_norm_of_a_constant_row_is_its_bias(device, value, n):
+    """A constant row/channel has mean = its value and variance 0: y = bias exactly (float lane sums
+    of the raw values put the mean an ulp off, and 10000.3 came out as +-0.295 instead of 0)."""
+    a = np.full((3, n), value, dtype=np.float32)
+    b = make(arr(n), device=device)
+    np.testing.assert_array_equal(tonp(F.layer_norm(make(a, device=device), (n,), None, b)), np.broadcast_to(tonp(b), a.shape))
+    for x in (make(a.T.copy(), device=device), make(a.reshape(1, 3, n), device=device)):  # [N, C] and [N, C, L]
+        y = F.batch_norm(x, None, None, None, make(arr(3), device=device), training=True)
+        assert np.all(np.ptp(tonp(y), axis=(0, 2) if y.dim() == 3 else 0) == 0)
+
+
+def test_batch_norm_nan_reaches_running_var(device):
+    a = arr(8, 2, 3)
+    a[1, 0, 0] = np.nan
+    rm, rv = make(np.zeros(2), device=device), make(np.ones(2), device=device)
+    F.batch_norm(make(a, device=device), rm, rv, training=True)
+    assert np.isnan(tonp(rm)[0]) and np.isnan(tonp(rv)[0]) and np.isfinite(tonp(rv)[1])
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (2, 3, 0)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_empty_batch(device, shape, training):
+    km = kn.nn.BatchNorm1d(3).to(device)
+    km.train(training)
+    x = make(np.zeros(shape), device=device, requires_grad=True)
+    y = km(x)
+    assert tuple(y.shape) == shape
+    (y * 2.0).sum().backward()
+    close(km.weight.grad, np.zeros(3))
+    close(km.running_mean, np.zeros(3))
+    close(km.running_var, np.ones(3))
+
+
+def test_layer_norm_no_rows_backward(device):
+    km = kn.nn.LayerNorm(4).to(device)
+    x = make(np.zeros((0, 4)), device=device, requires_grad=True)
+    (km(x) * 2.0).sum().backward()
+    close(km.weight.grad, np.zeros(4))
+    close(km.bias.grad, np.zeros(4))
+
+
+def test_batch_norm_momentum_ignored_in_eval_and_stats_paired(device):
+    x = make(arr(4, 3), device=device)
+    rm, rv = make(arr(3), device=device), make(arr(3, kind="pos"), device=device)
+    F.batch_norm(x, rm, rv, training=False, momentum=5.0)  # PyTorch ignores momentum in eval
+    with pytest.raises(ValueError, match="both be None or neither"):
+        F.batch_norm(x, rm, None, training=True)
+
+
+def test_norm_thread_count_agrees(device):
+    a = arr(512, 256) + 3.0
+    g = make(arr(512, 256), device=device)
+    out = []
+    old = kn.get_num_threads()
+    for nt in (1, 2):
+        kn.set_num_threads(nt)
+        x = make(a, device=device, requires_grad=True)
+        y = F.batch_norm(x, None, None, training=True)
+        (y * g).sum().backward()
+        x2 = make(a, device=device, requires_grad=True)
+        y2 = F.layer_norm(x2, (256,))
+        (y2 * g).sum().backward()
+        out.append([tonp(t) for t in (y, x.grad, y2, x2.grad)])
+    kn.set_num_threads(old)
+    for p, q in zip(*out):
+        close(p, q, tol=1e-6)

@@ -21,9 +21,11 @@
 //       g = dy * weight; dx = rstd (g - mean(g) - xhat mean(g xhat)) per row;
 //       dweight[d] = sum over rows of dy xhat, dbias[d] = sum over rows of dy.
 //
-// Numerics: every statistic is summed in double, mean first and then the centred squares (two
-// passes, no E[x^2] - E[x]^2 cancellation), so a channel with a large mean and a small spread
-// keeps its digits. Eight independent accumulators keep the adds from waiting on each other.
+// Numerics: two passes, mean first and then the centred squares (no E[x^2] - E[x]^2 cancellation).
+// Each pass adds blocks of 256 values in float SIMD lanes and the block totals in double; the
+// first pass adds deviations from a pivot (sum_d) and the second deviations from float(mean), so
+// the float rounding scales with the spread of the values, not their mean: a constant row has
+// its exact mean and variance 0, and a large mean with a small spread keeps its digits.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -58,21 +60,29 @@ inline float lanes_total(f4 a, f4 b) {
   return (t[0] + t[1]) + (t[2] + t[3]);
 }
 
+// A pivot for sum_d: a finite value of the data (its first), 0 when there is none.
+inline float sum_pivot(const float* x, i64 n) { return n > 0 && std::isfinite(x[0]) ? x[0] : 0.f; }
+
+// sum(x) = n p + sum(x - p) for the pivot p: the float lanes add deviations from p (exact where
+// x is within a factor 2 of p), so their rounding scales with the spread of x, not its mean, and
+// a constant row sums to exactly n p (its mean is exact, its variance 0).
 inline double sum_d(const float* x, i64 n) {
+  const float p = sum_pivot(x, n);
+  const f4 pv = {p, p, p, p};
   double total = 0.0;
   for (i64 i = 0; i < n; i += kBlock) {
     const i64 len = std::min(kBlock, n - i), len8 = len & ~i64(7);
     const float* xb = x + i;
     f4 a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
     for (i64 j = 0; j < len8; j += 8) {
-      a += load4(xb + j);
-      b += load4(xb + j + 4);
+      a += load4(xb + j) - pv;
+      b += load4(xb + j + 4) - pv;
     }
     float tail = 0.f;
-    for (i64 j = len8; j < len; ++j) tail += xb[j];
+    for (i64 j = len8; j < len; ++j) tail += xb[j] - p;
     total += lanes_total(a, b) + tail;
   }
-  return total;
+  return (double)n * (double)p + total;
 }
 
 // sum((x - m)^2) for m = mean(x) (double). The blocks subtract mf = float(m) in float, and the
@@ -99,7 +109,7 @@ inline double centred_sq_d(const float* x, i64 n, double m) {
     total += lanes_total(a, b) + tail;
   }
   const double delta = m - (double)mf;
-  return std::max(0.0, total - (double)n * delta * delta);
+  return std::max(total - (double)n * delta * delta, 0.0);  // (NaN stays NaN)
 }
 
 // sum(g) and sum(g (x - m)) in one pass, the same way: sum(g (x - m)) = sum(g (x - mf)) - (m - mf) sum(g).
@@ -207,12 +217,16 @@ void batch_norm_fwd(const float* x, float* y, const float* w, const float* b, fl
   const i64 n = outer * inner;
   if (training) {
     std::vector<double> s(C), m(C), q(C);
-    if (inner == 1)
+    if (inner == 1) {
+      // deviations from a pivot per channel (row 0's value), as in sum_d
+      std::vector<float> pv(C);
+      for (i64 c = 0; c < C; ++c) pv[c] = sum_pivot(x + c, 1);
       channel_sums_flat<1>(outer, C, s.data(), [&](i64 o, float* acc) {
         const float* xr = x + o * C;
-        for (i64 c = 0; c < C; ++c) acc[c] += xr[c];
+        for (i64 c = 0; c < C; ++c) acc[c] += xr[c] - pv[c];
       });
-    else
+      for (i64 c = 0; c < C; ++c) s[c] += (double)n * (double)pv[c];
+    } else
       channel_sums<1>(outer, C, inner, s.data(),
                       [&](i64 off, i64, double* acc) { acc[0] += sum_d(x + off, inner); });
     for (i64 c = 0; c < C; ++c) m[c] = s[c] / (double)n;
@@ -229,7 +243,7 @@ void batch_norm_fwd(const float* x, float* y, const float* w, const float* b, fl
       });
       for (i64 c = 0; c < C; ++c) {
         const double delta = m[c] - (double)mf[c];
-        q[c] = std::max(0.0, q[c] - (double)n * delta * delta);
+        q[c] = std::max(q[c] - (double)n * delta * delta, 0.0);  // (NaN stays NaN)
       }
     } else
       channel_sums<1>(outer, C, inner, q.data(), [&](i64 off, i64 c, double* acc) {

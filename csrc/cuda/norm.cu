@@ -226,7 +226,9 @@ __global__ void k_ln_backward_params(const float* __restrict__ x, const float* _
 }
 
 ChannelIndex channel_index(const char* op, i64 outer, i64 C, i64 inner) {
-  KN_CHECK(outer * C * inner <= layer::kIntMax, op, ": tensors of 2^31 elements or more are not supported on CUDA");
+  // the BatchNorm loops step an int i by blockDim.x (kThreads): i + kThreads must not pass INT_MAX
+  KN_CHECK(outer * C * inner <= layer::kIntMax - kThreads, op,
+           ": tensors of 2^31 - 256 elements or more are not supported on CUDA");
   ChannelIndex at;
   at.C = (int)C;
   at.inner = (int)std::max<i64>(inner, 1);

@@ -25,9 +25,15 @@ class _BatchNorm(Function):
         y = Tensor._empty(x._shape, D.float32, x.device)
         mean = Tensor._empty((C,), D.float32, x.device)
         invstd = Tensor._empty((C,), D.float32, x.device)
-        x._backend.batch_norm_forward(x.data_ptr(), y.data_ptr(), _ptr(weight), _ptr(bias), mean.data_ptr(),
-                                      invstd.data_ptr(), _ptr(running_mean), _ptr(running_var), outer, C, inner,
-                                      bool(training), float(momentum), float(eps))
+        if outer * inner == 0:
+            # an empty batch, as in PyTorch: empty output, running statistics left alone. No kernel
+            # call (an empty CUDA tensor's data_ptr() is 0, which the bindings refuse)
+            mean.zero_()
+            invstd.zero_()
+        else:
+            x._backend.batch_norm_forward(x.data_ptr(), y.data_ptr(), _ptr(weight), _ptr(bias), mean.data_ptr(),
+                                          invstd.data_ptr(), _ptr(running_mean), _ptr(running_var), outer, C, inner,
+                                          bool(training), float(momentum), float(eps))
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.sizes = (outer, C, inner)
         ctx.training = bool(training)
@@ -41,6 +47,11 @@ class _BatchNorm(Function):
         dx = Tensor._empty(x._shape, D.float32, x.device) if need_x else None
         dw = Tensor._empty((C,), D.float32, x.device) if need_w else None
         db = Tensor._empty((C,), D.float32, x.device) if need_b else None
+        if outer * inner == 0:  # empty batch: zero weight/bias gradients, no kernel (see forward)
+            for t in (dw, db):
+                if t is not None:
+                    t.zero_()
+            return dx, dw, db, None, None, None, None, None
         g = as_contiguous(g)
         x._backend.batch_norm_backward(x.data_ptr(), g.data_ptr(), mean.data_ptr(), invstd.data_ptr(), _ptr(weight),
                                        _ptr(dx), _ptr(dw), _ptr(db), outer, C, inner, ctx.training)
@@ -72,6 +83,11 @@ class _LayerNorm(Function):
         dx = Tensor._empty(x._shape, D.float32, x.device) if need_x else None
         dw = Tensor._empty(wshape, D.float32, x.device) if need_w else None
         db = Tensor._empty(wshape, D.float32, x.device) if need_b else None
+        if rows == 0:  # no rows: zero weight/bias gradients, no kernel (x.data_ptr() is 0 on CUDA)
+            for t in (dw, db):
+                if t is not None:
+                    t.zero_()
+            return dx, dw, db, None, None
         g = as_contiguous(g)
         x._backend.layer_norm_backward(x.data_ptr(), g.data_ptr(), mean.data_ptr(), rstd.data_ptr(), _ptr(weight),
                                        _ptr(dx), _ptr(dw), _ptr(db), rows, D_)
@@ -110,9 +126,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if input.dim() < 2:
         raise ValueError(f"{op}: expected at least 2D input (got {input.dim()}D input)")
     C = input.shape[1]
+    if (running_mean is None) != (running_var is None):  # as PyTorch (one alone was silently not updated)
+        raise ValueError(f"{op}: running_mean and running_var must either both be None or neither be None")
     if training:
         n = input.numel() // C if C else 0
-        if n <= 1:
+        if n == 1 or C == 0:  # PyTorch lets an empty batch through (n == 0, C > 0)
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(input.shape)}")
     elif running_mean is None or running_var is None:
         raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
@@ -120,10 +138,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     bias = _check_param(op, "bias", bias, (C,), input)
     running_mean = _check_running(op, "running_mean", running_mean, C, input)
     running_var = _check_running(op, "running_var", running_var, C, input)
-    # eval reads both (checked above); training updates them only as a pair
-    rm, rv = (running_mean, running_var) if running_mean is not None and running_var is not None else (None, None)
-    momentum = 0.0 if momentum is None else float(momentum)
-    return _BatchNorm.apply(as_contiguous(input), weight, bias, rm, rv, bool(training), momentum, float(eps))
+    # momentum only moves running statistics in training (PyTorch ignores it in eval, whatever its value)
+    momentum = 0.0 if momentum is None or not training else float(momentum)
+    return _BatchNorm.apply(as_contiguous(input), weight, bias, running_mean, running_var, bool(training), momentum,
+                            float(eps))
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
