@@ -7,7 +7,9 @@ Measures, per library, each in its own process, alternating (kn torch kn torch):
     (kernelnet: kernelnet.utils.gpu_loader.GPUDataLoader; torch: index the resident tensors with a
     randperm), seconds;
   - MLP steps: the course MLP (64-32-16, digits-sized input) and 784-100-10 (Fashion-MNIST-sized),
-    samples/s at batch 128.
+    samples/s at batch 128;
+  - kernelnet only: the same CNN step with forward + backward replayed as a CUDA graph
+    (kernelnet.graphed; the Adam step stays eager), samples/s, against PyTorch eager's row.
 The same model code runs on both libraries (kernelnet's API mirrors torch's). The Fashion-MNIST
 IDX files are read when present; otherwise random data of the same shape is used (the epoch time
 does not depend on the pixel values; the JSON says which).
@@ -101,8 +103,43 @@ def worker(libname, batches, steps, dev="cuda", epoch_limit=None):
             ts.append(time.perf_counter() - t0)
         return B * steps / statistics.median(ts)
 
+    def throughput_graphed(model, shape, classes, B):
+        model = model.to(dev)
+        opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = lib.nn.CrossEntropyLoss()
+        rng = np.random.default_rng(1)
+        x = lib.tensor(rng.standard_normal((B,) + shape).astype(np.float32), device=dev)
+        y = lib.tensor(rng.integers(0, classes, B).astype(np.int64), device=dev)
+
+        def fwd_bwd(x, y):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+        step = lib.graphed(fwd_bwd, x, y, warmup=2)
+        for _ in range(3):
+            step(x, y)
+            opt.step()
+        sync()
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(x, y)
+                opt.step()
+            sync()
+            ts.append(time.perf_counter() - t0)
+        return B * steps / statistics.median(ts)
+
     for B in batches:
         res[f"cnn/B{B}"] = throughput(cnn(lib), (1, 28, 28), 10, B)
+    if libname == "kernelnet":
+        for B in batches:
+            try:
+                res[f"cnn_graphed/B{B}"] = throughput_graphed(cnn(lib), (1, 28, 28), 10, B)
+            except Exception as e:  # report, and keep measuring the rest
+                res[f"cnn_graphed/B{B}"] = None
+                res["graphed_error"] = f"{type(e).__name__}: {e}"[:1000]
     res["mlp_digits/B128"] = throughput(mlp(lib, [64, 32, 16, 10]), (64,), 10, 128)
     res["mlp_fmnist/B128"] = throughput(mlp(lib, [784, 100, 10]), (784,), 10, 128)
 
@@ -172,6 +209,16 @@ def main():
         rows.append({"metric": k, "unit": unit, "kernelnet": med["kernelnet"], "torch": med["torch"],
                      "speedup_vs_torch": ratio})
         print(f"{k:18s} {unit:9s} kernelnet {med['kernelnet']}  torch {med['torch']}  speedup {ratio}")
+    for B in a.batches:  # graphed kernelnet against PyTorch eager
+        kvals = [r.get(f"cnn_graphed/B{B}") for r in runs["kernelnet"]]
+        kvals = [v for v in kvals if v is not None]
+        kmed = statistics.median(kvals) if kvals else None
+        tmed = median_by_key(runs, f"cnn/B{B}")["torch"]
+        ratio = kmed / tmed if kmed and tmed else None
+        rows.append({"metric": f"cnn_graphed/B{B}", "unit": "samples/s", "kernelnet": kmed, "torch": tmed,
+                     "speedup_vs_torch": ratio, "note": "kernelnet.graphed forward+backward vs torch eager"})
+        print(f"cnn_graphed/B{B:<6} samples/s kernelnet {kmed}  torch(eager) {tmed}  speedup {ratio}")
+    graphed_errors = [r.get("graphed_error") for r in runs["kernelnet"] if r.get("graphed_error")]
     try:
         import torch
         devname = torch.cuda.get_device_name(0)
@@ -180,7 +227,7 @@ def main():
     out = {"bench": "cuda_train_step", "device": devname, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "procs_per_lib": a.procs, "steps": a.steps, "note": "fp32, TF32 off in torch; speedup > 1: kernelnet faster",
            "fmnist_data": (runs["kernelnet"] or runs["torch"] or [{}])[0].get("fmnist_data"),
-           "rows": rows, "errors": errors}
+           "rows": rows, "errors": errors, "graphed_errors": graphed_errors}
     write_json_atomic(a.out, out)
     print("wrote", a.out)
 

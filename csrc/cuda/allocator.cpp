@@ -14,6 +14,12 @@
 // Stream ordering: all work runs on the legacy default stream (cuda_check.h), so a block released
 // while kernels that use it are still queued may be handed out at once: any later use is queued
 // after them.
+//
+// Graph capture (graph.cpp): blocks allocated while a thread captures come from, and go back to,
+// that graph's own pool, never the shared cache: a replay writes into every block the capture
+// used, so no eager tensor may get one while the graph lives. (Inside the capture a freed block
+// may serve a later request: the captured kernels run in capture order.) When the graph dies, its
+// free blocks join the shared cache and its live ones (tensors still referenced) follow when freed.
 #include "cuda/allocator.h"
 
 #include <algorithm>
@@ -27,10 +33,17 @@
 namespace kn {
 namespace {
 
+struct GraphPool {
+  std::unordered_map<std::size_t, std::vector<void*>> free_lists;  // class size -> free blocks
+  std::size_t live = 0;       // blocks of the pool held by tensors
+  bool graph_alive = true;
+};
+
 struct Cache {
   std::mutex mu;
   std::unordered_map<std::size_t, std::vector<void*>> free_lists;  // class size -> blocks
   std::unordered_map<void*, std::size_t> live;                     // block -> class size
+  std::unordered_map<void*, GraphPool*> pool_of;                   // live graph-pool blocks
   std::size_t allocated = 0, peak = 0, cached = 0;
   std::int64_t n_malloc = 0, n_free = 0, n_reuse = 0;
 };
@@ -69,13 +82,63 @@ void release_cache_locked(Cache& c) {
   c.free_lists.clear();
 }
 
+thread_local GraphPool* t_capture_pool = nullptr;  // set while this thread captures a graph
+
+// A block for a capture: from the pool's free list, else a fresh cudaMalloc (relaxed capture mode
+// allows it; no cache flush and retry, which would synchronise the device).
+void* pool_alloc(Cache& c, GraphPool* pool, std::size_t nbytes, std::size_t sz, const char* op) {
+  void* p = nullptr;
+  auto it = pool->free_lists.find(sz);
+  if (it != pool->free_lists.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+  } else {
+    cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      std::string msg = str_cat(op, ": CUDA out of memory (", cudaGetErrorString(e), ") allocating ", nbytes,
+                                " bytes while capturing a CUDA graph");
+      if (e == cudaErrorMemoryAllocation) throw CudaOOM(msg);
+      cuda_fail(e, op, "cudaMalloc (graph capture)", __FILE__, __LINE__);
+    }
+    c.n_malloc++;
+  }
+  pool->live++;
+  c.pool_of[p] = pool;
+  c.live[p] = sz;
+  c.allocated += sz;
+  c.peak = std::max(c.peak, c.allocated);
+  return p;
+}
+
 }  // namespace
+
+void* capture_pool_begin() {
+  KN_CHECK(t_capture_pool == nullptr, "CUDA graph capture: this thread is already capturing");
+  t_capture_pool = new GraphPool();
+  return t_capture_pool;
+}
+
+void capture_pool_end() { t_capture_pool = nullptr; }
+
+void capture_pool_release(void* pool_) {
+  if (!pool_) return;
+  auto* pool = static_cast<GraphPool*>(pool_);
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  pool->graph_alive = false;
+  for (auto& kv : pool->free_lists)
+    for (void* p : kv.second) c.free_lists[kv.first].push_back(p);  // (already counted as cached)
+  pool->free_lists.clear();
+  if (pool->live == 0) delete pool;  // else the last live block's cuda_free deletes it
+}
 
 void* cuda_alloc(std::size_t nbytes, const char* op) {
   if (nbytes == 0) return nullptr;
   Cache& c = cache();
   std::size_t sz = size_class(nbytes);
   std::lock_guard<std::mutex> lock(c.mu);
+  if (t_capture_pool) return pool_alloc(c, t_capture_pool, nbytes, sz, op);
   void* p = nullptr;
   auto it = c.free_lists.find(sz);
   if (it != c.free_lists.end() && !it->second.empty()) {
@@ -130,6 +193,17 @@ void cuda_free(void* p) {
   c.live.erase(it);
   c.allocated -= sz;
   c.cached += sz;
+  auto pit = c.pool_of.find(p);
+  if (pit != c.pool_of.end()) {  // a graph's block: back to its pool while the graph lives
+    GraphPool* pool = pit->second;
+    c.pool_of.erase(pit);
+    pool->live--;
+    if (pool->graph_alive) {
+      pool->free_lists[sz].push_back(p);
+      return;
+    }
+    if (pool->live == 0) delete pool;
+  }
   c.free_lists[sz].push_back(p);
 }
 

@@ -10,7 +10,9 @@
 // Stream: every kernel and copy in kernelnet runs on ONE stream, the legacy default stream
 // (stream 0). PyTorch and CuPy also use it by default, so tensors exchanged through DLPack need no
 // extra synchronisation, and blocks freed to the caching allocator can be reused at once (all later
-// work is ordered after the work that used them).
+// work is ordered after the work that used them). The one exception: while a thread captures a
+// CUDA graph (graph.cpp), kStream is that thread's capture stream, so the same launch code records
+// into the graph; replays are ordered against stream 0 with events.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -28,7 +30,8 @@ struct CudaOOM : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-constexpr cudaStream_t kStream = 0;  // the one stream (see above)
+// The stream every launch and async copy uses (see above): 0, or the capture stream of this thread.
+inline thread_local cudaStream_t kStream = nullptr;
 
 [[noreturn]] inline void cuda_fail(cudaError_t e, const char* op, const char* what, const char* file,
                                    int line) {

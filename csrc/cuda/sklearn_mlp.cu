@@ -134,14 +134,14 @@ __global__ void k_sgd(float* p, const float* g, float* vel, i64 n, i64 n_decay, 
 }
 
 void zero_scalar(uptr p, const char* op) {
-  if (p) KN_CUDA_CHECK(cudaMemsetAsync(ptr<float>(p), 0, sizeof(float), 0), op);
+  if (p) KN_CUDA_CHECK(cudaMemsetAsync(ptr<float>(p), 0, sizeof(float), kStream), op);
 }
 
 void act_forward(int act, uptr z, i64 n) {
   KN_CHECK(n >= 0, "sk_act_forward: negative size");
   KN_CHECK(act >= 0 && act <= 3, "sk_act_forward: unknown activation code ", act);
   if (act == 0 || n == 0) return;
-  k_act_forward<<<sk_grid(n), kThreads>>>(act, ptr<float>(z), n);
+  k_act_forward<<<sk_grid(n), kThreads, 0, kStream>>>(act, ptr<float>(z), n);
   KN_LAUNCH_CHECK("sk_act_forward");
 }
 
@@ -149,7 +149,7 @@ void act_backward(int act, uptr z, uptr d, i64 n) {
   KN_CHECK(n >= 0, "sk_act_backward: negative size");
   KN_CHECK(act >= 0 && act <= 3, "sk_act_backward: unknown activation code ", act);
   if (act == 0 || n == 0) return;
-  k_act_backward<<<sk_grid(n), kThreads>>>(act, ptr<const float>(z), ptr<float>(d), n);
+  k_act_backward<<<sk_grid(n), kThreads, 0, kStream>>>(act, ptr<const float>(z), ptr<float>(d), n);
   KN_LAUNCH_CHECK("sk_act_backward");
 }
 
@@ -158,7 +158,7 @@ void output_loss(int kind, uptr z, uptr y, uptr sw, uptr d, i64 rows, i64 cols, 
   KN_CHECK(kind >= 0 && kind <= 3, "sk_output_loss: unknown output kind ", kind);
   zero_scalar(loss_out, "sk_output_loss");
   if (rows == 0) return;
-  k_output_loss<<<sk_grid(rows), kThreads>>>(kind, ptr<float>(z), ptr<const float>(y), ptr<const float>(sw),
+  k_output_loss<<<sk_grid(rows), kThreads, 0, kStream>>>(kind, ptr<float>(z), ptr<const float>(y), ptr<const float>(sw),
                                                ptr<float>(d), rows, cols, std::log(eps), std::log1p(-eps),
                                                ptr<float>(loss_out));
   KN_LAUNCH_CHECK("sk_output_loss");
@@ -169,7 +169,7 @@ void adam_step(uptr p, uptr g, uptr m, uptr v, i64 n, i64 n_decay, double gscale
   KN_CHECK(n >= 0 && n_decay >= 0 && n_decay <= n, "sk_adam_step: bad sizes n=", n, " n_decay=", n_decay);
   zero_scalar(sq_out, "sk_adam_step");
   if (n == 0) return;
-  k_adam<<<sk_grid(n), kThreads>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(m), ptr<float>(v), n, n_decay,
+  k_adam<<<sk_grid(n), kThreads, 0, kStream>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(m), ptr<float>(v), n, n_decay,
                                      (float)gscale, (float)l2, (float)lr, (float)b1, (float)b2, (float)eps,
                                      ptr<float>(sq_out));
   KN_LAUNCH_CHECK("sk_adam_step");
@@ -180,7 +180,7 @@ void sgd_step(uptr p, uptr g, uptr vel, i64 n, i64 n_decay, double gscale, doubl
   KN_CHECK(n >= 0 && n_decay >= 0 && n_decay <= n, "sk_sgd_step: bad sizes n=", n, " n_decay=", n_decay);
   zero_scalar(sq_out, "sk_sgd_step");
   if (n == 0) return;
-  k_sgd<<<sk_grid(n), kThreads>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(vel), n, n_decay, (float)gscale,
+  k_sgd<<<sk_grid(n), kThreads, 0, kStream>>>(ptr<float>(p), ptr<const float>(g), ptr<float>(vel), n, n_decay, (float)gscale,
                                     (float)l2, (float)lr, (float)momentum, nesterov, ptr<float>(sq_out));
   KN_LAUNCH_CHECK("sk_sgd_step");
 }

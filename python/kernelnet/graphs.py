@@ -95,9 +95,9 @@ class _Capture:
 
     # hooks called by the rest of the library while this capture is active
     def backend(self, dev, mod):
-        if self.recorder is not None and dev.type == "cpu":
-            return self.recorder
-        return mod
+        if dev != self.device:
+            _refuse(f"running a kernel on {dev} in a function captured on {self.device}")
+        return self.recorder if self.recorder is not None else mod
 
     def dropout_rng(self, generator, n):
         """(seed, offset, rng_state address) for a dropout kernel of n elements."""
@@ -188,12 +188,14 @@ class Graphed:
             _set_hooks(cap)
         try:
             if cap.recorder is None:  # CUDA: the kernels go into a CUDA graph, without running
-                cuda_graph = _device.backend(self.device).Graph()
+                cuda_graph = _device._backend_cuda(self.device).Graph()
                 cuda_graph.capture_begin()
                 try:
                     out = self._fn(*self._static)
-                finally:
-                    cuda_graph.capture_end()  # also ends a failed capture (and raises its error)
+                except BaseException:
+                    cuda_graph.capture_abort()  # the function's error is the one to report
+                    raise
+                cuda_graph.capture_end()  # raises if CUDA refused something it recorded
             else:
                 out = self._fn(*self._static)
         finally:
