@@ -204,3 +204,17 @@ def test_idx_folder_and_npz_sources(tmp_path):
     from kernelnet.train import DataError
     with pytest.raises(DataError):
         load_data(str(tmp_path / "bad"))
+
+
+def test_graphed_flag_trains_the_same_as_eager(tmp_path):
+    """--graphed reaches the Trainer and gives the eager run's history (CPU: bit for bit)."""
+    _require_nn()
+    hist = []
+    for flag in ([], ["--graphed"]):
+        out = tmp_path / ("g" if flag else "e")
+        assert cli.main(["train", "--model", "mlp", "--epochs", "2", "--limit", "300", "--no-plots", "--quiet",
+                         "--out", str(out), *flag]) == 0
+        h = json.loads((out / "history.json").read_text())
+        assert h["config"]["graphed"] == bool(flag)
+        hist.append([(e["train_loss"], e["val_loss"]) for e in h["history"]])
+    assert hist[0] == hist[1]

@@ -230,3 +230,28 @@ def test_cpu_replay_runs_only_the_kernels():
 
     g = kn.graphed(f, kn.randn(4, 8), kn.randn(4, 2))
     assert 5 <= g.num_kernels <= 40
+
+
+def test_other_threads_run_eagerly_while_one_captures():
+    """A DataLoader's prefetching thread keeps working during a capture in the main thread: its ops
+    run eagerly (not recorded), and reading values or drawing random numbers there is allowed."""
+    import threading
+    results = {}
+
+    def worker():
+        t = kn.arange(6).float()
+        results["sum"] = float(t.sum().item())
+        results["rand"] = kn.rand(3).shape
+
+    def f(x):
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+        return x * 2.0
+
+    g = kn.graphed(f, kn.ones(4), warmup=0)
+    assert results == {"sum": 15.0, "rand": (3,)}
+    results.clear()
+    np.testing.assert_array_equal(g(kn.full((4,), 3.0)).numpy(), np.full(4, 6.0, np.float32))
+    assert results == {}  # the replay runs only the captured kernels
+    assert g.num_kernels == kn.graphed(lambda x: x * 2.0, kn.ones(4), warmup=0).num_kernels  # none of the thread's

@@ -304,3 +304,41 @@ def test_resume_after_early_stop_trains_no_further(tmp_path):
     assert len(h2) == len(hist)
     for (k, v), (_, v2) in zip(tr.model.state_dict().items(), again.model.state_dict().items()):
         np.testing.assert_array_equal(v.numpy(), v2.numpy())  # the best model, restored in both
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.5])
+def test_graphed_training_equals_eager(grad_clip):
+    """Trainer(graphed=True) replays the full batches' forward + backward from one capture (with
+    dropout, Adam, the short last batch run eagerly, gradient clipping after the replay): the
+    history, weights and test results are those of the eager loop, bit for bit on the CPU."""
+    X, y = blobs(n=250)  # 225 training samples at batch 32: a short last batch
+    runs = []
+    for graphed in (False, True):
+        kn.manual_seed(7)
+        tr = Trainer(make_model(), lr=1e-2, grad_clip=grad_clip, graphed=graphed, seed=5, **quiet())
+        tr.fit((X, y), epochs=3, batch_size=32, valid_fraction=0.1)
+        runs.append((tr.history, [p.detach().numpy().copy() for p in tr.model.parameters()], tr))
+    (h0, w0, _), (h1, w1, tr) = runs
+    assert tr._step_graph, "the graphed trainer did not capture its step"
+    for a, b in zip(h0, h1):
+        for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert a[k] == b[k], (k, a[k], b[k])
+    for a, b in zip(w0, w1):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_graphed_falls_back_when_the_step_cannot_be_captured():
+    class HostRead(nn.Module):  # reads a value on the host in forward: not capturable
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.lin(x) * (1.0 if float(x.sum()) > -1e9 else 0.0)
+
+    X, y = blobs(n=64)
+    log = io.StringIO()
+    tr = Trainer(HostRead(), graphed=True, verbose=True, progress=False, stream=log)
+    tr.fit((X, y), epochs=1, batch_size=16, valid_fraction=0.25)
+    assert tr._step_graph is False
+    assert "running eagerly" in log.getvalue()

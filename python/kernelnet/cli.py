@@ -70,6 +70,9 @@ def build_parser():
     t.add_argument("--patience", type=_positive_int, default=None,
                    help="early stopping after this many epochs without a lower validation loss")
     t.add_argument("--grad-clip", type=_positive_float, default=None, help="clip the global gradient norm")
+    t.add_argument("--graphed", action="store_true",
+                   help="replay each training batch's forward+backward from one capture (kernelnet.graphed): "
+                        "same results, less per-step overhead")
     t.add_argument("--valid-fraction", type=_fraction, default=0.1,
                    help="fraction of the training data held out for validation (default 0.1)")
     t.add_argument("--test-fraction", type=_fraction, default=None,
@@ -118,7 +121,8 @@ def main(argv=None):
                       patience=args.patience, scheduler=None if args.scheduler == "none" else args.scheduler,
                       grad_clip=args.grad_clip, limit=args.limit, valid_fraction=args.valid_fraction,
                       test_fraction=args.test_fraction, weight_decay=args.weight_decay, resume=args.resume,
-                      make_plots=not args.no_plots, command=command_line(argv), progress=not args.quiet)
+                      make_plots=not args.no_plots, command=command_line(argv), progress=not args.quiet,
+                      graphed=args.graphed)
             return 0
         if args.command == "eval":
             from .train.run import eval_run

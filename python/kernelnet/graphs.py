@@ -50,8 +50,15 @@ class GraphCaptureError(RuntimeError):
 
 
 def capturing():
-    """True while kernelnet.graphed is capturing a function (in any thread)."""
-    return _capture is not None
+    """True while kernelnet.graphed is capturing a function in this thread."""
+    return active() is not None
+
+
+def active():
+    """The capture in progress in this thread, or None. Other threads (a DataLoader's prefetching
+    worker, say) keep running eagerly, unrecorded and unrestricted, while one thread captures."""
+    cap = _capture
+    return cap if cap is not None and cap.thread == threading.get_ident() else None
 
 
 def _refuse(what):
@@ -84,6 +91,7 @@ class _Recorder:
 class _Capture:
     def __init__(self, device):
         self.device = device
+        self.thread = threading.get_ident()
         self.calls = []          # CPU: (function, args, kwargs) in order
         self.retained = []       # CPU: storages of every tensor made while capturing
         self.grads = {}          # id(leaf) -> (leaf, grad tensor) assigned while capturing
@@ -93,8 +101,11 @@ class _Capture:
         self.rng_state = Tensor._empty((2,), D.int64, device)
         self.recorder = _Recorder(_device._cpu, self.calls) if device.type == "cpu" else None
 
-    # hooks called by the rest of the library while this capture is active
+    # hooks called by the rest of the library while this capture is active (in any thread: each
+    # returns at once for threads other than the capturing one)
     def backend(self, dev, mod):
+        if threading.get_ident() != self.thread:
+            return mod
         if dev != self.device:
             _refuse(f"running a kernel on {dev} in a function captured on {self.device}")
         return self.recorder if self.recorder is not None else mod
@@ -112,7 +123,17 @@ class _Capture:
         self.rng_used += (int(n) + 3) // 4 * 4 if n > 0 else 0
         return 0, rel, self.rng_state.data_ptr()
 
+    def retain(self, storage):
+        if threading.get_ident() == self.thread:
+            self.retained.append(storage)
+
+    def host_read(self, t):
+        if threading.get_ident() == self.thread:
+            _refuse("reading a tensor's value on the host (.item(), .numpy(), .tolist(), bool(), float()...)")
+
     def grad_assigned(self, leaf, before):
+        if threading.get_ident() != self.thread:
+            return
         if before is not None and id(leaf) not in self.grads:
             _refuse("accumulating a gradient into a .grad tensor that existed before the capture (call "
                     "optimizer.zero_grad() inside the captured function)")
@@ -140,17 +161,13 @@ def _state_bits(gen):
     return [seed if seed < 2 ** 63 else seed - 2 ** 64, gen._offset]
 
 
-def _host_read(t):
-    _refuse("reading a tensor's value on the host (.item(), .numpy(), .tolist(), bool(), float()...)")
-
-
 def _set_hooks(cap):
     """Route the library's hooks to `cap` (or back to nothing): backend dispatch, tensor creation,
     host reads and gradient accumulation check `cap` only through these variables."""
     on = cap is not None
     _device._capture_backend = cap.backend if on else None
-    _tensor_mod._capture_retain = cap.retained if on and cap.recorder is not None else None
-    _tensor_mod._host_read_guard = _host_read if on else None
+    _tensor_mod._capture_retain = cap.retain if on and cap.recorder is not None else None
+    _tensor_mod._host_read_guard = cap.host_read if on else None
     autograd._capture_grad_hook = cap.grad_assigned if on else None
 
 

@@ -16,9 +16,10 @@ from . import autograd
 # more from its cache, smaller ones from malloc, whose free lists fault no pages anyway.
 _host_alloc = _cpu.host_alloc
 
-# Set by kernelnet.graphs while a capture runs: the storages of CPU tensors made meanwhile (a CPU
-# replay writes into them again, so they must outlive the capture), and a guard that refuses
-# reading values on the host (a replay would not re-run the Python code that used them).
+# Set by kernelnet.graphs while a capture runs (each acts only in the capturing thread): one keeps
+# the storages of CPU tensors made meanwhile (a CPU replay writes into them again, so they must
+# outlive the capture), one refuses reading values on the host (a replay would not re-run the
+# Python code that used them).
 _capture_retain = None
 _host_read_guard = None
 
@@ -89,7 +90,7 @@ class Tensor:
     def _make(cls, storage, shape, stride, offset, dtype, device, base_ptr):
         t = object.__new__(cls)
         if _capture_retain is not None:
-            _capture_retain.append(storage)
+            _capture_retain(storage)
         t._storage = storage
         t._shape = tuple(shape)
         t._stride = tuple(stride)

@@ -172,7 +172,7 @@ class Generator:
         self._offset = s[2]
 
     def _advance(self, n):
-        if _graphs._capture is not None:
+        if _graphs._capture is not None and _graphs.active() is not None:
             _graphs._refuse("drawing random numbers other than dropout masks")
         off = self._offset
         # whole Philox blocks: keep successive draws from sharing a counter

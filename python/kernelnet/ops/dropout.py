@@ -43,7 +43,7 @@ def dropout(input, p=0.5, training=True, inplace=False, generator=None):
     if not training or p == 0.0:
         return input
     from .creation import _gen
-    cap = _graphs._capture
+    cap = _graphs.active() if _graphs._capture is not None else None
     if cap is not None:  # a replayed graph reads the generator's position when it runs
         seed, offset, state = cap.dropout_rng(_gen(generator), input.numel())
     else:

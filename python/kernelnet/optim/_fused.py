@@ -57,7 +57,7 @@ def step(kernel, params, *args):
     signature (docs/KERNEL_CONTRACT.md) with tensor lists in place of pointer lists. The fused
     native kernel runs when the parameters' backend has it; otherwise (or with
     KERNELNET_OPTIM=reference) the tensor-op reference in _reference.py does the same update."""
-    if _graphs._capture is not None:
+    if _graphs._capture is not None and _graphs.active() is not None:
         _graphs._refuse("calling optimizer.step() (call it after each replay: its per-step scalars change)")
     backend = backend_of(params, kernel)
     dev = params[0].device

@@ -68,7 +68,7 @@ def write_plots(trainer, source, out, verbose=True):
 def train_run(dataset="digits", model="mlp", epochs=None, batch_size=32, lr=1e-3, optimizer="adam", device="auto",
               seed=0, out=None, patience=None, scheduler=None, grad_clip=None, limit=None, valid_fraction=0.1,
               test_fraction=None, weight_decay=0.0, resume=False, make_plots=True, command=None, verbose=True,
-              progress=True, stream=None):
+              progress=True, stream=None, graphed=False):
     """Train a zoo model on a named dataset and write the run folder. Returns (trainer, out)."""
     stream = stream or sys.stdout
     source = load_data(dataset)
@@ -88,11 +88,13 @@ def train_run(dataset="digits", model="mlp", epochs=None, batch_size=32, lr=1e-3
               "num_classes": source.num_classes, "class_names": source.class_names, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "scheduler": scheduler or "none",
               "weight_decay": weight_decay, "seed": seed, "limit": limit, "valid_fraction": valid_fraction,
-              "test_fraction": test_fraction, "patience": patience, "grad_clip": grad_clip, "device": device}
+              "test_fraction": test_fraction, "patience": patience, "grad_clip": grad_clip, "device": device,
+              "graphed": bool(graphed)}
     trainer = Trainer(net, optimizer=optimizer, lr=lr, weight_decay=weight_decay, device=device,
                       topk=(5,) if source.num_classes > 5 else (), patience=patience, grad_clip=grad_clip,
                       checkpoint_dir=out, seed=seed, verbose=verbose, progress=progress, stream=stream,
-                      num_classes=source.num_classes, class_names=source.class_names, config=config)
+                      num_classes=source.num_classes, class_names=source.class_names, config=config,
+                      graphed=graphed)
     if scheduler:
         trainer.scheduler = make_scheduler(scheduler, trainer.optimizer, epochs)
     config["device_used"] = str(trainer.device)

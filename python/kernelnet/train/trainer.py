@@ -129,6 +129,10 @@ class Trainer:
     topk         extra top-k accuracies to report, e.g. (5,)
     patience     early stopping on the validation loss after this many epochs without improvement
     grad_clip    clip the global gradient norm to this value
+    graphed      replay each full-size training batch's forward + backward from a capture
+                 (kernelnet.graphed: on a GPU one CUDA graph launch, on the CPU without the Python
+                 layer); the loss, gradients and updates are those of the eager loop. Batches of
+                 another shape (the last, short one) and models that cannot be captured run eagerly.
     checkpoint_dir  where the resumable checkpoint (after every epoch) and best.kn go
     seed         seeds the split, the shuffling and kernelnet's default generator (dropout)
     """
@@ -136,7 +140,7 @@ class Trainer:
     def __init__(self, model, loss_fn=None, optimizer="adam", lr=1e-3, weight_decay=0.0, scheduler=None,
                  device="auto", topk=(), callbacks=(), patience=None, grad_clip=None, checkpoint_dir=None,
                  seed=0, verbose=True, stream=None, progress=True, num_classes=None, class_names=None,
-                 config=None):
+                 config=None, graphed=False):
         kn = _kn()
         self.device = kn.device(device)
         self.model = model.to(self.device)
@@ -159,6 +163,8 @@ class Trainer:
             if not isinstance(cb, Callback):
                 raise TypeError(f"Trainer: callbacks must be kernelnet.train.Callback objects, got {type(cb).__name__}")
         self.grad_clip = grad_clip
+        self.graphed = bool(graphed)
+        self._step_graph = None  # the captured forward + backward (graphed=True), made at the first batch
         self.checkpoint_dir = checkpoint_dir
         self.seed = seed
         self.verbose = verbose
@@ -279,6 +285,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state):
+        self._step_graph = None  # captured against the old state: capture again at the next batch
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -324,10 +331,7 @@ class Trainer:
         for i, (xb, yb) in enumerate(loader):
             y_np = yb.cpu().numpy() if hasattr(yb, "cpu") else np.asarray(yb)
             xb, yb = self._to_device(xb), self._to_device(yb)
-            self.optimizer.zero_grad()
-            out = self.model(xb)
-            loss = self.loss_fn(out, yb)
-            loss.backward()
+            out, loss = self._forward_backward(xb, yb)
             if self.grad_clip:
                 clip_grad_norm_(params, self.grad_clip)
             self.optimizer.step()
@@ -347,6 +351,28 @@ class Trainer:
                 cb.on_batch_end(self, i, {"loss": lv, "batch_size": bs})
         return bar, {"train_loss": loss_sum / n if n else float("nan"),
                      "train_accuracy": correct / n if n else float("nan"), "samples": n}
+
+    def _forward_backward(self, xb, yb):
+        """zero_grad, forward, loss, backward: eagerly, or by replaying the captured step (graphed)."""
+        def fwd_bwd(x, y):
+            self.optimizer.zero_grad()
+            out = self.model(x)
+            loss = self.loss_fn(out, y)
+            loss.backward()
+            return out, loss
+        g = self._step_graph
+        if self.graphed and g is None:
+            kn = _kn()
+            try:  # no warm-up: the capture run is this batch's real step, so training equals eager
+                self._step_graph = kn.graphed(fwd_bwd, xb, yb, warmup=0)
+                return self._step_graph._outputs
+            except kn.GraphCaptureError as e:
+                self._step_graph = False
+                self.log(f"graphed: running eagerly, the step cannot be captured ({e})")
+                return fwd_bwd(xb, yb)
+        if g and xb._shape == g._static[0]._shape and yb._shape == g._static[1]._shape:
+            return g(xb, yb)
+        return fwd_bwd(xb, yb)
 
     def fit(self, train, valid=None, test=None, epochs=10, batch_size=32, valid_fraction=0.1, test_fraction=0.0,
             resume=None, eval_batch_size=256):
