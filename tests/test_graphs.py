@@ -255,3 +255,175 @@ def test_other_threads_run_eagerly_while_one_captures():
     np.testing.assert_array_equal(g(kn.full((4,), 3.0)).numpy(), np.full(4, 6.0, np.float32))
     assert results == {}  # the replay runs only the captured kernels
     assert g.num_kernels == kn.graphed(lambda x: x * 2.0, kn.ones(4), warmup=0).num_kernels  # none of the thread's
+
+
+# ---- regressions from the review of graphed (each reproduced a silent mismatch or a crash)
+def test_rnn_lengths_survive_the_capture():
+    import gc
+    kn.manual_seed(0)
+    rnn = nn.LSTM(3, 4)
+    rnn2 = copy.deepcopy(rnn)
+    L = [5, 3, 2, 4]
+
+    def make(m):
+        def f(x):
+            m.zero_grad()
+            out, _ = m(x, lengths=L)
+            loss = (out * out).sum()
+            loss.backward()
+            return loss
+        return f
+    g = kn.graphed(make(rnn), kn.randn(5, 4, 3))
+    gc.collect()
+    junk = [np.full(4, 1, np.int64) for _ in range(50)]  # noqa: F841  (takes numpy's freed small blocks)
+    x1 = kn.randn(5, 4, 3)
+    assert g(x1).item() == make(rnn2)(x1).item()
+
+
+def test_storage_dropped_during_capture_is_kept():
+    state = {"h": kn.full((64, 1024), 1.0)}
+
+    def f(x):
+        y = x * state["h"]
+        state["h"] = y.detach()
+        return y.sum()
+    g = kn.graphed(f, kn.full((64, 1024), 2.0), warmup=0)
+    junk = [kn.full((64, 1024), 1e6) for _ in range(4)]  # noqa: F841
+    assert g(kn.full((64, 1024), 2.0)).item() == 131072.0
+
+
+def test_other_threads_are_not_captured():
+    import threading
+    buf = kn.zeros(4)
+    started, done, errors = threading.Event(), threading.Event(), []
+
+    def worker():
+        started.wait()
+        buf.add_(1.0)
+        try:
+            buf.numpy()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        done.set()
+
+    def f(x):
+        started.set()
+        done.wait()
+        return x * 2
+    t = threading.Thread(target=worker)
+    t.start()
+    g = kn.graphed(f, kn.ones(2), warmup=0)
+    t.join()
+    g(kn.ones(2))
+    assert errors == [] and buf.numpy().tolist() == [1.0] * 4
+
+
+def test_nested_graphed_call_refused():
+    g1 = kn.graphed(lambda x: x * 2, kn.ones(3))
+    with pytest.raises(GraphCaptureError):
+        kn.graphed(lambda x: g1(x) + 1, kn.ones(3))
+
+
+def test_grads_follow_the_end_of_the_capture():
+    w = kn.randn(3, requires_grad=True)
+
+    def f(x):
+        (gw,) = kn.autograd.grad((w * x).sum(), w)
+        return gw * 1.0
+    g = kn.graphed(f, kn.ones(3))
+    w.grad = kn.full((3,), 7.0)
+    g(kn.ones(3))
+    assert w.grad.numpy().tolist() == [7.0] * 3          # autograd.grad leaves .grad alone
+
+    m = nn.Linear(3, 1)
+
+    def f5(x):
+        m.zero_grad()
+        (m(x).sum() * 100).backward()
+        for p in m.parameters():
+            p.grad = p.grad.clamp(-1, 1)
+        m.bias.grad = None
+    g5 = kn.graphed(f5, kn.ones(1, 3))
+    g5(kn.ones(1, 3))
+    assert m.weight.grad.numpy().max() == 1.0 and m.bias.grad is None
+
+
+def test_constant_updated_in_place_starts_fresh_each_replay():
+    def f(x):
+        acc = kn.tensor(0.0)
+        acc += x.sum()
+        return acc
+    g = kn.graphed(f, kn.ones(3))
+    assert [g(kn.ones(3)).item() for _ in range(3)] == [3.0] * 3
+
+
+def test_refused_step_leaves_optimizer_state_alone():
+    lin = nn.Linear(3, 1)
+    opt = optim.Adam(lin.parameters(), lr=0.1)
+
+    def f(x):
+        opt.zero_grad()
+        lin(x).sum().backward()
+        opt.step()
+    with pytest.raises(GraphCaptureError):
+        kn.graphed(f, kn.ones(2, 3), warmup=0)
+    assert len(opt.state) == 0
+
+
+def test_zero_grad_set_to_none_false_inside_is_accepted():
+    lin = nn.Linear(3, 1)
+    opt = optim.SGD(lin.parameters(), lr=0.1)
+    lin(kn.ones(2, 3)).sum().backward()
+
+    def f(x):
+        opt.zero_grad(set_to_none=False)
+        lin(x).sum().backward()
+    g = kn.graphed(f, kn.ones(2, 3))
+    g(kn.full((2, 3), 2.0))
+    np.testing.assert_array_equal(lin.weight.grad.numpy(), np.full((1, 3), 4.0, np.float32))
+
+
+def test_input_gradients_reach_the_caller():
+    lin = nn.Linear(3, 1)
+
+    def f(x):
+        lin.zero_grad()
+        lin(x).sum().backward()
+    g = kn.graphed(f, kn.ones(1, 3, requires_grad=True))
+    x1 = kn.randn(1, 3, requires_grad=True)
+    g(x1)
+    np.testing.assert_array_equal(x1.grad.numpy(), lin.weight.detach().numpy())
+
+
+def test_data_rebinding_refused():
+    lin = nn.Linear(3, 1)
+
+    def f(x):
+        lin.zero_grad()
+        lin(x).sum().backward()
+        with kn.no_grad():
+            lin.weight.data = lin.weight.data - 0.1 * lin.weight.grad
+    with pytest.raises(GraphCaptureError):
+        kn.graphed(f, kn.ones(2, 3))
+
+
+def test_caught_refusal_still_fails_the_capture():
+    def f(x):
+        try:
+            v = x.sum().item()
+        except Exception:  # noqa: BLE001
+            v = 0.0
+        return x * 2 + v
+    with pytest.raises(GraphCaptureError, match="caught"):
+        kn.graphed(f, kn.ones(3))
+
+
+def test_outputs_are_detached_and_numpy_args_compare():
+    lin = nn.Linear(3, 1)
+    g = kn.graphed(lambda x: (lin(x) ** 2).sum(), kn.ones(2, 3))
+    out = g(kn.ones(2, 3))
+    assert out.grad_fn is None and not out.requires_grad
+    g2 = kn.graphed(lambda x, w: x * float(w[0]), kn.ones(2), np.array([2.0, 3.0]))
+    g2(kn.ones(2), np.array([2.0, 3.0]))
+    with pytest.raises(ValueError, match="frozen"):
+        g2(kn.ones(2), np.array([5.0, 3.0]))

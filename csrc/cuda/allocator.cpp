@@ -92,6 +92,8 @@ void* pool_alloc(Cache& c, GraphPool* pool, std::size_t nbytes, std::size_t sz, 
   if (it != pool->free_lists.end() && !it->second.empty()) {
     p = it->second.back();
     it->second.pop_back();
+    c.cached -= sz;  // cuda_free counted it as cached when it came back to the pool
+    c.n_reuse++;
   } else {
     cudaError_t e = cudaMalloc(&p, sz);
     if (e != cudaSuccess) {
@@ -266,6 +268,10 @@ Staging& staging() {
 
 void memcpy_htod(uptr dst, uptr src, i64 nbytes) {
   KN_CHECK(nbytes >= 0, "memcpy_htod: negative size ", nbytes);
+  // While this thread captures: a small copy would run now on stream 0 (not in the graph) into a
+  // pool block that captured kernels may rewrite; a large one would capture a memcpy from the
+  // shared staging buffer and leave the staging events "captured" (cudaErrorCapturedEvent later).
+  KN_CHECK(kStream == nullptr, "memcpy_htod: a host-to-device copy cannot be captured in a CUDA graph");
   if (nbytes == 0) return;
   Staging& s = staging();
   std::unique_lock<std::mutex> lock(s.mu);
@@ -290,6 +296,8 @@ void memcpy_htod(uptr dst, uptr src, i64 nbytes) {
 
 void memcpy_dtoh(uptr dst, uptr src, i64 nbytes) {
   KN_CHECK(nbytes >= 0, "memcpy_dtoh: negative size ", nbytes);
+  KN_CHECK(kStream == nullptr, "memcpy_dtoh: a device-to-host copy cannot be captured in a CUDA graph "
+           "(it would read the memory now, before the captured kernels ever ran)");
   if (nbytes == 0) return;
   Staging& s = staging();
   std::unique_lock<std::mutex> lock(s.mu);

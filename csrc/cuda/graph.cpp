@@ -6,9 +6,10 @@
 // Capture: the calling thread's kStream (cuda_check.h) becomes a private non-blocking stream in
 // relaxed capture mode, so every launch and async copy of the existing kernel code is recorded
 // instead of run; its allocations come from a pool the graph owns (allocator.cpp), because each
-// replay writes the same blocks again. Host synchronisation (a device-to-host copy, synchronize())
-// is not allowed while capturing: CUDA fails the call, capture_end() then discards the capture and
-// raises. Replay: the graph runs on the private stream after all work queued so far on stream 0,
+// replay writes the same blocks again. Copies between host and device refuse while capturing
+// (allocator.cpp: a small one would run at once on stream 0, outside the graph), and so do the
+// Python layer's host reads; a call CUDA itself refuses invalidates the capture, and capture_end()
+// then discards it and raises. Replay: the graph runs on the private stream after all work queued so far on stream 0,
 // and stream 0 waits for it (events), so eager code before and after sees the one-stream order.
 #include <cuda_runtime.h>
 

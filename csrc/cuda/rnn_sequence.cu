@@ -326,6 +326,8 @@ struct Sequence {
 class DeviceLengths {
  public:
   DeviceLengths(const char* op, const i64* host, i64 B) : ws_(host && B > 0 ? sizeof(i64) * B : 0, op) {
+    // captured, this copy would read the caller's pageable array at every replay (or be refused)
+    KN_CHECK(!ws_.p || kStream == nullptr, op, ": sequence lengths cannot be captured in a CUDA graph");
     if (ws_.p)
       KN_CUDA_CHECK(cudaMemcpyAsync(ws_.p, host, sizeof(i64) * B, cudaMemcpyHostToDevice, kStream), op);
   }

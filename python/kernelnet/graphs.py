@@ -26,8 +26,11 @@ What a replay repeats is exactly the kernels of the captured call, on the same m
   are read by the kernels when they run, and the generator advances as in eager mode);
 - Python code in the function does not run again: anything it decides from tensor values would be
   frozen, so reading a value on the host while capturing (.item(), .numpy(), bool(t)...) raises,
-  as do optimizer.step(), random draws other than dropout, and gradients accumulated into .grad
-  tensors that existed before the capture (call zero_grad() inside the function).
+  as do copies between host and device, rebinding t.data, optimizer.step(), random draws other than
+  dropout, and gradients accumulated into .grad tensors that existed before the capture (call
+  zero_grad() inside the function). A refusal the function catches still fails the capture.
+- tensors the function replaces (state["h"] = new) stay alive with the capture: a replay reads and
+  writes the same memory, not the new objects. Only other threads run eagerly, unrecorded.
 """
 import threading
 
@@ -61,7 +64,18 @@ def active():
     return cap if cap is not None and cap.thread == threading.get_ident() else None
 
 
+def keep_alive(obj):
+    """Keep obj (a host array whose address a kernel gets, say) alive as long as the capture in
+    progress in this thread, if any: every replay reads it again."""
+    cap = active() if _capture is not None else None
+    if cap is not None:
+        cap.kept.append(obj)
+
+
 def _refuse(what):
+    cap = active() if _capture is not None else None
+    if cap is not None and cap.refused is None:  # raised again at the end of the capture, in case
+        cap.refused = what                      # the function caught it (try: float(x) except: ...)
     raise GraphCaptureError(f"kernelnet.graphed: {what} while capturing. A replay runs only the captured "
                             "kernels, not the Python code, so this would be frozen at its captured value.")
 
@@ -93,7 +107,10 @@ class _Capture:
         self.device = device
         self.thread = threading.get_ident()
         self.calls = []          # CPU: (function, args, kwargs) in order
-        self.retained = []       # CPU: storages of every tensor made while capturing
+        self.retained = {}       # id -> storage: every storage whose address a kernel got while capturing
+        self.made = set()        # ids of the storages allocated while capturing (kept by `retained`)
+        self.kept = []           # host objects read by address (keep_alive)
+        self.refused = None      # the first refusal, even if the function caught it
         self.grads = {}          # id(leaf) -> (leaf, grad tensor) assigned while capturing
         self.rng_used = 0        # Philox offsets consumed by dropout in one call
         self.rng_gen = None
@@ -123,9 +140,11 @@ class _Capture:
         self.rng_used += (int(n) + 3) // 4 * 4 if n > 0 else 0
         return 0, rel, self.rng_state.data_ptr()
 
-    def retain(self, storage):
+    def retain(self, storage, made):
         if threading.get_ident() == self.thread:
-            self.retained.append(storage)
+            self.retained[id(storage)] = storage
+            if made:
+                self.made.add(id(storage))
 
     def host_read(self, t):
         if threading.get_ident() == self.thread:
@@ -134,10 +153,21 @@ class _Capture:
     def grad_assigned(self, leaf, before):
         if threading.get_ident() != self.thread:
             return
-        if before is not None and id(leaf) not in self.grads:
+        if before is not None and id(leaf) not in self.grads and id(before._storage) not in self.made:
             _refuse("accumulating a gradient into a .grad tensor that existed before the capture (call "
                     "optimizer.zero_grad() inside the captured function)")
         self.grads[id(leaf)] = (leaf, leaf.grad)
+
+    def final_grads(self):
+        """Keep, for re-attachment by replays, the leaves whose .grad at the END of the capture is a
+        tensor the capture made (not one the function cleared, replaced by a clamped copy, or that
+        autograd.grad() restored from before the capture)."""
+        out = {}
+        for k, (leaf, _) in self.grads.items():
+            g = leaf.grad
+            if g is not None and id(g._storage) in self.made:
+                out[k] = (leaf, g)
+        self.grads = out
 
 
 def _write_rng_state(cap):
@@ -152,7 +182,7 @@ def _write_rng_state(cap):
         cap.rng_state.numpy()[:] = bits
     else:
         from .ops.creation import tensor as _tensor
-        cap.rng_state.copy_(_tensor(bits, dtype=D.int64))
+        cap.rng_state.copy_(_tensor(bits, dtype=D.int64, device=cap.device))
 
 
 def _state_bits(gen):
@@ -166,9 +196,33 @@ def _set_hooks(cap):
     host reads and gradient accumulation check `cap` only through these variables."""
     on = cap is not None
     _device._capture_backend = cap.backend if on else None
-    _tensor_mod._capture_retain = cap.retain if on and cap.recorder is not None else None
+    _tensor_mod._capture_retain = cap.retain if on else None
     _tensor_mod._host_read_guard = cap.host_read if on else None
     autograd._capture_grad_hook = cap.grad_assigned if on else None
+
+
+def _detached(out):
+    if isinstance(out, Tensor):
+        return out.detach() if out.grad_fn is not None else out
+    if isinstance(out, (tuple, list)):
+        r = [_detached(o) for o in out]
+        return tuple(r) if isinstance(out, tuple) else r
+    if isinstance(out, dict):
+        return {k: _detached(v) for k, v in out.items()}
+    return out
+
+
+def _same_frozen(a, b):
+    """Whether a replay may take non-tensor argument a in place of the captured b."""
+    if a is b:
+        return True
+    try:
+        import numpy as np
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return type(a) is type(b) and a.dtype == b.dtype and np.array_equal(a, b)
+        return bool(a == b)
+    except Exception:  # noqa: BLE001  (tensors inside containers, objects without ==)
+        return False
 
 
 class Graphed:
@@ -192,6 +246,8 @@ class Graphed:
             self._static[i] = s
         for _ in range(int(warmup)):
             fn(*self._static)
+        for i in self._tensor_pos:  # the warm-up's input gradients are not the capture's
+            self._static[i].grad = None
         self._outputs = self._capture()
 
     def _capture(self):
@@ -219,6 +275,11 @@ class Graphed:
             with _lock:
                 _capture = None
                 _set_hooks(None)
+        if cap.refused is not None:
+            raise GraphCaptureError(f"kernelnet.graphed: {cap.refused} while capturing (the function caught "
+                                    "the error, but the capture cannot be replayed)")
+        cap.final_grads()
+        out = _detached(out)  # backward outside the function is not replayed: it must not look possible
         self._cap = cap
         self._graph = cuda_graph
         if cuda_graph is not None:
@@ -228,6 +289,8 @@ class Graphed:
         return out
 
     def _replay_kernels(self):
+        if _capture is not None and active() is not None:
+            _refuse("calling a graphed function (its replay would not be recorded)")
         cap = self._cap
         _write_rng_state(cap)
         if self._graph is not None:
@@ -252,10 +315,14 @@ class Graphed:
                 with autograd.no_grad():
                     s.copy_(a)
         for i, a in enumerate(args):
-            if i not in self._tensor_pos and a is not self._static[i] and a != self._static[i]:
+            if i not in self._tensor_pos and not _same_frozen(a, self._static[i]):
                 raise ValueError(f"kernelnet.graphed: argument {i} differs from the captured value "
                                  f"{self._static[i]!r}; non-tensor arguments are frozen into the capture")
         self._replay_kernels()
+        for i in self._tensor_pos:  # input gradients reach the caller's tensors, as in eager mode
+            a, s = args[i], self._static[i]
+            if a is not s and a.requires_grad and s.grad is not None:
+                a.grad = s.grad
         return self._outputs
 
     @property

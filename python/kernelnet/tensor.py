@@ -89,8 +89,6 @@ class Tensor:
     @classmethod
     def _make(cls, storage, shape, stride, offset, dtype, device, base_ptr):
         t = object.__new__(cls)
-        if _capture_retain is not None:
-            _capture_retain(storage)
         t._storage = storage
         t._shape = tuple(shape)
         t._stride = tuple(stride)
@@ -119,9 +117,13 @@ class Tensor:
             # does), small ones come from malloc. It also hands back the address: asking numpy
             # for it (arr.ctypes.data) cost ~2 us, a third of a small op's Python time.
             raw, addr = _host_alloc(n * dtype.itemsize)
-            return cls._make(raw.view(dtype.np), shape, _contig_strides(shape), 0, dtype, device, addr)
-        st = _CudaStorage(n * dtype.itemsize, n)
-        return cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
+            t = cls._make(raw.view(dtype.np), shape, _contig_strides(shape), 0, dtype, device, addr)
+        else:
+            st = _CudaStorage(n * dtype.itemsize, n)
+            t = cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
+        if _capture_retain is not None:
+            _capture_retain(t._storage, True)
+        return t
 
     def _view(self, shape, stride, offset=None):
         """A tensor sharing storage with self (no autograd bookkeeping)."""
@@ -181,6 +183,10 @@ class Tensor:
 
     @data.setter
     def data(self, value):
+        if _host_read_guard is not None:
+            from . import graphs
+            if graphs.active() is not None:
+                graphs._refuse("rebinding a tensor's storage (t.data = ...; update it in place instead)")
         if tuple(value.shape) != self._shape or value.dtype is not self.dtype:
             # PyTorch allows a shape change through .data; so do we (storage swap)
             pass
@@ -210,6 +216,8 @@ class Tensor:
         return True
 
     def data_ptr(self):
+        if _capture_retain is not None:  # a recorded kernel may get this address: keep the memory
+            _capture_retain(self._storage, False)
         return self._base_ptr + self._offset * self.dtype.itemsize
 
     @property

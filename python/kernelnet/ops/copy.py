@@ -57,6 +57,10 @@ def _cast(t, dtype):
 def _to_device(t, dev):
     src = t if t.is_contiguous() else _contiguous_copy(t)
     nbytes = t.numel() * t.dtype.itemsize
+    if t.device.type != dev.type:
+        from .. import graphs as _graphs
+        if _graphs._capture is not None and _graphs.active() is not None:
+            _graphs._refuse(f"copying a tensor from {t.device} to {dev} (a CUDA graph cannot replay it)")
     out = Tensor._empty(t._shape, t.dtype, dev)
     if nbytes == 0:
         return out
@@ -112,7 +116,13 @@ def assign(dst, src):
     from ._util import broadcast_strides
     from .creation import tensor
     if not isinstance(src, Tensor):
-        src = tensor(src, dtype=dst.dtype, device=dst.device)
+        from .. import graphs as _graphs
+        if dst.device.type != "cpu" and np.ndim(src) == 0 and _graphs._capture is not None \
+                and _graphs.active() is not None:
+            from .creation import full
+            src = full((), src, dtype=dst.dtype, device=dst.device)  # a captured fill, no host copy
+        else:
+            src = tensor(src, dtype=dst.dtype, device=dst.device)
     if src.device != dst.device:
         if src.dim() == 0 or src.device.type == "cpu" and src.numel() == 1:
             src = src.to(dst.device)

@@ -102,6 +102,11 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     t = Tensor._empty(arr.shape, dt, CPU)
     if arr.size:
         t._storage[:arr.size] = arr.reshape(-1)
+        if _graphs._capture is not None and dev.type == "cpu" and _graphs.active() is not None:
+            # written by Python, not by a kernel: a replay would start from what the last replay
+            # left there (acc = tensor(0.); acc += x). Copy it with a recorded kernel instead.
+            from .copy import _contiguous_copy
+            t = _contiguous_copy(t)
     if dev.type != "cpu":
         t = t.to(dev)
     return _finish(t, requires_grad)

@@ -28,6 +28,16 @@ def _as_tensor(x, dtype, device):
     return full((), x, dtype=dtype, device=device)
 
 
+def _scalar_to(t, dev):
+    """A 0-d CPU tensor joining a CUDA one. While this thread captures a CUDA graph: a captured fill
+    with its (constant) value, since a host-to-device copy cannot be captured."""
+    from .. import graphs as _graphs
+    if _graphs._capture is not None and _graphs.active() is not None and not t.requires_grad:
+        from .creation import full
+        return full((), t._storage[t._offset].item(), dtype=t.dtype, device=dev)
+    return t.to(dev)
+
+
 def _prep(op_name, a, b):
     """Tensors of one dtype and device for a binary op; Python scalars become 0-d tensors."""
     if (type(a) is Tensor and type(b) is Tensor and a.dtype is b.dtype
@@ -43,9 +53,9 @@ def _prep(op_name, a, b):
     # a 0-d CPU tensor mixes with a CUDA tensor, as in PyTorch
     if a.device != b.device:
         if a.dim() == 0 and a.device.type == "cpu":
-            a = a.to(b.device)
+            a = _scalar_to(a, b.device)
         elif b.dim() == 0 and b.device.type == "cpu":
-            b = b.to(a.device)
+            b = _scalar_to(b, a.device)
         else:
             raise RuntimeError(f"{op_name}: expected all tensors to be on the same device, but found "
                                f"at least two devices, {a.device} and {b.device}")

@@ -86,6 +86,8 @@ class _Sequence:
         self.len_t = None
         if lengths is not None:
             self.len_t = np.ascontiguousarray(lengths, dtype=np.int64)
+            from .. import graphs as _graphs
+            _graphs.keep_alive(self.len_t)  # a replay reads the lengths through this address
             if self.len_t.shape != (B,):  # the kernels read B int64s through a raw host pointer
                 raise ValueError(f"{mode}: lengths must hold one length per batch row (B={B}), got shape "
                                  f"{self.len_t.shape}")

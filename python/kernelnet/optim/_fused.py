@@ -11,6 +11,9 @@ from .. import graphs as _graphs
 
 
 def params_with_grad(group, opt_name):
+    # every optimizer's step() calls this first, before it touches its state (step counts, moments)
+    if _graphs._capture is not None and _graphs.active() is not None:
+        _graphs._refuse("calling optimizer.step() (call it after each replay: its per-step scalars change)")
     ps = [p for p in group["params"] if p.grad is not None]
     for p in ps:
         if getattr(p.grad, "is_sparse", False):
