@@ -123,7 +123,7 @@ if [ -n "$PROBE_FAILED" ]; then
     echo "== cuda-gdb backtrace"
     timeout 90 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" --args python -c "$PROBE_FAILED_CODE" 2>&1 | tail -60
   } > "$DIAG" 2>&1
-  say "probe $PROBE_FAILED crashed: diagnostics in diag.log ($(grep -c . "$DIAG") lines)"
+  say "probe $PROBE_FAILED failed: diagnostics in diag.log ($(grep -c . "$DIAG") lines)"
   for variant in "noLTO:-DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF" "static-runtime:-DKN_STATIC_RUNTIME=ON"; do
     name=${variant%%:*}; flags=${variant#*:}
     rm -rf "/tmp/kn_$name" "$ROOT/build"
