@@ -4,6 +4,7 @@ from .. import _dtype as D
 from ..autograd import Function
 from ..tensor import Tensor, _prod
 from ._util import broadcast_shapes, check_same_device
+from .reduce import R_SUM
 
 BIAS_NONE, BIAS_COL, BIAS_ROW = 0, 1, 2
 
@@ -167,28 +168,56 @@ def outer(a, b):
 
 
 class Linear(Function):
-    """y = x W^T + b with the bias added in the GEMM epilogue."""
+    """y = x W^T + b with the bias added in the GEMM epilogue. Contiguous operands (the usual case)
+    go straight to the backend's sgemm/reduce with their shapes as [rows, features], skipping the
+    reshape/transpose views of the general path: a small MLP's step is mostly such per-op Python."""
 
     @staticmethod
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
+        N, K = w._shape
         lead = x._shape[:-1]
-        x2 = x.reshape(_prod(lead), x._shape[-1])
+        M = _prod(lead)
+        if M and N and K and x.is_contiguous() and w.is_contiguous():
+            y = Tensor._empty(lead + (N,), D.float32, x.device)
+            x._backend.sgemm(1, False, True, M, N, K, 1.0, x.data_ptr(), K, 0, w.data_ptr(), K, 0, 0.0,
+                             y.data_ptr(), N, 0, b.data_ptr() if b is not None else 0,
+                             BIAS_COL if b is not None else BIAS_NONE, 0)
+            return y
+        x2 = x.reshape(M, x._shape[-1])
         y = gemm_kernel(x2, w.transpose(0, 1), bias=b, bias_mode=BIAS_COL if b is not None else BIAS_NONE)
-        return y.reshape(lead + (w._shape[0],))
+        return y.reshape(lead + (N,))
 
     @staticmethod
     def backward(ctx, g):
-        from .reduce import sum as _sum
         x, w = ctx.saved_tensors
+        N, K = w._shape
+        M = _prod(x._shape[:-1])
+        need = ctx.needs_input_grad
+        if M and N and K and g.is_contiguous() and x.is_contiguous() and w.is_contiguous():
+            be, dev = g._backend, g.device
+            gx = gw = gb = None
+            if need[0]:  # gx = g @ W
+                gx = Tensor._empty(x._shape, D.float32, dev)
+                be.sgemm(1, False, False, M, K, N, 1.0, g.data_ptr(), N, 0, w.data_ptr(), K, 0, 0.0,
+                         gx.data_ptr(), K, 0, 0, 0, 0)
+            if need[1]:  # gW = g^T @ x
+                gw = Tensor._empty((N, K), D.float32, dev)
+                be.sgemm(1, True, False, N, K, M, 1.0, g.data_ptr(), N, 0, x.data_ptr(), K, 0, 0.0,
+                         gw.data_ptr(), K, 0, 0, 0, 0)
+            if ctx.has_bias and need[2]:  # gb = sum of g's rows
+                gb = Tensor._empty((N,), D.float32, dev)
+                be.reduce(R_SUM, D.float32.code, gb.data_ptr(), g.data_ptr(), 1, M, N)
+            return gx, gw, gb
+        from .reduce import sum as _sum
         g2 = g.reshape(-1, g._shape[-1])
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
+        if need[0]:
             gx = gemm_kernel(g2, w).reshape(x._shape)
-        if ctx.needs_input_grad[1]:
+        if need[1]:
             gw = gemm_kernel(g2.transpose(0, 1), x.reshape(-1, x._shape[-1]))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.has_bias and need[2]:
             gb = _sum(g2, 0)
         return gx, gw, gb
 
