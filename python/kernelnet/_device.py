@@ -79,6 +79,8 @@ class device:
         return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __eq__(self, other):
+        if other is self:  # the common case: tensors share the CPU / CUDA device objects
+            return True
         if isinstance(other, str):
             try:
                 other = device(other)
