@@ -1,21 +1,26 @@
 """kernelnet.graphed: capture the kernels of a function once, then replay them without Python.
 
-    def fwd_bwd(x, y):
+    def train_step(x, y):
         optimizer.zero_grad()
         loss = criterion(model(x), y)
         loss.backward()
+        optimizer.step()                         # an island: runs eagerly at every replay
         return loss
 
-    step = kernelnet.graphed(fwd_bwd, x0, y0)    # runs fwd_bwd(x0, y0) warmup + 1 times, capturing the last
+    step = kernelnet.graphed(train_step, x0, y0) # runs train_step(x0, y0) warmup + 1 times, capturing the last
     for x, y in loader:
         loss = step(x, y)                        # copies x, y into the captured inputs and replays
-        optimizer.step()                         # outside: its per-step scalars (Adam's bias
-        running += loss.item()                   #   corrections, the learning rate) change each step
+        running += loss.item()
 
-On a GPU the captured kernels are one CUDA graph: a replay is one launch, without the Python
-layer's per-op cost or the per-kernel launch cost (kernelnet.cuda.graphed is the same function).
-On the CPU the native kernel calls are recorded and replayed in order, skipping autograd,
-dispatch and argument checks; the arithmetic is the same, so a replay equals an eager call.
+On a GPU the captured kernels are CUDA graphs: a replay is one launch per stretch between islands,
+without the Python layer's per-op cost or the per-kernel launch cost (kernelnet.cuda.graphed is the
+same function). On the CPU the native kernel calls are recorded and replayed in order, skipping
+autograd, dispatch and argument checks; the arithmetic is the same, so a replay equals an eager call.
+
+Islands: optimizer.step() and an LR scheduler's step() called while capturing run eagerly, now and
+at every replay, between the captured stretches before and after them: their per-step scalars
+(Adam's bias corrections, the learning rate) are computed in Python (island() and island_method()
+make other calls islands). warmup=0 makes the capture run the call's real step (Trainer does).
 
 What a replay repeats is exactly the kernels of the captured call, on the same memory. So:
 - the inputs are copied into the captured input tensors (same shapes, dtypes and device);
@@ -24,14 +29,15 @@ What a replay repeats is exactly the kernels of the captured call, on the same m
   accumulated across replays); a replay puts them back if .grad was set to None in between;
 - dropout draws fresh masks each replay, as eager calls would (the generator's seed and offset
   are read by the kernels when they run, and the generator advances as in eager mode);
-- Python code in the function does not run again: anything it decides from tensor values would be
-  frozen, so reading a value on the host while capturing (.item(), .numpy(), bool(t)...) raises,
-  as do copies between host and device, rebinding t.data, optimizer.step(), random draws other than
-  dropout, and gradients accumulated into .grad tensors that existed before the capture (call
+- Python code in the function (outside islands) does not run again: anything it decides from
+  tensor values would be frozen, so reading a value on the host while capturing (.item(), .numpy(),
+  bool(t)...) raises, as do copies between host and device, rebinding t.data, random draws other
+  than dropout, and gradients accumulated into .grad tensors that existed before the capture (call
   zero_grad() inside the function). A refusal the function catches still fails the capture.
 - tensors the function replaces (state["h"] = new) stay alive with the capture: a replay reads and
   writes the same memory, not the new objects. Only other threads run eagerly, unrecorded.
 """
+import functools
 import threading
 
 from . import _dtype as D
@@ -59,9 +65,20 @@ def capturing():
 
 def active():
     """The capture in progress in this thread, or None. Other threads (a DataLoader's prefetching
-    worker, say) keep running eagerly, unrecorded and unrestricted, while one thread captures."""
+    worker, say) keep running eagerly, unrecorded and unrestricted, while one thread captures; so
+    does an island (see island()) while it runs."""
     cap = _capture
-    return cap if cap is not None and cap.thread == threading.get_ident() else None
+    return cap if cap is not None and cap._mine() else None
+
+
+def island(fn):
+    """Run fn() now, eagerly, and again (its Python and its kernels) at each replay, between the
+    captured kernels before and after it. The optimizers' step() and the LR schedulers' step()
+    become islands when called while capturing: their per-step scalars are computed in Python."""
+    cap = active() if _capture is not None else None
+    if cap is None:
+        return fn()
+    return cap.island(fn)
 
 
 def keep_alive(obj):
@@ -70,6 +87,18 @@ def keep_alive(obj):
     cap = active() if _capture is not None else None
     if cap is not None:
         cap.kept.append(obj)
+
+
+def island_method(method):
+    """Decorator: the method runs as an island (see island()) when called while capturing. Its
+    arguments are those of the captured call at every replay (a tensor argument is read anew)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if _capture is not None and active() is not None:
+            return _capture.island(lambda: method(self, *args, **kwargs))
+        return method(self, *args, **kwargs)
+    wrapper._kn_island = True
+    return wrapper
 
 
 def _refuse(what):
@@ -114,14 +143,22 @@ class _Capture:
         self.grads = {}          # id(leaf) -> (leaf, grad tensor) assigned while capturing
         self.rng_used = 0        # Philox offsets consumed by dropout in one call
         self.rng_gen = None
+        self.rng_primed = False  # CUDA: rng_state written for the capture-time run
+        self.paused = False      # True while an island runs (it is not captured)
+        self.segments = []       # CUDA: executed Graphs and island entries, in order
+        self.graph = None        # CUDA: the Graph being captured
+        self.clear = []          # leaves an island saw with a .grad that the function then set to None
         # [seed, base offset] read by the dropout kernels when they run (uint64 bits in int64)
         self.rng_state = Tensor._empty((2,), D.int64, device)
         self.recorder = _Recorder(_device._cpu, self.calls) if device.type == "cpu" else None
 
+    def _mine(self):
+        return not self.paused and threading.get_ident() == self.thread
+
     # hooks called by the rest of the library while this capture is active (in any thread: each
-    # returns at once for threads other than the capturing one)
+    # returns at once for threads other than the capturing one, and while an island runs)
     def backend(self, dev, mod):
-        if threading.get_ident() != self.thread:
+        if not self._mine():
             return mod
         if dev != self.device:
             _refuse(f"running a kernel on {dev} in a function captured on {self.device}")
@@ -141,33 +178,68 @@ class _Capture:
         return 0, rel, self.rng_state.data_ptr()
 
     def retain(self, storage, made):
-        if threading.get_ident() == self.thread:
+        if self._mine():
             self.retained[id(storage)] = storage
             if made:
                 self.made.add(id(storage))
 
     def host_read(self, t):
-        if threading.get_ident() == self.thread:
+        if self._mine():
             _refuse("reading a tensor's value on the host (.item(), .numpy(), .tolist(), bool(), float()...)")
 
     def grad_assigned(self, leaf, before):
-        if threading.get_ident() != self.thread:
+        if not self._mine():
             return
         if before is not None and id(leaf) not in self.grads and id(before._storage) not in self.made:
             _refuse("accumulating a gradient into a .grad tensor that existed before the capture (call "
                     "optimizer.zero_grad() inside the captured function)")
         self.grads[id(leaf)] = (leaf, leaf.grad)
 
+    def _made_grads(self):
+        """(leaf, .grad) now, for the leaves whose .grad is a tensor this capture made."""
+        return [(leaf, leaf.grad) for leaf, _ in self.grads.values()
+                if leaf.grad is not None and id(leaf.grad._storage) in self.made]
+
     def final_grads(self):
         """Keep, for re-attachment by replays, the leaves whose .grad at the END of the capture is a
-        tensor the capture made (not one the function cleared, replaced by a clamped copy, or that
-        autograd.grad() restored from before the capture)."""
-        out = {}
-        for k, (leaf, _) in self.grads.items():
-            g = leaf.grad
-            if g is not None and id(g._storage) in self.made:
-                out[k] = (leaf, g)
-        self.grads = out
+        tensor the capture made (not one the function replaced by a clamped copy, or that
+        autograd.grad() restored from before the capture), and those the function cleared."""
+        # an island re-attaches the gradients it saw; those the function cleared after it go back to None
+        islands = [a for f, a, _ in self.calls if f is None] + [x for x in self.segments if isinstance(x, tuple)]
+        seen = {id(leaf): leaf for _, snapshot in islands for leaf, _ in snapshot}
+        self.clear = [leaf for leaf in seen.values() if leaf.grad is None]
+        self.grads = {id(leaf): (leaf, g) for leaf, g in self._made_grads()}
+
+    def prime_rng(self):
+        """CUDA: before the first capture-time run, point the dropout kernels at the generator's
+        position (the whole call's draws are counted from there; the generator advances at the end)."""
+        if self.rng_gen is not None and not self.rng_primed and self.recorder is None:
+            from .ops.creation import tensor as _tensor
+            self.rng_state.copy_(_tensor(_state_bits(self.rng_gen), dtype=D.int64, device=self.device))
+            self.rng_primed = True
+
+    def island(self, fn):
+        """Run fn eagerly between two captured stretches (module function island() says why)."""
+        snapshot = self._made_grads()
+        if self.recorder is None:  # CUDA: close this stretch and run it (a capture runs nothing)
+            self.graph.capture_end()
+            self.prime_rng()
+            self.graph.replay()
+            self.segments.append(self.graph)
+            self.graph = None
+        self.paused = True
+        try:
+            r = fn()
+        finally:
+            self.paused = False
+        entry = (fn, snapshot)
+        if self.recorder is None:
+            self.segments.append(entry)
+            self.graph = _device._backend_cuda(self.device).Graph()
+            self.graph.capture_begin()
+        else:
+            self.calls.append((None, entry, None))
+        return r
 
 
 def _write_rng_state(cap):
@@ -183,6 +255,14 @@ def _write_rng_state(cap):
     else:
         from .ops.creation import tensor as _tensor
         cap.rng_state.copy_(_tensor(bits, dtype=D.int64, device=cap.device))
+
+
+def _run_island(entry):
+    fn, snapshot = entry
+    for leaf, g in snapshot:  # the gradients the island saw while capturing (zero_grad may have run since)
+        if leaf.grad is not g:
+            leaf.grad = g
+    fn()
 
 
 def _state_bits(gen):
@@ -253,22 +333,22 @@ class Graphed:
     def _capture(self):
         global _capture
         cap = _Capture(self.device)
-        cuda_graph = None
         with _lock:
             if _capture is not None:
                 raise GraphCaptureError("kernelnet.graphed: another capture is in progress")
             _capture = cap
             _set_hooks(cap)
         try:
-            if cap.recorder is None:  # CUDA: the kernels go into a CUDA graph, without running
-                cuda_graph = _device._backend_cuda(self.device).Graph()
-                cuda_graph.capture_begin()
+            if cap.recorder is None:  # CUDA: the kernels go into CUDA graphs, without running
+                cap.graph = _device._backend_cuda(self.device).Graph()
+                cap.graph.capture_begin()
                 try:
                     out = self._fn(*self._static)
                 except BaseException:
-                    cuda_graph.capture_abort()  # the function's error is the one to report
+                    if cap.graph is not None:
+                        cap.graph.capture_abort()  # the function's error is the one to report
                     raise
-                cuda_graph.capture_end()  # raises if CUDA refused something it recorded
+                cap.graph.capture_end()  # raises if CUDA refused something it recorded
             else:
                 out = self._fn(*self._static)
         finally:
@@ -281,11 +361,17 @@ class Graphed:
         cap.final_grads()
         out = _detached(out)  # backward outside the function is not replayed: it must not look possible
         self._cap = cap
-        self._graph = cuda_graph
-        if cuda_graph is not None:
-            self._replay_kernels()  # the capture ran nothing on the GPU: run it once, as on the CPU
-        elif cap.rng_gen is not None:
-            cap.rng_gen._offset += cap.rng_used  # the recording run drew its masks for real
+        self._graph = None
+        if cap.recorder is None:  # CUDA: run the last stretch once (the earlier ones ran at their island)
+            cap.prime_rng()
+            cap.graph.replay()
+            cap.segments.append(cap.graph)
+            cap.graph = None
+            self._graph = cap.segments
+            for leaf, g in cap.grads.values():
+                leaf.grad = g
+        if cap.rng_gen is not None:
+            cap.rng_gen._offset += cap.rng_used  # the capture-time run drew its masks for real
         return out
 
     def _replay_kernels(self):
@@ -294,13 +380,22 @@ class Graphed:
         cap = self._cap
         _write_rng_state(cap)
         if self._graph is not None:
-            self._graph.replay()
+            for seg in self._graph:
+                if isinstance(seg, tuple):
+                    _run_island(seg)
+                else:
+                    seg.replay()
         else:
             for f, args, kwargs in cap.calls:
-                f(*args, **kwargs)
+                if f is None:
+                    _run_island(args)
+                else:
+                    f(*args, **kwargs)
         for leaf, g in cap.grads.values():
             if leaf.grad is not g:
                 leaf.grad = g
+        for leaf in cap.clear:
+            leaf.grad = None
 
     def __call__(self, *args):
         if len(args) != len(self._static):
@@ -326,9 +421,15 @@ class Graphed:
         return self._outputs
 
     @property
+    def num_islands(self):
+        """Eager calls (optimizer or scheduler steps) between the captured stretches."""
+        items = self._graph if self._graph is not None else [a for f, a, _ in self._cap.calls if f is None]
+        return sum(1 for x in items if isinstance(x, tuple))
+
+    @property
     def num_kernels(self):
         """Native calls one CPU replay makes (None on CUDA, where the graph holds them)."""
-        return len(self._cap.calls) if self._graph is None else None
+        return sum(1 for f, _, _ in self._cap.calls if f is not None) if self._graph is None else None
 
 
 def graphed(fn, *args, warmup=1):

@@ -6,6 +6,7 @@ import math
 import types
 import warnings
 
+from .. import graphs as _graphs
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ExponentialLR",
@@ -26,6 +27,14 @@ def _lrs(optimizer, key="lr"):
 
 
 class LRScheduler:
+    def __init_subclass__(cls, **kwargs):
+        # step() runs as an island of a kernelnet.graphed capture (the learning rate it sets is read
+        # by the optimizer's step, itself an island)
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_kn_island", False):
+            cls.step = _graphs.island_method(step)
+
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
@@ -63,6 +72,7 @@ class LRScheduler:
     def get_lr(self):
         raise NotImplementedError
 
+    @_graphs.island_method
     def step(self, epoch=None):
         self._step_count += 1
         if epoch is None:

@@ -8,6 +8,7 @@ from copy import deepcopy
 import itertools
 
 import kernelnet as _kn
+from .. import graphs as _graphs
 
 
 class _Required:
@@ -54,6 +55,14 @@ class _DefaultState(_ParamState):
 
 
 class Optimizer:
+    def __init_subclass__(cls, **kwargs):
+        # step() of every optimizer runs as an island of a kernelnet.graphed capture: its per-step
+        # scalars (Adam's bias corrections, the learning rate) are computed again at each replay
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_kn_island", False):
+            cls.step = _graphs.island_method(step)
+
     def __init__(self, params, defaults):
         self.defaults = defaults
         self.state = _DefaultState()
