@@ -149,7 +149,7 @@ say "tests/test_cuda_kernels.py rc=$? : $(tail -1 "$OUT/tests_cuda.log")"
 # test_cuda_rnn.py (the newest kernels) goes last: a kernel fault poisons the CUDA context for
 # every later test in the process.
 timeout "$(cap "${KN_LAYERS_TEST_TIMEOUT:-90}")" python -m pytest -q -p no:cacheprovider $XDIST --rootdir="$ROOT" \
-  "$ROOT/tests/test_cuda_layers.py" "$ROOT/tests/test_gpu_loader.py" "$ROOT/tests/test_norm.py" "$ROOT/tests/test_graphs.py" "$ROOT/tests/test_cuda_rnn.py" \
+  "$ROOT/tests/test_cuda_layers.py" "$ROOT/tests/test_gpu_loader.py" "$ROOT/tests/test_norm.py" "$ROOT/tests/test_graphs.py" "$ROOT/tests/test_graph_islands.py" "$ROOT/tests/test_cuda_rnn.py" \
   >> "$OUT/tests_cuda.log" 2>&1
 say "tests/test_cuda_layers.py + test_gpu_loader.py + test_norm.py + test_graphs.py + test_cuda_rnn.py rc=$? : $(tail -1 "$OUT/tests_cuda.log")"
 # ---- END cuda part 2 ----

@@ -7,10 +7,16 @@
         optimizer.step()                         # an island: runs eagerly at every replay
         return loss
 
-    step = kernelnet.graphed(train_step, x0, y0) # runs train_step(x0, y0) warmup + 1 times, capturing the last
-    for x, y in loader:
+    batches = iter(loader)
+    x0, y0 = next(batches)
+    step = kernelnet.graphed(train_step, x0, y0, warmup=0)  # this call IS batch 0's training step
+    running = step.outputs.item()
+    for x, y in batches:
         loss = step(x, y)                        # copies x, y into the captured inputs and replays
         running += loss.item()
+
+(With islands, every warm-up call is a real optimizer and scheduler step on x0, y0: the default
+warmup=1 takes two steps on the sample batch before the loop.)
 
 On a GPU the captured kernels are CUDA graphs: a replay is one launch per stretch between islands,
 without the Python layer's per-op cost or the per-kernel launch cost (kernelnet.cuda.graphed is the
@@ -200,13 +206,20 @@ class _Capture:
         return [(leaf, leaf.grad) for leaf, _ in self.grads.values()
                 if leaf.grad is not None and id(leaf.grad._storage) in self.made]
 
+    def _island_grads(self):
+        """What an island sees: (leaf, .grad) for the gradients this capture made, and (leaf, None)
+        for the leaves it gave a gradient that the function then cleared (zero_grad() before the
+        island): a replay puts back both, as the eager call would have them."""
+        return [(leaf, leaf.grad) for leaf, _ in self.grads.values()
+                if leaf.grad is None or id(leaf.grad._storage) in self.made]
+
     def final_grads(self):
         """Keep, for re-attachment by replays, the leaves whose .grad at the END of the capture is a
         tensor the capture made (not one the function replaced by a clamped copy, or that
         autograd.grad() restored from before the capture), and those the function cleared."""
         # an island re-attaches the gradients it saw; those the function cleared after it go back to None
         islands = [a for f, a, _ in self.calls if f is None] + [x for x in self.segments if isinstance(x, tuple)]
-        seen = {id(leaf): leaf for _, snapshot in islands for leaf, _ in snapshot}
+        seen = {id(leaf): leaf for entry in islands for leaf, g in entry[1] if g is not None}
         self.clear = [leaf for leaf in seen.values() if leaf.grad is None]
         self.grads = {id(leaf): (leaf, g) for leaf, g in self._made_grads()}
 
@@ -215,12 +228,18 @@ class _Capture:
         position (the whole call's draws are counted from there; the generator advances at the end)."""
         if self.rng_gen is not None and not self.rng_primed and self.recorder is None:
             from .ops.creation import tensor as _tensor
-            self.rng_state.copy_(_tensor(_state_bits(self.rng_gen), dtype=D.int64, device=self.device))
+            # an eager host-to-device write between two captured stretches (island() calls this
+            # while the capture is installed): paused, or the copy would be refused as captured
+            paused, self.paused = self.paused, True
+            try:
+                self.rng_state.copy_(_tensor(_state_bits(self.rng_gen), dtype=D.int64, device=self.device))
+            finally:
+                self.paused = paused
             self.rng_primed = True
 
     def island(self, fn):
         """Run fn eagerly between two captured stretches (module function island() says why)."""
-        snapshot = self._made_grads()
+        snapshot = self._island_grads()
         if self.recorder is None:  # CUDA: close this stretch and run it (a capture runs nothing)
             self.graph.capture_end()
             self.prime_rng()
@@ -232,7 +251,7 @@ class _Capture:
             r = fn()
         finally:
             self.paused = False
-        entry = (fn, snapshot)
+        entry = (fn, snapshot, r)  # r: what the captured code after the island and the caller hold
         if self.recorder is None:
             self.segments.append(entry)
             self.graph = _device._backend_cuda(self.device).Graph()
@@ -258,11 +277,31 @@ def _write_rng_state(cap):
 
 
 def _run_island(entry):
-    fn, snapshot = entry
+    fn, snapshot, captured = entry
     for leaf, g in snapshot:  # the gradients the island saw while capturing (zero_grad may have run since)
         if leaf.grad is not g:
             leaf.grad = g
-    fn()
+    _refresh(captured, fn())
+
+
+def _refresh(captured, new):
+    """Write an island's result at a replay into the tensors it returned while capturing: the
+    captured kernels after the island and the caller (optimizer.step(closure)'s loss) hold those."""
+    if isinstance(captured, Tensor):
+        if new is captured:
+            return
+        if not isinstance(new, Tensor) or new._shape != captured._shape or new.dtype is not captured.dtype:
+            got = f"{tuple(new.shape)} {new.dtype}" if isinstance(new, Tensor) else type(new).__name__
+            raise GraphCaptureError(f"kernelnet.graphed: an island returned a {tuple(captured.shape)} "
+                                    f"{captured.dtype} tensor while capturing but {got} at a replay")
+        with autograd.no_grad():
+            captured.detach().copy_(new.detach())
+    elif isinstance(captured, (tuple, list)) and isinstance(new, (tuple, list)) and len(captured) == len(new):
+        for c, n in zip(captured, new):
+            _refresh(c, n)
+    elif isinstance(captured, dict) and isinstance(new, dict):
+        for k, c in captured.items():
+            _refresh(c, new.get(k))
 
 
 def _state_bits(gen):
@@ -418,6 +457,12 @@ class Graphed:
             a, s = args[i], self._static[i]
             if a is not s and a.requires_grad and s.grad is not None:
                 a.grad = s.grad
+        return self._outputs
+
+    @property
+    def outputs(self):
+        """What the function returned: the captured call's results until the first replay, then
+        each replay's (the same tensors, overwritten)."""
         return self._outputs
 
     @property

@@ -12,7 +12,12 @@ def _grads(parameters):
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """Scale all gradients together so that their joint ``norm_type`` norm is at most max_norm.
-    Returns the total norm before clipping (a 0-d tensor), as PyTorch does."""
+    Returns the total norm before clipping (a 0-d tensor), as PyTorch does. Inside a
+    kernelnet.graphed capture it runs as an island (it reads the norm on the host)."""
+    from .. import graphs as _graphs
+    if _graphs._capture is not None and _graphs.capturing():
+        params = [parameters] if isinstance(parameters, _kn.Tensor) else list(parameters)  # re-read each replay
+        return _graphs.island(lambda: clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach))
     grads = _grads(parameters)
     norm_type = float(norm_type)
     if not grads:

@@ -13,7 +13,8 @@ from .. import graphs as _graphs
 def params_with_grad(group, opt_name):
     # every optimizer's step() calls this first, before it touches its state (step counts, moments)
     if _graphs._capture is not None and _graphs.active() is not None:
-        _graphs._refuse("calling optimizer.step() (call it after each replay: its per-step scalars change)")
+        _graphs._refuse("running an optimizer update outside an island (optimizer subclasses' step() is "
+                        "one; decorate other update methods with kernelnet.graphs.island_method)")
     ps = [p for p in group["params"] if p.grad is not None]
     for p in ps:
         if getattr(p.grad, "is_sparse", False):
@@ -61,7 +62,8 @@ def step(kernel, params, *args):
     native kernel runs when the parameters' backend has it; otherwise (or with
     KERNELNET_OPTIM=reference) the tensor-op reference in _reference.py does the same update."""
     if _graphs._capture is not None and _graphs.active() is not None:
-        _graphs._refuse("calling optimizer.step() (call it after each replay: its per-step scalars change)")
+        _graphs._refuse("running an optimizer update outside an island (optimizer subclasses' step() is "
+                        "one; decorate other update methods with kernelnet.graphs.island_method)")
     backend = backend_of(params, kernel)
     dev = params[0].device
     for a in args:  # gradients and state: a kernel handed another device's pointer would crash

@@ -363,12 +363,19 @@ class Trainer:
         g = self._step_graph
         if self.graphed and g is None:
             kn = _kn()
+            # a failed capture may have run part of the step for real (on the CPU the recording run
+            # executes the kernels): BatchNorm's running statistics must not see this batch twice
+            with kn.no_grad():
+                buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
             try:  # no warm-up: the capture run is this batch's real step, so training equals eager
                 self._step_graph = kn.graphed(fwd_bwd, xb, yb, warmup=0)
-                return self._step_graph._outputs
+                return self._step_graph.outputs
             except kn.GraphCaptureError as e:
                 self._step_graph = False
                 self.log(f"graphed: running eagerly, the step cannot be captured ({e})")
+                with kn.no_grad():
+                    for b, saved in buffers:
+                        b.copy_(saved)
                 return fwd_bwd(xb, yb)
         if g and xb._shape == g._static[0]._shape and yb._shape == g._static[1]._shape:
             return g(xb, yb)
