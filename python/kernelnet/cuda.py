@@ -53,7 +53,7 @@ def empty_cache():
         mod.empty_cache()
 
 
-def graphed(fn, *args, warmup=1):
+def graphed(fn, *args, warmup=0):
     """Capture fn(*args) as a CUDA graph and replay it (kernelnet.graphed: same function, any device)."""
     from .graphs import graphed as _graphed
     return _graphed(fn, *args, warmup=warmup)

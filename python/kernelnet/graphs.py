@@ -9,14 +9,14 @@
 
     batches = iter(loader)
     x0, y0 = next(batches)
-    step = kernelnet.graphed(train_step, x0, y0, warmup=0)  # this call IS batch 0's training step
+    step = kernelnet.graphed(train_step, x0, y0)  # this call IS batch 0's training step
     running = step.outputs.item()
     for x, y in batches:
         loss = step(x, y)                        # copies x, y into the captured inputs and replays
         running += loss.item()
 
-(With islands, every warm-up call is a real optimizer and scheduler step on x0, y0: the default
-warmup=1 takes two steps on the sample batch before the loop.)
+(warmup=N first calls the function N times eagerly, islands included: N real optimizer steps on
+x0, y0. The default, 0, captures at once: the capture is the call's real step, as in eager mode.)
 
 On a GPU the captured kernels are CUDA graphs: a replay is one launch per stretch between islands,
 without the Python layer's per-op cost or the per-kernel launch cost (kernelnet.cuda.graphed is the
@@ -26,7 +26,7 @@ autograd, dispatch and argument checks; the arithmetic is the same, so a replay 
 Islands: optimizer.step() and an LR scheduler's step() called while capturing run eagerly, now and
 at every replay, between the captured stretches before and after them: their per-step scalars
 (Adam's bias corrections, the learning rate) are computed in Python (island() and island_method()
-make other calls islands). warmup=0 makes the capture run the call's real step (Trainer does).
+make other calls islands).
 
 What a replay repeats is exactly the kernels of the captured call, on the same memory. So:
 - the inputs are copied into the captured input tensors (same shapes, dtypes and device);
@@ -347,7 +347,7 @@ def _same_frozen(a, b):
 class Graphed:
     """The callable kernelnet.graphed returns (see the module docstring)."""
 
-    def __init__(self, fn, args, warmup=1):
+    def __init__(self, fn, args, warmup=0):
         self._fn = fn
         self._tensor_pos = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
         if not self._tensor_pos:
@@ -477,7 +477,7 @@ class Graphed:
         return sum(1 for f, _, _ in self._cap.calls if f is not None) if self._graph is None else None
 
 
-def graphed(fn, *args, warmup=1):
+def graphed(fn, *args, warmup=0):
     """Capture fn(*args) (after `warmup` eager calls) and return a callable that replays it on new
     inputs of the same shapes: kernelnet.graphs explains what a replay repeats and what it refuses."""
     return Graphed(fn, args, warmup)

@@ -131,8 +131,9 @@ class Trainer:
     grad_clip    clip the global gradient norm to this value
     graphed      replay each full-size training batch's forward + backward from a capture
                  (kernelnet.graphed: on a GPU one CUDA graph launch, on the CPU without the Python
-                 layer); the loss, gradients and updates are those of the eager loop. Batches of
-                 another shape (the last, short one) and models that cannot be captured run eagerly.
+                 layer), made at the second batch after an eager first one; the loss, gradients and
+                 updates are those of the eager loop. Batches of another shape (the last, short one)
+                 and models that cannot be captured run eagerly.
     checkpoint_dir  where the resumable checkpoint (after every epoch) and best.kn go
     seed         seeds the split, the shuffling and kernelnet's default generator (dropout)
     """
@@ -164,7 +165,7 @@ class Trainer:
                 raise TypeError(f"Trainer: callbacks must be kernelnet.train.Callback objects, got {type(cb).__name__}")
         self.grad_clip = grad_clip
         self.graphed = bool(graphed)
-        self._step_graph = None  # the captured forward + backward (graphed=True), made at the first batch
+        self._step_graph = None  # graphed=True: None, "warm" after the first batch, then the Graphed (or False)
         self.checkpoint_dir = checkpoint_dir
         self.seed = seed
         self.verbose = verbose
@@ -361,23 +362,29 @@ class Trainer:
             loss.backward()
             return out, loss
         g = self._step_graph
-        if self.graphed and g is None:
+        if self.graphed and g is None:  # the first batch runs eagerly: every kernel has run once
+            self._step_graph = "warm"   # (loaded, sized) before the capture at the next full batch
+            self._warm_shapes = (xb._shape, yb._shape)
+            return fwd_bwd(xb, yb)
+        if g == "warm":
+            if (xb._shape, yb._shape) != self._warm_shapes:
+                return fwd_bwd(xb, yb)
             kn = _kn()
             # a failed capture may have run part of the step for real (on the CPU the recording run
             # executes the kernels): BatchNorm's running statistics must not see this batch twice
             with kn.no_grad():
                 buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
-            try:  # no warm-up: the capture run is this batch's real step, so training equals eager
+            try:  # no warm-up call: the capture run is this batch's real step, so training equals eager
                 self._step_graph = kn.graphed(fwd_bwd, xb, yb, warmup=0)
                 return self._step_graph.outputs
-            except kn.GraphCaptureError as e:
+            except RuntimeError as e:  # GraphCaptureError, or a CUDA error the capture met
                 self._step_graph = False
                 self.log(f"graphed: running eagerly, the step cannot be captured ({e})")
                 with kn.no_grad():
                     for b, saved in buffers:
                         b.copy_(saved)
                 return fwd_bwd(xb, yb)
-        if g and xb._shape == g._static[0]._shape and yb._shape == g._static[1]._shape:
+        if g and g != "warm" and xb._shape == g._static[0]._shape and yb._shape == g._static[1]._shape:
             return g(xb, yb)
         return fwd_bwd(xb, yb)
 
