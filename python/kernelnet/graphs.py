@@ -175,8 +175,7 @@ class _Capture:
         if self.rng_gen is None:
             self.rng_gen = generator
             if self.device.type == "cpu":  # the recording run draws for real: from the generator's position
-                st = self.rng_state
-                st._storage[st._offset:st._offset + 2] = _state_bits(generator)
+                self.store_rng(generator)
         elif generator is not self.rng_gen:
             _refuse("drawing dropout masks from two different generators")
         rel = self.rng_used
@@ -227,15 +226,24 @@ class _Capture:
         """CUDA: before the first capture-time run, point the dropout kernels at the generator's
         position (the whole call's draws are counted from there; the generator advances at the end)."""
         if self.rng_gen is not None and not self.rng_primed and self.recorder is None:
-            from .ops.creation import tensor as _tensor
-            # an eager host-to-device write between two captured stretches (island() calls this
-            # while the capture is installed): paused, or the copy would be refused as captured
-            paused, self.paused = self.paused, True
-            try:
-                self.rng_state.copy_(_tensor(_state_bits(self.rng_gen), dtype=D.int64, device=self.device))
-            finally:
-                self.paused = paused
+            self.store_rng(self.rng_gen)
             self.rng_primed = True
+
+    def store_rng(self, gen):
+        """Write gen's [seed, offset] into rng_state, the pair the dropout kernels read."""
+        bits = _state_bits(gen)
+        st = self.rng_state
+        if self.device.type == "cpu":  # straight into storage: .numpy() would count as a host read
+            st._storage[st._offset:st._offset + 2] = bits
+            return
+        from .ops.creation import tensor as _tensor
+        # an eager host-to-device write, also between two captured stretches (island() primes the
+        # state while the capture is installed): paused, or the copy would be refused as captured
+        paused, self.paused = self.paused, True
+        try:
+            st.copy_(_tensor(bits, dtype=D.int64, device=self.device))
+        finally:
+            self.paused = paused
 
     def island(self, fn):
         """Run fn eagerly between two captured stretches (module function island() says why)."""
@@ -267,13 +275,8 @@ def _write_rng_state(cap):
     gen = cap.rng_gen
     if gen is None:
         return
-    bits = _state_bits(gen)
+    cap.store_rng(gen)
     gen._offset += cap.rng_used
-    if cap.device.type == "cpu":
-        cap.rng_state.numpy()[:] = bits
-    else:
-        from .ops.creation import tensor as _tensor
-        cap.rng_state.copy_(_tensor(bits, dtype=D.int64, device=cap.device))
 
 
 def _run_island(entry):
