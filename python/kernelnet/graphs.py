@@ -233,7 +233,7 @@ class _Capture:
         """Write gen's [seed, offset] into rng_state, the pair the dropout kernels read."""
         bits = _state_bits(gen)
         st = self.rng_state
-        if self.device.type == "cpu":  # straight into storage: .numpy() would count as a host read
+        if self.recorder is not None:  # CPU: straight into storage (.numpy() would count as a host read)
             st._storage[st._offset:st._offset + 2] = bits
             return
         from .ops.creation import tensor as _tensor
