@@ -429,11 +429,7 @@ KN_BIND(norm) {
       [](uptr x, uptr y, uptr w, uptr b, uptr mean, uptr invstd, uptr rmean, uptr rvar, i64 outer,
          i64 C, i64 inner, bool training, double momentum, double eps) {
         const char* op = "batch_norm_forward";
-        kn::check_batch_norm_sizes(op, outer, C, inner);
-        kn::check_momentum_eps(op, momentum, eps);
-        KN_CHECK(x && y && mean && invstd, op, ": null pointer");
-        KN_CHECK(training || (rmean && rvar), op, ": running_mean and running_var are needed in eval mode");
-        KN_CHECK(!training || outer * inner > 0, op, ": no values per channel to take statistics of");
+        kn::check_batch_norm_forward(op, x, y, mean, invstd, rmean, rvar, outer, C, inner, training, momentum, eps);
         kn::batch_norm_fwd(ptr<const float>(x), ptr<float>(y), ptr<const float>(w), ptr<const float>(b),
                            ptr<float>(mean), ptr<float>(invstd), ptr<float>(rmean), ptr<float>(rvar),
                            outer, C, inner, training, momentum, eps);
@@ -444,8 +440,7 @@ KN_BIND(norm) {
       [](uptr x, uptr dy, uptr mean, uptr invstd, uptr w, uptr dx, uptr dw, uptr db, i64 outer, i64 C,
          i64 inner, bool training) {
         const char* op = "batch_norm_backward";
-        kn::check_batch_norm_sizes(op, outer, C, inner);
-        KN_CHECK(x && dy && mean && invstd, op, ": null pointer");
+        kn::check_batch_norm_backward(op, x, dy, mean, invstd, outer, C, inner);
         kn::batch_norm_bwd(ptr<const float>(x), ptr<const float>(dy), ptr<const float>(mean),
                            ptr<const float>(invstd), ptr<const float>(w), ptr<float>(dx), ptr<float>(dw),
                            ptr<float>(db), outer, C, inner, training);
@@ -455,9 +450,7 @@ KN_BIND(norm) {
       "layer_norm_forward",
       [](uptr x, uptr y, uptr w, uptr b, uptr mean, uptr rstd, i64 rows, i64 D, double eps) {
         const char* op = "layer_norm_forward";
-        kn::check_layer_norm_sizes(op, rows, D);
-        kn::check_momentum_eps(op, 0.0, eps);
-        KN_CHECK(x && y && mean && rstd, op, ": null pointer");
+        kn::check_layer_norm_forward(op, x, y, mean, rstd, rows, D, eps);
         kn::layer_norm_fwd(ptr<const float>(x), ptr<float>(y), ptr<const float>(w), ptr<const float>(b),
                            ptr<float>(mean), ptr<float>(rstd), rows, D, eps);
       },
@@ -466,8 +459,7 @@ KN_BIND(norm) {
       "layer_norm_backward",
       [](uptr x, uptr dy, uptr mean, uptr rstd, uptr w, uptr dx, uptr dw, uptr db, i64 rows, i64 D) {
         const char* op = "layer_norm_backward";
-        kn::check_layer_norm_sizes(op, rows, D);
-        KN_CHECK(x && dy && mean && rstd, op, ": null pointer");
+        kn::check_layer_norm_backward(op, x, dy, mean, rstd, rows, D);
         kn::layer_norm_bwd(ptr<const float>(x), ptr<const float>(dy), ptr<const float>(mean),
                            ptr<const float>(rstd), ptr<const float>(w), ptr<float>(dx), ptr<float>(dw),
                            ptr<float>(db), rows, D);

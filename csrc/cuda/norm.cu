@@ -249,11 +249,7 @@ KN_BIND(norm_cuda) {
       [](uptr x, uptr y, uptr w, uptr b, uptr mean, uptr invstd, uptr rmean, uptr rvar, i64 outer,
          i64 C, i64 inner, bool training, double momentum, double eps) {
         const char* op = "batch_norm_forward";
-        kn::check_batch_norm_sizes(op, outer, C, inner);
-        kn::check_momentum_eps(op, momentum, eps);
-        KN_CHECK(x && y && mean && invstd, op, ": null pointer");
-        KN_CHECK(training || (rmean && rvar), op, ": running_mean and running_var are needed in eval mode");
-        KN_CHECK(!training || outer * inner > 0, op, ": no values per channel to take statistics of");
+        kn::check_batch_norm_forward(op, x, y, mean, invstd, rmean, rvar, outer, C, inner, training, momentum, eps);
         KN_CHECK(C <= kn::layer::kIntMax, op, ": too many channels");
         const nc::ChannelIndex at = nc::channel_index(op, outer, C, inner);
         nc::k_bn_forward<<<(unsigned)C, nc::kThreads, 0, kn::kStream>>>(
@@ -268,8 +264,7 @@ KN_BIND(norm_cuda) {
       [](uptr x, uptr dy, uptr mean, uptr invstd, uptr w, uptr dx, uptr dw, uptr db, i64 outer, i64 C,
          i64 inner, bool training) {
         const char* op = "batch_norm_backward";
-        kn::check_batch_norm_sizes(op, outer, C, inner);
-        KN_CHECK(x && dy && mean && invstd, op, ": null pointer");
+        kn::check_batch_norm_backward(op, x, dy, mean, invstd, outer, C, inner);
         KN_CHECK(C <= kn::layer::kIntMax, op, ": too many channels");
         if (!dx && !dw && !db) return;
         const nc::ChannelIndex at = nc::channel_index(op, outer, C, inner);
@@ -285,9 +280,7 @@ KN_BIND(norm_cuda) {
       "layer_norm_forward",
       [](uptr x, uptr y, uptr w, uptr b, uptr mean, uptr rstd, i64 rows, i64 D, double eps) {
         const char* op = "layer_norm_forward";
-        kn::check_layer_norm_sizes(op, rows, D);
-        kn::check_momentum_eps(op, 0.0, eps);
-        KN_CHECK(x && y && mean && rstd, op, ": null pointer");
+        kn::check_layer_norm_forward(op, x, y, mean, rstd, rows, D, eps);
         KN_CHECK(rows <= kn::layer::kIntMax, op, ": too many rows for one launch");
         if (rows == 0) return;
         nc::k_ln_forward<<<(unsigned)rows, nc::kRowThreads, 0, kn::kStream>>>(
@@ -300,8 +293,7 @@ KN_BIND(norm_cuda) {
       "layer_norm_backward",
       [](uptr x, uptr dy, uptr mean, uptr rstd, uptr w, uptr dx, uptr dw, uptr db, i64 rows, i64 D) {
         const char* op = "layer_norm_backward";
-        kn::check_layer_norm_sizes(op, rows, D);
-        KN_CHECK(x && dy && mean && rstd, op, ": null pointer");
+        kn::check_layer_norm_backward(op, x, dy, mean, rstd, rows, D);
         KN_CHECK(rows <= kn::layer::kIntMax, op, ": too many rows for one launch");
         if (dx && rows > 0) {
           nc::k_ln_backward_input<<<(unsigned)rows, nc::kRowThreads, 0, kn::kStream>>>(
