@@ -539,11 +539,45 @@ def test_sgemm_every_config(config, ta, tb):
         _run_gemm(1, ta, tb, M, N, K, pad_ld=pad, config=config)
 
 
-@pytest.mark.parametrize("config", [10, 11])
+def _ran_config(config, ta, tb, M, N, K, pad):
+    """The config sgemm launched: config 12 falls back to 10 for operands cp.async cannot copy in
+    aligned 16-byte chunks (leading dimensions not multiples of 4) or without its shared memory."""
+    if config != 12:
+        return config
+    lda = (M if ta else K) + pad
+    ldb = (K if tb else N) + pad
+    return 12 if lda % 4 == 0 and ldb % 4 == 0 and G._sgemm_tf32_async_smem_ok() else 10
+
+
+@pytest.mark.parametrize("config", [10, 11, 12])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 def test_sgemm_tf32_every_config(config, ta, tb):
-    for M, N, K, pad in [(67, 131, 29, 0), (130, 70, 40, 1), (1, 5, 3, 0), (256, 128, 512, 0)]:
+    # config 12 needs 16-byte aligned rows (cp.async): pad 1 (and K = 29 or 3 unpadded) take its
+    # fallback to config 10. pad 3 with sizes = 1 mod 4 keeps the rows aligned but ends M, N and K
+    # inside a 16-byte chunk (cp.async's partial src-size, 4 bytes read + 12 zero-filled); K = 29
+    # runs without split-K, so config 12 writes C itself; K = 1000 and 1001 run split-K (7 splits of
+    # 160 = 5 k-tiles each around the 3-stage ring, the last one ragged)
+    for M, N, K, pad in [(67, 131, 29, 0), (130, 70, 40, 1), (1, 5, 3, 0), (256, 128, 512, 0), (300, 260, 1000, 0),
+                         (65, 133, 29, 3), (129, 257, 1001, 3)]:
         _run_gemm(1, ta, tb, M, N, K, pad_ld=pad, config=config, tf32=True)
+        assert G._sgemm_last_config() == _ran_config(config, ta, tb, M, N, K, pad)
+
+
+def test_sgemm_tf32_async_batched_split_k_and_epilogue():
+    """Config 12 on batch items, split-K partials (a small output with a long K: the epilogue runs
+    in the reduce kernel), the alpha/beta/bias/ReLU epilogue inside the kernel (K < 256: no
+    split-K) and the z loop (more than 65535 batch items: blocks reuse the shared-memory ring)."""
+    cases = [
+        (3, False, False, 130, 136, 300, dict(alpha=0.5, beta=2.0, bias_mode=1, act=1)),  # split-K
+        (2, True, True, 64, 72, 4096, {}),
+        (1, True, False, 40, 44, 20000, dict(bias_mode=2)),
+        (2, False, False, 132, 136, 200, dict(alpha=0.5, beta=2.0, bias_mode=1, act=1)),  # epilogue in kernel
+        (2, True, True, 132, 136, 200, dict(alpha=-1.5, beta=0.5, bias_mode=2, act=1)),
+        (65537, False, False, 4, 4, 36, {}),  # gridDim.z = 65535: blocks 0 and 1 run two items
+    ]
+    for batch, ta, tb, M, N, K, kw in cases:
+        _run_gemm(batch, ta, tb, M, N, K, config=12, tf32=True, **kw)
+        assert G._sgemm_last_config() == _ran_config(12, ta, tb, M, N, K, 0)
 
 
 def test_sgemm_tf32_flag():

@@ -27,6 +27,8 @@
 // FP32 accumulation); same loading/double-buffering scheme with both operands stored k-contiguous
 // in shared memory (rows padded to BK+4 floats: the fragment reads hit 32 distinct banks). Only
 // used after set_allow_tf32(True): TF32 keeps 10 mantissa bits, ~1e-3 relative error.
+// Config 12 (gemm_tf32_async.cuh) is a second TF32 design (cp.async pipeline, 64x64 warp tiles),
+// a candidate that runs only when forced until it has been measured on a GPU.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -41,7 +43,8 @@ namespace kn {
 namespace {
 
 std::atomic<bool> g_allow_tf32{false};
-std::atomic<int> g_force_config{-1};  // bench/tests: force one FP32 (0..4) / TF32 (10, 11) config
+std::atomic<int> g_force_config{-1};  // bench/tests: force one FP32 (0..4) / TF32 (10..12) config
+std::atomic<int> g_last_config{-1};   // bench/tests: the config the last sgemm call launched
 
 struct GemmArgs {
   int M, N, K;
@@ -433,6 +436,8 @@ k_sgemm_tf32(GemmArgs g) {
   }
 }
 
+#include "cuda/gemm_tf32_async.cuh"  // config 12 (candidate, forced only)
+
 // ------------------------------------------------------------------------------- split-K reduce
 __global__ void k_splitk_reduce(GemmArgs g) {
   i64 mn = (i64)g.M * g.N, total = mn * g.batch, stride = (i64)gridDim.x * blockDim.x;
@@ -451,11 +456,13 @@ __global__ void k_splitk_reduce(GemmArgs g) {
 struct Config {
   int id, bm, bn, bk, threads;
 };
-// FP32 configs 0..4 (4 is only used when forced), TF32 configs 10, 11. choose() walks them in order.
+// FP32 configs 0..4 (4 is only used when forced), TF32 configs 10, 11, 12 (12 only when forced: not
+// yet run on a GPU, see gemm_tf32_async.cuh). choose() walks them in order.
 const Config kConfigs[] = {
-    {0, 128, 128, 8, 256}, {1, 128, 64, 8, 256}, {2, 64, 64, 16, 256}, {3, 32, 64, 16, 128},
-    {10, 128, 128, 16, 256}, {11, 64, 64, 16, 128}, {4, 128, 128, 8, 256},
+    {0, 128, 128, 8, 256},  {1, 128, 64, 8, 256},   {2, 64, 64, 16, 256}, {3, 32, 64, 16, 128},
+    {10, 128, 128, 16, 256}, {11, 64, 64, 16, 128}, {4, 128, 128, 8, 256}, {12, 128, 128, 32, 128},
 };
+bool forced_only(int id) { return id == 4 || id == 12; }
 
 template <int BM, int BN, int BK, int TM, int TN, int MINB = 1>
 void launch_fp32(const GemmArgs& g, bool ta, bool tb, dim3 grid) {
@@ -477,6 +484,12 @@ void launch_tf32(const GemmArgs& g, bool ta, bool tb, dim3 grid) {
 
 i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
 
+const Config& choose_id(int id) {
+  for (const Config& c : kConfigs)
+    if (c.id == id) return c;
+  return kConfigs[0];
+}
+
 // Picks the tile configuration: the largest tiles that still give a full wave of blocks with
 // little padding waste; otherwise the config with the least waste (then split-K if K is long).
 const Config& choose(bool tf32, i64 M, i64 N, i64 batch) {
@@ -487,7 +500,7 @@ const Config& choose(bool tf32, i64 M, i64 N, i64 batch) {
   const Config* best = nullptr;
   double best_eff = -1;
   for (const Config& c : kConfigs) {
-    if ((c.id >= 10) != tf32 || c.id == 4) continue;
+    if ((c.id >= 10) != tf32 || forced_only(c.id)) continue;
     i64 tiles = ceil_div(M, c.bm) * ceil_div(N, c.bn) * batch;
     double eff = (double)M * N * batch / ((double)tiles * c.bm * c.bn);
     if (tiles >= sms && eff >= 0.75) return c;
@@ -540,7 +553,10 @@ void sgemm_device(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha,
 
   // the TF32 kernels need mma.sync (sm_80+); on older GPUs they would compile to no-ops
   const bool tf32 = g_allow_tf32.load() && device_cc_major() >= 8;
-  const Config& cfg = choose(tf32, M, N, batch);
+  const Config* pick = &choose(tf32, M, N, batch);
+  if (pick->id == 12 && !tf32_async_fits(g)) pick = &choose_id(10);  // unaligned operands / small smem
+  const Config& cfg = *pick;
+  g_last_config.store(cfg.id);
   i64 tiles = ceil_div(M, cfg.bm) * ceil_div(N, cfg.bn) * batch;
   const i64 sms = num_sms();
   // split-K when the output tiles cannot fill the GPU and K is long enough to share
@@ -574,6 +590,7 @@ void sgemm_device(i64 batch, bool ta, bool tb, i64 M, i64 N, i64 K, float alpha,
     case 3: launch_fp32<32, 64, 16, 4, 4>(g, ta, tb, grid); break;
     case 10: launch_tf32<128, 128, 2, 4>(g, ta, tb, grid); break;
     case 11: launch_tf32<64, 64, 2, 2>(g, ta, tb, grid); break;
+    case 12: launch_tf32_async(g, ta, tb, grid); break;
   }
   KN_LAUNCH_CHECK("sgemm");
   if (splits > 1) {
@@ -603,6 +620,10 @@ KN_BIND(gemm) {
         "Let sgemm use TF32 tensor cores (10-bit mantissa inputs, FP32 accumulation). Off by default.");
   m.def("allow_tf32", [] { return g_allow_tf32.load(); });
   m.def("_sgemm_force_config", [](int id) { g_force_config.store(id); }, py::arg("config_id"),
-        "Benchmarks/tests: force a tile config (FP32 0..4, TF32 10..11; -1 = automatic).");
+        "Benchmarks/tests: force a tile config (FP32 0..4, TF32 10..12; -1 = automatic).");
   m.def("_sgemm_config", [](bool tf32, i64 M, i64 N, i64 batch) { return choose(tf32, M, N, batch).id; });
+  m.def("_sgemm_last_config", [] { return g_last_config.load(); },
+        "Benchmarks/tests: the config the last sgemm call launched (after config 12's fallback to 10).");
+  m.def("_sgemm_tf32_async_smem_ok", [] { return tf32_async_smem_ok(); },
+        "Tests: whether this device has the shared memory per block that config 12 needs.");
 }
