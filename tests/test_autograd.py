@@ -206,6 +206,47 @@ def test_grad_accumulates_over_two_backwards():
     close(a.grad, [3, 3])
 
 
+def test_grad_accumulation_in_place_like_torch():
+    """From the second accumulation on, gradients are added into the same .grad buffer (PyTorch's
+    AccumulateGrad does grad += new_grad): a reference to .grad sees the sum; values match five
+    accumulations in float64."""
+    a = kn.tensor([1.0, 2.0, -3.0], requires_grad=True)
+    for _ in range(2):
+        (a * a).sum().backward()
+    buf = a.grad
+    for _ in range(3):
+        (a * a).sum().backward()
+    assert a.grad is buf
+    close(buf, 5 * 2 * np.array([1.0, 2.0, -3.0]))
+    # zeroing in place keeps the buffer; accumulation continues into it
+    a.grad.zero_()
+    (a * 3).sum().backward()
+    close(a.grad, [3, 3, 3])
+
+
+def test_grad_accumulation_never_writes_into_a_users_tensor():
+    """A first gradient can share storage with a tensor the caller holds (the `gradient=` given to
+    backward of a leaf, the .grad of a retained intermediate): accumulating more gradients must
+    leave those tensors as they were."""
+    a = kn.tensor([1.0, 2.0], requires_grad=True)
+    user_g = kn.tensor([0.5, 0.25])
+    for _ in range(4):
+        a.backward(user_g)
+    close(user_g, [0.5, 0.25])
+    close(a.grad, [2.0, 1.0])
+
+    w = kn.tensor([1.0, -1.0], requires_grad=True)
+    kept = []
+    for _ in range(4):
+        y = w + 0.0  # Add's backward hands the incoming gradient on unchanged
+        y.retain_grad()
+        (y * kn.tensor([2.0, 3.0])).sum().backward()
+        kept.append(y.grad)
+    for g in kept:
+        close(g, [2.0, 3.0])
+    close(w.grad, [8.0, 12.0])
+
+
 def test_no_grad_and_decorator():
     a = kn.ones(2, requires_grad=True)
     with kn.no_grad():

@@ -67,6 +67,10 @@ class Tensor:
                  "grad", "grad_fn", "_output_nr", "_base_ptr", "_hooks", "__weakref__", "_is_param",
                  "__dict__")
 
+    # True on a .grad buffer that autograd allocated for a sum of gradients: later gradients are
+    # added into it in place (autograd._accumulate); set in the instance's __dict__ when true
+    _accum_buffer = False
+
     # -------------------------------------------------------------- construction
     def __init__(self, *args, **kwargs):
         # Tensor(data) behaves like kernelnet.tensor(data) (torch.Tensor(list) is float32 too)
