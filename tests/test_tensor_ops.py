@@ -326,6 +326,34 @@ def test_reduce_over_dims(name, ref, dim, keepdim, device):
         close(got, want, tol=1e-5)
 
 
+@pytest.mark.parametrize("shape,dim", [((300001,), None), ((3, 200003), 1), ((200003, 3), 0), ((5, 70001, 4), 1),
+                                       ((4100, 300), 0), ((16, 9, 33, 35), (0, 2, 3))],
+                         ids=["long-vector", "long-rows", "tall-narrow-columns", "tall-middle", "tall-wide-columns",
+                              "channels"])
+def test_long_sums_are_accurate_and_independent_of_threads(shape, dim, device):
+    """Sums and means long enough to be cut into work items (csrc/cpu/reduce.cpp: rows longer than
+    a chunk, columns taller than a row block): within float rounding of float64, with a large
+    offset that a float running sum would lose, and bit-identical on 1 and 2 threads (the
+    chunking does not depend on the thread count)."""
+    a = (RNG.standard_normal(shape) + 1000.0).astype(np.float32)
+    ref = a.astype(np.float64).sum(axis=dim)
+    old = kn.get_num_threads()
+    got = {}
+    try:
+        for nt in (1, 2):
+            kn.set_num_threads(nt)
+            t = make(a, device)
+            got[nt] = (tonp(t.sum(dim) if dim is not None else t.sum()), tonp(t.mean(dim) if dim is not None else t.mean()))
+    finally:
+        kn.set_num_threads(old)
+    n = a.size // np.size(ref)
+    np.testing.assert_allclose(got[1][0], ref, rtol=3e-6)
+    np.testing.assert_allclose(got[1][1], ref / n, rtol=3e-6)
+    if device == "cpu":
+        np.testing.assert_array_equal(got[1][0], got[2][0])
+        np.testing.assert_array_equal(got[1][1], got[2][1])
+
+
 @pytest.mark.parametrize("dim", [0, 1, -1])
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_max_min_argmax_argmin(dim, keepdim, device):

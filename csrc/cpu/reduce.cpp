@@ -1,9 +1,13 @@
 // Reductions over the middle axis of a contiguous [outer, R, inner] view. Any set of adjacent
 // dimensions maps onto this shape without a copy; the Python layer reduces non-adjacent dims one
 // after another. inner == 1 is a row reduction (sum of each row); inner > 1 reduces down columns,
-// where the loop over `inner` is the contiguous, vectorisable one.
+// where the loop over `inner` is the contiguous, vectorisable one. Sums and means (the common
+// reductions: losses, bias gradients, statistics) have their own paths, sum_rows / sum_columns.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "common/kn.h"
 #include "common/ops.h"
@@ -14,40 +18,133 @@ namespace {
 
 using u8 = std::uint8_t;
 
-// Sum of a float row: 8 independent float lanes (vectorisable) flushed into a double every 1024
-// elements, so a million-element sum keeps ~1e-7 relative error instead of drifting.
-double sum_row_f32(const float* x, i64 n, i64 stride) {
+// Sums of float runs. 32 float lanes (eight 4-wide vectors: GCC/Clang vector types, SSE on the
+// x86-64 baseline, NEON on aarch64; eight independent add chains, so the adds overlap instead of
+// waiting on each other's latency) flushed into a double every kSumBlock values, so a
+// million-element sum keeps ~1e-7 relative error instead of drifting.
+constexpr i64 kSumBlock = 1024;
+// Long reductions are cut into work items of kSumChunk values (rows of a row sum, row blocks of a
+// column sum), summed in parallel and added in item order: the chunking does not depend on the
+// thread count, so neither does the result.
+constexpr i64 kSumChunk = 1 << 16;
+
+typedef float f4 __attribute__((vector_size(16)));
+inline f4 load4(const float* p) {
+  f4 v;
+  std::memcpy(&v, p, sizeof v);  // rows need not be 16-byte aligned
+  return v;
+}
+
+double sum_run_f32(const float* x, i64 n) {
   double total = 0.0;
-  i64 i = 0;
-  while (i < n) {
-    i64 e = std::min(n, i + 1024);
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (stride == 1) {
-      i64 j = i;
-      for (; j + 8 <= e; j += 8)
-        for (int l = 0; l < 8; ++l) acc[l] += x[j + l];
-      for (; j < e; ++j) acc[0] += x[j];
-    } else {
-      for (i64 j = i; j < e; ++j) acc[0] += x[j * stride];
-    }
-    total += (double)(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-    i = e;
+  for (i64 i = 0; i < n; i += kSumBlock) {
+    const i64 e = std::min(n, i + kSumBlock);
+    f4 a[8] = {};
+    i64 j = i;
+    for (; j + 32 <= e; j += 32)
+      for (int k = 0; k < 8; ++k) a[k] += load4(x + j + 4 * k);
+    float tail = 0.f;
+    for (; j < e; ++j) tail += x[j];
+    const f4 t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    total += (double)(((t[0] + t[1]) + (t[2] + t[3])) + tail);
   }
   return total;
+}
+
+// out[o] = sum of row o (R values), scaled: rows longer than kSumChunk are split into chunks that
+// run in parallel with the other rows' chunks.
+void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
+  const i64 chunks = (R + kSumChunk - 1) / kSumChunk;
+  if (chunks <= 1) {
+    parallel_for(outer, 1 + (1 << 14) / std::max<i64>(R, 1), [&](i64 b, i64 e) {
+      for (i64 o = b; o < e; ++o) out[o] = (float)(sum_run_f32(in + o * R, R) * scale);
+    });
+    return;
+  }
+  std::vector<double> part((size_t)(outer * chunks));
+  parallel_for(outer * chunks, 1, [&](i64 b, i64 e) {
+    for (i64 t = b; t < e; ++t) {
+      const i64 o = t / chunks, r0 = (t % chunks) * kSumChunk;
+      part[(size_t)t] = sum_run_f32(in + o * R + r0, std::min(kSumChunk, R - r0));
+    }
+  });
+  for (i64 o = 0; o < outer; ++o) {
+    double total = 0.0;
+    for (i64 k = 0; k < chunks; ++k) total += part[(size_t)(o * chunks + k)];
+    out[o] = (float)(total * scale);
+  }
+}
+
+// out[o, i] = sum over r of in[o, r, i], scaled (inner > 1). Work items are (o, a block of kColBlock
+// columns[, a block of rows]): per row the block's columns are added into float lanes (the
+// contiguous, vectorised loop), which go into double totals every kColFlush rows. Columns taller
+// than an item of about kSumChunk values are cut into row blocks, so a tall [R, inner] sum runs on
+// every thread; their partial sums are added in row-block order.
+constexpr i64 kColBlock = 256, kColFlush = 32;
+
+void sum_columns(float* out, const float* in, i64 outer, i64 R, i64 inner, double scale) {
+  const i64 n_iblk = (inner + kColBlock - 1) / kColBlock;
+  const i64 rows_per = std::max<i64>(kColFlush, kSumChunk / std::min(inner, kColBlock) / kColFlush * kColFlush);
+  const i64 n_rblk = (R + rows_per - 1) / rows_per;
+  // Rows [r0, r1) of columns [i0, i0 + w) of slice o, summed into acc[0, w).
+  auto add_rows = [&](i64 o, i64 i0, i64 w, i64 r0, i64 r1, double* acc) {
+    float accf[kColBlock];
+    for (i64 i = 0; i < w; ++i) acc[i] = 0.0;
+    for (i64 f0 = r0; f0 < r1; f0 += kColFlush) {
+      for (i64 i = 0; i < w; ++i) accf[i] = 0.f;
+      for (i64 r = f0, f1 = std::min(r1, f0 + kColFlush); r < f1; ++r) {
+        const float* __restrict xr = in + (o * R + r) * inner + i0;
+        for (i64 i = 0; i < w; ++i) accf[i] += xr[i];
+      }
+      for (i64 i = 0; i < w; ++i) acc[i] += accf[i];
+    }
+  };
+  if (n_rblk == 1) {  // each (slice, column block) item writes its outputs
+    parallel_for(outer * n_iblk, std::max<i64>(1, (1 << 14) / std::max<i64>(R * kColBlock, 1)), [&](i64 b, i64 e) {
+      double acc[kColBlock];
+      for (i64 t = b; t < e; ++t) {
+        const i64 o = t / n_iblk, i0 = (t % n_iblk) * kColBlock, w = std::min(inner, i0 + kColBlock) - i0;
+        add_rows(o, i0, w, 0, R, acc);
+        for (i64 i = 0; i < w; ++i) out[o * inner + i0 + i] = (float)(acc[i] * scale);
+      }
+    });
+    return;
+  }
+  // tall: items (slice, row block, column block); partial sums laid out [outer, n_rblk, inner]
+  std::vector<double> part((size_t)(outer * n_rblk * inner));
+  parallel_for(outer * n_rblk * n_iblk, 1, [&](i64 b, i64 e) {
+    for (i64 t = b; t < e; ++t) {
+      const i64 ib = t % n_iblk, orb = t / n_iblk, rb = orb % n_rblk, o = orb / n_rblk;
+      const i64 i0 = ib * kColBlock, w = std::min(inner, i0 + kColBlock) - i0, r0 = rb * rows_per;
+      add_rows(o, i0, w, r0, std::min(R, r0 + rows_per), part.data() + (size_t)(orb * inner + i0));
+    }
+  });
+  parallel_for(outer * inner, 1 << 12, [&](i64 b, i64 e) {
+    for (i64 t = b; t < e; ++t) {
+      const i64 o = t / inner, i = t % inner;
+      double total = 0.0;
+      for (i64 k = 0; k < n_rblk; ++k) total += part[(size_t)((o * n_rblk + k) * inner + i)];
+      out[t] = (float)(total * scale);
+    }
+  });
 }
 
 template <typename T>
 void reduce_float_like(int op, float* out, const float* in, i64 outer, i64 R, i64 inner) {
   // f32 input, f32 output (sum, mean, max, min, prod)
   const i64 n_out = outer * inner;
+  if (op == R_SUM || op == R_MEAN) {
+    const double scale = op == R_MEAN ? 1.0 / (double)R : 1.0;
+    if (inner == 1) sum_rows(out, in, outer, R, scale);
+    else sum_columns(out, in, outer, R, inner, scale);
+    return;
+  }
   if (inner == 1) {
     parallel_for(outer, 1 + (1 << 14) / std::max<i64>(R, 1), [&](i64 b, i64 e) {
       for (i64 o = b; o < e; ++o) {
         const float* x = in + o * R;
         float r;
         switch (op) {
-          case R_SUM: r = (float)sum_row_f32(x, R, 1); break;
-          case R_MEAN: r = (float)(sum_row_f32(x, R, 1) / (double)R); break;
           case R_PROD: {
             double p = 1.0;
             for (i64 j = 0; j < R; ++j) p *= x[j];
@@ -85,17 +182,13 @@ void reduce_float_like(int op, float* out, const float* in, i64 outer, i64 R, i6
       i64 o = t / n_iblk, i0 = (t % n_iblk) * IB, i1 = std::min(inner, i0 + IB), w = i1 - i0;
       const float* x = in + o * R * inner + i0;
       float* y = out + o * inner + i0;
-      if (op == R_SUM || op == R_MEAN || op == R_PROD) {
-        for (i64 i = 0; i < w; ++i) accd[i] = op == R_PROD ? 1.0 : 0.0;
+      if (op == R_PROD) {
+        for (i64 i = 0; i < w; ++i) accd[i] = 1.0;
         for (i64 r = 0; r < R; ++r) {
           const float* xr = x + r * inner;
-          if (op == R_PROD)
-            for (i64 i = 0; i < w; ++i) accd[i] *= xr[i];
-          else
-            for (i64 i = 0; i < w; ++i) accd[i] += xr[i];
+          for (i64 i = 0; i < w; ++i) accd[i] *= xr[i];
         }
-        double scale = op == R_MEAN ? 1.0 / (double)R : 1.0;
-        for (i64 i = 0; i < w; ++i) y[i] = (float)(accd[i] * scale);
+        for (i64 i = 0; i < w; ++i) y[i] = (float)accd[i];
       } else if (op == R_MAX || op == R_MIN) {
         bool is_max = op == R_MAX;
         for (i64 i = 0; i < w; ++i) accf[i] = is_max ? -INFINITY : INFINITY;

@@ -28,14 +28,17 @@ def _out_dtype(op, dt):
     return dt
 
 
-def _reduce_adjacent(op, x, d0, d1):
-    """Reduce dims d0..d1 (inclusive, adjacent) of contiguous x; returns keepdim shape."""
+def _reduce_adjacent(op, x, d0, d1, out_shape=None):
+    """Reduce dims d0..d1 (inclusive, adjacent) of contiguous x; returns the keepdim shape, or
+    out_shape when given (any shape of outer * inner elements: the result's final shape, made
+    directly rather than through a reshape)."""
     x = contiguous(x)
     shape = x._shape
     outer = _prod(shape[:d0])
     R = _prod(shape[d0:d1 + 1])
     inner = _prod(shape[d1 + 1:])
-    out_shape = shape[:d0] + (1,) * (d1 + 1 - d0) + shape[d1 + 1:]
+    if out_shape is None:
+        out_shape = shape[:d0] + (1,) * (d1 + 1 - d0) + shape[d1 + 1:]
     out = Tensor._empty(out_shape, _out_dtype(op, x.dtype), x.device)
     if R == 0 and op in (R_MAX, R_MIN, R_ARGMAX, R_ARGMIN):
         raise IndexError(f"{_NAMES[op]}(): expected reduction dim to have a non-zero size "
@@ -68,6 +71,12 @@ def reduce_kernel(op, x, dims, keepdim):
             start = prev = d
     if start is not None:
         runs.append((start, prev))
+    if len(runs) == 1:  # one kernel call: allocate the result in its final shape
+        d0, d1 = runs[0]
+        shape = x._shape
+        final = (shape[:d0] + (1,) * (d1 + 1 - d0) + shape[d1 + 1:] if keepdim
+                 else tuple(s for i, s in enumerate(shape) if i not in dims))
+        return _reduce_adjacent(op, x, d0, d1, final)
     y = x
     if op == R_MEAN and len(runs) > 1:
         y = reduce_kernel(R_SUM, x, dims, True)

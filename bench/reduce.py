@@ -1,0 +1,100 @@
+"""Sum reductions on the CPU: kernelnet vs PyTorch, each in its own process, alternating.
+
+    python bench/reduce.py [--procs 5] [--threads 2] [--baseline DIR] [--out FILE]
+
+Per case a worker times x.sum(...) as users call it (Python layer included; the result's shape
+as PyTorch gives it), best of 200 calls after warm-up, on shapes from training steps: a loss
+summed to a scalar, bias gradients (column sums), row sums, a long vector, and BatchNorm-style
+channel sums over (N, H, W). The table shows the median over processes and torch_time /
+kernelnet_time (> 1: kernelnet faster). --baseline DIR adds a third library, "before": the
+kernelnet package found in DIR (e.g. a copy of an older tree), for before/after comparisons in the
+same run. Results go to bench/results/reduce-cpu-<date>.json.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import cpu_name, load_average, median_by_key, run_workers_alternating, write_json_atomic  # noqa: E402
+
+CASES = [  # (name, shape, dims: None = all)
+    ("sum all 4096x128", (4096, 128), None),
+    ("cols 4096x128 (dim 0)", (4096, 128), 0),
+    ("rows 4096x128 (dim 1)", (4096, 128), 1),
+    ("sum all 4M", (1 << 22,), None),
+    ("channels 32x64x24x24 (0,2,3)", (32, 64, 24, 24), (0, 2, 3)),
+    ("sum all 64K (small loss)", (256, 256), None),
+]
+
+
+def worker(lib, threads, baseline):
+    if lib == "torch":
+        import torch as L
+    else:
+        path = baseline if lib == "before" else os.path.join(os.path.dirname(HERE), "python")
+        sys.path.insert(0, path)
+        import kernelnet as L
+    L.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    res = {}
+    for name, shape, dims in CASES:
+        x = L.tensor(rng.standard_normal(shape).astype(np.float32))
+
+        def call():
+            return x.sum() if dims is None else x.sum(dims)
+        t_end = time.perf_counter() + 0.1
+        while time.perf_counter() < t_end:
+            call()
+        ts = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            call()
+            ts.append(time.perf_counter() - t0)
+        res[name] = min(ts)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", choices=["kernelnet", "torch", "before"])
+    ap.add_argument("--procs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--baseline", default=None, help="a directory holding an older kernelnet package")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker, a.threads, a.baseline)))
+        return
+    libs = ("kernelnet", "torch") + (("before",) if a.baseline else ())
+    extra = ["--baseline", a.baseline] if a.baseline else []
+    runs, errors = run_workers_alternating(__file__, libs, ["--threads", str(a.threads), *extra], a.procs)
+    rows = []
+    for name, shape, dims in CASES:
+        med = median_by_key(runs, name)
+        k, t, b = med["kernelnet"], med["torch"], med.get("before")
+        row = {"case": name, "shape": list(shape), "dims": dims, "kernelnet_us": k and k * 1e6,
+               "torch_us": t and t * 1e6, "torch_over_kernelnet": t / k if k and t else None}
+        line = (f"{name:30s} kernelnet {k * 1e6:8.1f} us  torch {t * 1e6:8.1f} us  "
+                f"torch/kn {t / k:5.2f}x")
+        if b:
+            row.update({"before_us": b * 1e6, "speedup_vs_before": b / k})
+            line += f"  before {b * 1e6:8.1f} us  ({b / k:.2f}x faster now)"
+        rows.append(row)
+        print(line)
+    out = a.out or os.path.join(os.environ.get("KN_BENCH_OUT") or os.path.join(HERE, "results"),
+                                f"reduce-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    write_json_atomic(out, {"bench": "reduce", "device": "cpu", "cpu": cpu_name(), "threads": a.threads,
+                            "procs_per_lib": a.procs, "load_average": load_average(),
+                            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                            "stat": "median over processes of the best of 200 calls", "rows": rows,
+                            "errors": errors})
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
