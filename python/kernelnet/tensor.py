@@ -34,6 +34,10 @@ def _contig_strides(shape):
     if n == 3:
         s2 = shape[2] or 1
         return (s2 * (shape[1] or 1), s2, 1)
+    if n == 4:  # NCHW activations
+        s3 = shape[3] or 1
+        s2 = s3 * (shape[2] or 1)
+        return (s2 * (shape[1] or 1), s2, s3, 1)
     strides, acc = [], 1
     for s in reversed(shape):
         strides.append(acc)
