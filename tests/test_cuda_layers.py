@@ -396,13 +396,16 @@ def _optim_run(dev, name, nstate, kw, sizes, steps=3):
         S = [[s.data_ptr() for s in lst] for lst in state]
         if name == "sgd_step":
             mom = S[0] if nstate else []
-            mod.sgd_step(P, G, mom, [step == 1] * len(sizes) if nstate else [], sizes, **kw)
+            # per-tensor init flags and step counts differ (a tensor's scalars must follow it past the
+            # skipped empty tensor and into the second launch)
+            mod.sgd_step(P, G, mom, [step == 1 + i % 2 for i in range(len(sizes))] if nstate else [], sizes, **kw)
         elif name == "adam_step":
-            mod.adam_step(P, G, S[0], S[1], S[2] if kw["amsgrad"] else [], sizes, [float(step)] * len(sizes), **kw)
+            mod.adam_step(P, G, S[0], S[1], S[2] if kw["amsgrad"] else [], sizes,
+                          [float(step + i % 3) for i in range(len(sizes))], **kw)
         elif name == "rmsprop_step":
             mod.rmsprop_step(P, G, S[0], S[1] if kw["centered"] else [], S[2] if kw["momentum"] > 0 else [], sizes, **kw)
         elif name == "adagrad_step":
-            mod.adagrad_step(P, G, S[0], sizes, [float(step)] * len(sizes), **kw)
+            mod.adagrad_step(P, G, S[0], sizes, [float(step + i % 3) for i in range(len(sizes))], **kw)
         else:
             mod.adadelta_step(P, G, S[0], S[1], sizes, **kw)
     return [p.cpu().numpy() for p in params] + [s.cpu().numpy() for lst in state for s in lst]
