@@ -83,7 +83,9 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   const int split = blockIdx.z / groups;
   const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
   const int kbeg = split * k_chunk;
-  const int kend = min(pr.Kd, kbeg + k_chunk);
+  // (in 64 bits: for the last split kbeg + k_chunk can pass 2^31 when N*P*Q is within
+  // 16 * splits of the 2^31 limit, which would make kend negative and drop that split)
+  const int kend = (int)min((i64)pr.Kd, (i64)kbeg + k_chunk);
   if (kbeg >= kend) return;  // (the host sizes splits so this does not happen; stay safe)
 
   // Loader contexts: fixed rows of A and one fixed column of B per thread for the whole loop.
