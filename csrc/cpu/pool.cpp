@@ -78,7 +78,9 @@ inline void max_window(const PoolGeom& g, const float* xp, const Span& rw, const
     const i64 base = (rw.start + r * g.dh) * g.W + cw.start;
     for (i64 s = cw.t1 - 1; s >= cw.t0; --s) {
       const float v = xp[base + s * g.dw];
-      const bool hit = nan ? v != v : v == best;  // PyTorch: the first maximum (or NaN)
+      // the first maximum, as PyTorch; with NaNs the first NaN (PyTorch takes the last: the value
+      // is NaN either way, only where the gradient goes differs)
+      const bool hit = nan ? v != v : v == best;
       bi = hit ? base + s * g.dw : bi;
     }
   }
