@@ -326,32 +326,58 @@ def test_reduce_over_dims(name, ref, dim, keepdim, device):
         close(got, want, tol=1e-5)
 
 
+_SIMD_ORDER = ["portable", "avx2", "avx512"]
+SIMD_PATHS = _SIMD_ORDER[: _SIMD_ORDER.index(kn._cpu.simd_detected()) + 1]
+
+
 @pytest.mark.parametrize("shape,dim", [((300001,), None), ((3, 200003), 1), ((200003, 3), 0), ((5, 70001, 4), 1),
                                        ((4100, 300), 0), ((16, 9, 33, 35), (0, 2, 3))],
                          ids=["long-vector", "long-rows", "tall-narrow-columns", "tall-middle", "tall-wide-columns",
                               "channels"])
-def test_long_sums_are_accurate_and_independent_of_threads(shape, dim, device):
+@pytest.mark.parametrize("simd", SIMD_PATHS)
+def test_long_sums_are_accurate_and_independent_of_threads(shape, dim, simd, device):
     """Sums and means long enough to be cut into work items (csrc/cpu/reduce.cpp: rows longer than
-    a chunk, columns taller than a row block): within float rounding of float64, with a large
-    offset that a float running sum would lose, and bit-identical on 1 and 2 threads (the
-    chunking does not depend on the thread count)."""
+    a chunk, columns taller than a row block), on every CPU SIMD path (reduce_sum.h): within float
+    rounding of float64, with a large offset that a float running sum would lose, and
+    bit-identical on 1 and 2 threads (the chunking does not depend on the thread count)."""
+    if device != "cpu" and simd != SIMD_PATHS[-1]:
+        pytest.skip("the SIMD path is a CPU setting")
     a = (RNG.standard_normal(shape) + 1000.0).astype(np.float32)
+    a.flat[::7] -= 2000.0  # mixed signs
     ref = a.astype(np.float64).sum(axis=dim)
-    old = kn.get_num_threads()
+    old, old_simd = kn.get_num_threads(), kn._cpu.simd_active()
     got = {}
     try:
+        kn._cpu.set_simd(simd)
         for nt in (1, 2):
             kn.set_num_threads(nt)
             t = make(a, device)
             got[nt] = (tonp(t.sum(dim) if dim is not None else t.sum()), tonp(t.mean(dim) if dim is not None else t.mean()))
     finally:
         kn.set_num_threads(old)
+        kn._cpu.set_simd(old_simd)
     n = a.size // np.size(ref)
-    np.testing.assert_allclose(got[1][0], ref, rtol=3e-6)
-    np.testing.assert_allclose(got[1][1], ref / n, rtol=3e-6)
+    np.testing.assert_allclose(got[1][0], ref, rtol=3e-6, atol=1e-6 * np.abs(a).sum() / np.size(ref))
+    np.testing.assert_allclose(got[1][1], ref / n, rtol=3e-6, atol=1e-6 * np.abs(a).sum() / a.size)
     if device == "cpu":
         np.testing.assert_array_equal(got[1][0], got[2][0])
         np.testing.assert_array_equal(got[1][1], got[2][1])
+
+
+@pytest.mark.parametrize("simd", SIMD_PATHS)
+def test_sums_of_every_width_on_every_simd_path(simd):
+    """Row and column sums whose widths end inside a vector (the AVX-512 column loop holds 64
+    columns in 4 registers with masked tails; rows end in masked or scalar tails)."""
+    old = kn._cpu.simd_active()
+    try:
+        kn._cpu.set_simd(simd)
+        for shape in [(37, 1), (37, 5), (100, 17), (70, 64), (33, 65), (9, 200), (5, 256), (3, 300), (2, 1000)]:
+            a = RNG.standard_normal(shape).astype(np.float32)
+            for dim in (0, 1, None):
+                got = kn.tensor(a).sum(dim) if dim is not None else kn.tensor(a).sum()
+                close(got, a.astype(np.float64).sum(axis=dim), tol=1e-5)
+    finally:
+        kn._cpu.set_simd(old)
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])

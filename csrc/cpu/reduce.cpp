@@ -11,18 +11,20 @@
 
 #include "common/kn.h"
 #include "common/ops.h"
+#include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
+#include "cpu/reduce_sum.h"
 
 namespace kn {
 namespace {
 
 using u8 = std::uint8_t;
 
-// Sums of float runs. 32 float lanes (eight 4-wide vectors: GCC/Clang vector types, SSE on the
-// x86-64 baseline, NEON on aarch64; eight independent add chains, so the adds overlap instead of
-// waiting on each other's latency) flushed into a double every kSumBlock values, so a
-// million-element sum keeps ~1e-7 relative error instead of drifting.
-constexpr i64 kSumBlock = 1024;
+// Sums of float runs, the baseline path (cpu/reduce_sum.h; AVX-512's is reduce_sum_avx512.cpp).
+// 32 float lanes (eight 4-wide vectors: GCC/Clang vector types, SSE on the x86-64 baseline, NEON on
+// aarch64; eight independent add chains, so the adds overlap instead of waiting on each other's
+// latency) flushed into a double every kSumBlock values, so a million-element sum keeps ~1e-7
+// relative error instead of drifting.
 // Long reductions are cut into work items of kSumChunk values (rows of a row sum, row blocks of a
 // column sum), summed in parallel and added in item order: the chunking does not depend on the
 // thread count, so neither does the result.
@@ -35,7 +37,7 @@ inline f4 load4(const float* p) {
   return v;
 }
 
-double sum_run_f32(const float* x, i64 n) {
+double sum_run_base(const float* x, i64 n) {
   double total = 0.0;
   for (i64 i = 0; i < n; i += kSumBlock) {
     const i64 e = std::min(n, i + kSumBlock);
@@ -51,13 +53,35 @@ double sum_run_f32(const float* x, i64 n) {
   return total;
 }
 
+// Column block sums: each row's w columns go into float lanes (the contiguous, vectorised loop),
+// which go into the double totals every kColFlush rows.
+void columns_base(const float* x, i64 ld, i64 w, i64 rows, double* acc) {
+  float accf[kColBlock];
+  for (i64 i = 0; i < w; ++i) acc[i] = 0.0;
+  for (i64 f0 = 0; f0 < rows; f0 += kColFlush) {
+    for (i64 i = 0; i < w; ++i) accf[i] = 0.f;
+    for (i64 r = f0, f1 = std::min(rows, f0 + kColFlush); r < f1; ++r) {
+      const float* __restrict xr = x + r * ld;
+      for (i64 i = 0; i < w; ++i) accf[i] += xr[i];
+    }
+    for (i64 i = 0; i < w; ++i) acc[i] += accf[i];
+  }
+}
+
+const SumKernels kSumBase{&sum_run_base, &columns_base};
+
+const SumKernels& sums() {
+  static const SumKernels* avx512 = sum_kernels_avx512();
+  return avx512 && active_simd() == Simd::Avx512 ? *avx512 : kSumBase;
+}
+
 // out[o] = sum of row o (R values), scaled: rows longer than kSumChunk are split into chunks that
 // run in parallel with the other rows' chunks.
 void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
   const i64 chunks = (R + kSumChunk - 1) / kSumChunk;
   if (chunks <= 1) {
     parallel_for(outer, 1 + (1 << 14) / std::max<i64>(R, 1), [&](i64 b, i64 e) {
-      for (i64 o = b; o < e; ++o) out[o] = (float)(sum_run_f32(in + o * R, R) * scale);
+      for (i64 o = b; o < e; ++o) out[o] = (float)(sums().run(in + o * R, R) * scale);
     });
     return;
   }
@@ -65,7 +89,7 @@ void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
   parallel_for(outer * chunks, 1, [&](i64 b, i64 e) {
     for (i64 t = b; t < e; ++t) {
       const i64 o = t / chunks, r0 = (t % chunks) * kSumChunk;
-      part[(size_t)t] = sum_run_f32(in + o * R + r0, std::min(kSumChunk, R - r0));
+      part[(size_t)t] = sums().run(in + o * R + r0, std::min(kSumChunk, R - r0));
     }
   });
   for (i64 o = 0; o < outer; ++o) {
@@ -76,28 +100,18 @@ void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
 }
 
 // out[o, i] = sum over r of in[o, r, i], scaled (inner > 1). Work items are (o, a block of kColBlock
-// columns[, a block of rows]): per row the block's columns are added into float lanes (the
-// contiguous, vectorised loop), which go into double totals every kColFlush rows. Columns taller
-// than an item of about kSumChunk values are cut into row blocks, so a tall [R, inner] sum runs on
-// every thread; their partial sums are added in row-block order.
-constexpr i64 kColBlock = 256, kColFlush = 32;
+// columns[, a block of rows]), each summed by SumKernels::columns. Columns taller than an item of
+// about kSumChunk values are cut into row blocks, so a tall [R, inner] sum runs on every thread;
+// their partial sums are added in row-block order.
 
 void sum_columns(float* out, const float* in, i64 outer, i64 R, i64 inner, double scale) {
   const i64 n_iblk = (inner + kColBlock - 1) / kColBlock;
   const i64 rows_per = std::max<i64>(kColFlush, kSumChunk / std::min(inner, kColBlock) / kColFlush * kColFlush);
   const i64 n_rblk = (R + rows_per - 1) / rows_per;
   // Rows [r0, r1) of columns [i0, i0 + w) of slice o, summed into acc[0, w).
+  const SumKernels& k = sums();
   auto add_rows = [&](i64 o, i64 i0, i64 w, i64 r0, i64 r1, double* acc) {
-    float accf[kColBlock];
-    for (i64 i = 0; i < w; ++i) acc[i] = 0.0;
-    for (i64 f0 = r0; f0 < r1; f0 += kColFlush) {
-      for (i64 i = 0; i < w; ++i) accf[i] = 0.f;
-      for (i64 r = f0, f1 = std::min(r1, f0 + kColFlush); r < f1; ++r) {
-        const float* __restrict xr = in + (o * R + r) * inner + i0;
-        for (i64 i = 0; i < w; ++i) accf[i] += xr[i];
-      }
-      for (i64 i = 0; i < w; ++i) acc[i] += accf[i];
-    }
+    k.columns(in + (o * R + r0) * inner + i0, inner, w, r1 - r0, acc);
   };
   if (n_rblk == 1) {  // each (slice, column block) item writes its outputs
     parallel_for(outer * n_iblk, std::max<i64>(1, (1 << 14) / std::max<i64>(R * kColBlock, 1)), [&](i64 b, i64 e) {
