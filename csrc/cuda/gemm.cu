@@ -282,6 +282,35 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
 #endif
 }
 
+// Writes a warp's MT x NTL mma.sync m16n8 accumulator tiles, tile (i, j) at rows m_w + 16 i and
+// columns n_w + 8 j (c0, c1 at row gq, columns 2 tq and 2 tq + 1; c2, c3 at row gq + 8): as C
+// through the epilogue, or as split-K partials. Shared by the TF32 kernels.
+template <int MT, int NTL>
+__device__ __forceinline__ void store_mma_tiles(const GemmArgs& g, const float (&acc)[MT][NTL][4], int m_w, int n_w,
+                                                int gq, int tq, int bz, int split) {
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NTL; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int m = m_w + i * 16 + gq + h * 8;
+        const int n = n_w + j * 8 + tq * 2;
+        if (m >= g.M) continue;
+        const float v[2] = {acc[i][j][h * 2], acc[i][j][h * 2 + 1]};
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (n + e >= g.N) continue;
+          if (g.ws) {
+            g.ws[(((i64)split * g.batch + bz) * g.M + m) * (i64)g.N + n + e] = v[e];
+          } else {
+            float* p = g.C + (i64)bz * g.sc + (i64)m * g.ldc + n + e;
+            *p = epilogue(g, v[e], g.beta != 0.f ? *p : 0.f, m, n + e);
+          }
+        }
+      }
+}
+
 template <int BM, int BN, int WARPS_M, int WARPS_N, bool TA, bool TB>
 __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
 k_sgemm_tf32(GemmArgs g) {
@@ -412,27 +441,7 @@ k_sgemm_tf32(GemmArgs g) {
       __syncthreads();
     }
 
-    // c0,c1 at (row gq, cols 2tq, 2tq+1); c2,c3 at row gq + 8
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-      for (int j = 0; j < NTL; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          int m = m0 + wm + i * 16 + gq + h * 8;
-          int n = n0 + wn + j * 8 + tq * 2;
-          if (m >= g.M) continue;
-          float v[2] = {acc[i][j][h * 2], acc[i][j][h * 2 + 1]};
-          for (int e = 0; e < 2; ++e) {
-            if (n + e >= g.N) continue;
-            if (g.ws) {
-              g.ws[(((i64)split * g.batch + bz) * g.M + m) * (i64)g.N + n + e] = v[e];
-            } else {
-              float* p = g.C + (i64)bz * g.sc + (i64)m * g.ldc + n + e;
-              *p = epilogue(g, v[e], g.beta != 0.f ? *p : 0.f, m, n + e);
-            }
-          }
-        }
+    store_mma_tiles(g, acc, m0 + wm, n0 + wn, gq, tq, bz, split);
   }
 }
 

@@ -1,6 +1,6 @@
 // TF32 tensor-core SGEMM, second design (config 12): the CUTLASS sm_80 shape instead of config 10's
-// register-staged copy. Included by gemm.cu inside its anonymous namespace (uses GemmArgs, epilogue,
-// mma_tf32 from there).
+// register-staged copy. Included by gemm.cu inside its anonymous namespace (uses GemmArgs, mma_tf32
+// and store_mma_tiles from there).
 //
 // Why a second kernel: config 10 reached 60 TFLOP/s on an H100 against cuBLAS's ~395 (0.15x). Per
 // k-step it converted every fragment element with cvt.rna, staged the next tile through registers
@@ -171,43 +171,14 @@ __global__ void __launch_bounds__(kT32Threads, 2) k_sgemm_tf32_async(GemmArgs g)
     cp_async_wait<0>();  // only empty groups can be pending here; drained before the stages are reused
     __syncthreads();     // for the next z item: every warp is done reading the last stage
 
-    // c0,c1 at (row gq, cols 2tq, 2tq+1); c2,c3 at row gq + 8 (as config 10)
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-      for (int j = 0; j < NTL; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int m = m0 + wm + i * 16 + gq + h * 8;
-          const int n = n0 + wn + j * 8 + tq * 2;
-          if (m >= g.M) continue;
-          const float v[2] = {acc[i][j][h * 2], acc[i][j][h * 2 + 1]};
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            if (n + e >= g.N) continue;
-            if (g.ws) {
-              g.ws[(((i64)split * g.batch + bz) * g.M + m) * (i64)g.N + n + e] = v[e];
-            } else {
-              float* p = g.C + (i64)bz * g.sc + (i64)m * g.ldc + n + e;
-              *p = epilogue(g, v[e], g.beta != 0.f ? *p : 0.f, m, n + e);
-            }
-          }
-        }
+    store_mma_tiles(g, acc, m0 + wm, n0 + wn, gq, tq, bz, split);
   }
 }
 
 // Whether this device gives a block the shared memory config 12 needs (sm_86/89 allow ~99 KB,
 // less than the three stages need).
 bool tf32_async_smem_ok() {
-  static const int optin = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return v;
-  }();
+  static const int optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
   return optin >= kTf32AsyncSmem;
 }
 // Whether config 12 can run this call on this device: aligned operands (cp.async) and shared memory.
