@@ -209,29 +209,22 @@ void cuda_free(void* p) {
   c.free_lists[sz].push_back(p);
 }
 
+int device_attribute(cudaDeviceAttr attr, int fallback) {
+  int dev = 0, v = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess) {
+    cudaGetLastError();  // not left for the next op's error check
+    return fallback;
+  }
+  return v;
+}
+
 int num_sms() {
-  static int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return 80;
-    }
-    return v;
-  }();
+  static const int n = device_attribute(cudaDevAttrMultiProcessorCount, 80);
   return n;
 }
 
 int device_cc_major() {
-  static int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return v;
-  }();
+  static const int n = device_attribute(cudaDevAttrComputeCapabilityMajor, 0);
   return n;
 }
 

@@ -63,6 +63,8 @@ inline unsigned grid_for(i64 n, int threads, i64 max_blocks = 65536) {
   if (b < 1) b = 1;
   return (unsigned)b;
 }
+// An attribute of the current device, or `fallback` when it cannot be read (allocator.cpp).
+int device_attribute(cudaDeviceAttr attr, int fallback);
 int num_sms();          // multiprocessor count of the current device (cached), allocator.cpp
 int device_cc_major();  // compute capability major of the current device (cached; 0 unknown)
 
