@@ -79,9 +79,10 @@ const SumKernels& sums() {
 // run in parallel with the other rows' chunks.
 void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
   const i64 chunks = (R + kSumChunk - 1) / kSumChunk;
+  const SumKernels& k = sums();
   if (chunks <= 1) {
     parallel_for(outer, 1 + (1 << 14) / std::max<i64>(R, 1), [&](i64 b, i64 e) {
-      for (i64 o = b; o < e; ++o) out[o] = (float)(sums().run(in + o * R, R) * scale);
+      for (i64 o = b; o < e; ++o) out[o] = (float)(k.run(in + o * R, R) * scale);
     });
     return;
   }
@@ -89,7 +90,7 @@ void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
   parallel_for(outer * chunks, 1, [&](i64 b, i64 e) {
     for (i64 t = b; t < e; ++t) {
       const i64 o = t / chunks, r0 = (t % chunks) * kSumChunk;
-      part[(size_t)t] = sums().run(in + o * R + r0, std::min(kSumChunk, R - r0));
+      part[(size_t)t] = k.run(in + o * R + r0, std::min(kSumChunk, R - r0));
     }
   });
   for (i64 o = 0; o < outer; ++o) {
