@@ -580,6 +580,57 @@ def test_inplace_methods(device):
     close(v, np.where(a > 0, 0.0, a))
 
 
+def test_inplace_arithmetic_fast_path_matches_the_general_one(device):
+    """add_/sub_/mul_/div_ write self with one kernel where that is what out-of-place + copy gives
+    (methods.py, elementwise.binary_into_self); everything else keeps the general path. Each case
+    against NumPy, including the ones that must leave the fast path."""
+    a, r, c = arr(3, 4), arr(4), arr(3, 1)
+    t = make(a.copy(), device)
+    t.add_(make(r, device))            # broadcast row
+    t.mul_(make(c, device))            # broadcast column
+    t.sub_(2)                          # int scalar into float32
+    t /= 0.5                           # operator, float scalar
+    close(t, (((a + r) * c) - 2) / 0.5, tol=1e-5)
+    u = make(a.copy(), device)
+    u.add_(u)                          # other shares self's storage: general path
+    close(u, 2 * a, tol=1e-6)
+    w = make(arr(4, 4), device)
+    w0 = tonp(w).copy()
+    w.add_(w.T)                        # overlapping transposed view: must not read updated values
+    close(w, w0 + w0.T, tol=1e-6)
+    n = kn.zeros((), dtype=kn.int64, device=device)
+    for _ in range(3):
+        n.add_(1)                      # BatchNorm's num_batches_tracked
+    assert n.item() == 3 and n.dtype is kn.int64
+    i = kn.tensor([1, 2, 3], device=device)
+    i.mul_(2)
+    close(i, [2, 4, 6])
+    assert i.dtype is kn.int64
+    with pytest.raises(RuntimeError):
+        i.add_(make(np.ones(3, np.float32), device))  # float into int64: refused, as in PyTorch
+    with pytest.raises((RuntimeError, ValueError)):
+        make(arr(4), device).add_(make(arr(3, 4), device))  # result larger than self
+    p = make(arr(3), device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        p.add_(1.0)
+    with kn.no_grad():
+        p.sub_(make(np.full(3, 0.5, np.float32), device))  # a manual SGD step
+    assert p.requires_grad and p.grad_fn is None
+
+
+def test_scalar_operands_keep_dtype_and_the_sign_of_zero(device):
+    """Python numbers join a tensor as cached 0-d tensors keyed by type and the sign of zero."""
+    x = make(np.array([1.0, -2.0], np.float32), device)
+    np.testing.assert_array_equal(np.signbit(tonp(x * 0.0)), [False, True])
+    np.testing.assert_array_equal(np.signbit(tonp(x * -0.0)), [True, False])
+    np.testing.assert_array_equal(np.signbit(tonp(0.0 - x * 0.0)), [False, False])
+    k = kn.tensor([3, 4], device=device)
+    assert (k * 2).dtype is kn.int64 and (k * 2.0).dtype is kn.float32  # int stays int; float promotes
+    close(k * 2.5, [7.5, 10.0])
+    close(1 - x, [0.0, 3.0])
+    close(x / 2, [0.5, -1.0])
+
+
 def test_bool_arithmetic_stays_boolean(device):
     b = kn.tensor([True, False, True], device=device)
     c = kn.tensor([True, True, False], device=device)

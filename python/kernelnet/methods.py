@@ -3,6 +3,7 @@ import numbers
 
 from . import _dtype as D
 from . import ops
+from .ops import elementwise as _ew
 from .tensor import Tensor
 from ._device import to_device
 
@@ -93,10 +94,18 @@ Tensor.log_softmax = lambda self, dim: __import__("kernelnet.nn.functional", fro
 
 
 # ------------------------------------------------------------------ in-place ops
+_CAST_ORDER = {D.bool_: 0, D.int64: 1, D.float32: 2}
+
+
 def _inplace(name, fn):
     def method(self, *args, **kwargs):
         _check_inplace(self, name)
         result = fn(self, *args, **kwargs)
+        if isinstance(result, Tensor) and _CAST_ORDER[result.dtype] > _CAST_ORDER[self.dtype]:
+            # PyTorch's rule: an in-place result must not lose its kind (float into an integer
+            # tensor would truncate silently)
+            raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
+                               f"{self.dtype}")
         if isinstance(result, Tensor) and result.requires_grad:
             from .autograd import is_grad_enabled
             if is_grad_enabled():  # an argument requires grad: the in-place result would lose it
@@ -123,6 +132,23 @@ for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", 
               "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder"]:
     _inplace(_name + "_", getattr(ops, _name))
 
+
+def _inplace_arith(name, op):
+    """add_/sub_/mul_/div_ (and +=, -=, *=, /=): one kernel writing self where that gives what the
+    general path (the out-of-place op, then a copy back) gives, 4-5x faster (a manual SGD update
+    `w -= lr * w.grad` is two ops instead of three plus a copy); anything else takes the general path."""
+    general = getattr(Tensor, name)
+
+    def method(self, other, *args, **kwargs):
+        if not args and not kwargs and _ew.binary_into_self(op, self, other):
+            return self
+        return general(self, other, *args, **kwargs)
+    method.__name__ = name
+    setattr(Tensor, name, method)
+
+
+for _name, _op in [("add_", _ew.ADD), ("sub_", _ew.SUB), ("mul_", _ew.MUL), ("div_", _ew.DIV)]:
+    _inplace_arith(_name, _op)
 Tensor.__iadd__ = Tensor.add_
 Tensor.__isub__ = Tensor.sub_
 Tensor.__imul__ = Tensor.mul_

@@ -1,5 +1,6 @@
 """Broadcasting binary ops, comparisons, unary math and where(), each forward and backward in
 the native kernels (csrc/*/elementwise.*)."""
+import math
 import numbers
 
 from .. import _dtype as D
@@ -38,11 +39,42 @@ def _scalar_to(t, dev):
     return t.to(dev)
 
 
+def _keeps_dtype(dt, v):
+    """Whether Python number v joins a tensor of dtype dt without changing its dtype."""
+    return (type(v) is float and dt is D.float32) or (type(v) is int and (dt is D.float32 or dt is D.int64))
+
+
+# 0-d tensors of the Python numbers that binary ops meet (x * 0.5, 1 - p, n + 1), made once per
+# (value, dtype, device): they are operands only, never handed to the caller, and no kernel writes
+# them. Keyed by type, and a zero by its sign (1 and 1.0, 0.0 and -0.0 are equal keys otherwise). Not filled
+# while any graph capture runs (a CUDA capture's blocks belong to the graph).
+_SCALARS = {}
+_SCALARS_MAX = 512
+
+
+def _scalar_tensor(v, dt, dev):
+    key = (v, type(v), dt, dev) if v else (v, type(v), dt, dev, math.copysign(1.0, v))  # (the sign of 0.0)
+    t = _SCALARS.get(key)
+    if t is None:
+        from .creation import full
+        t = full((), v, dtype=dt, device=dev)
+        from .. import graphs as _graphs
+        if _graphs._capture is None and len(_SCALARS) < _SCALARS_MAX:
+            _SCALARS[key] = t
+    return t
+
+
 def _prep(op_name, a, b):
     """Tensors of one dtype and device for a binary op; Python scalars become 0-d tensors."""
-    if (type(a) is Tensor and type(b) is Tensor and a.dtype is b.dtype
-            and (a.device is b.device or a.device == b.device)):
+    ta, tb = type(a) is Tensor, type(b) is Tensor
+    if ta and tb and a.dtype is b.dtype and (a.device is b.device or a.device == b.device):
         return a, b  # the common case, without the promotion/device machinery
+    # a tensor and a number of its kind (x * 0.5, 1 - p, n + 1): the number as a 0-d tensor of the
+    # tensor's dtype on its device, as the general path below makes it
+    if ta and not tb and _keeps_dtype(a.dtype, b):
+        return a, _scalar_tensor(b, a.dtype, a.device)
+    if tb and not ta and _keeps_dtype(b.dtype, a):
+        return _scalar_tensor(a, b.dtype, b.device), b
     dt = result_dtype(a, b)
     # the op runs where the tensors are; a 0-d CPU tensor may join a CUDA one (PyTorch allows it),
     # any other mix is refused below with both devices named
@@ -76,12 +108,59 @@ def binary_kernel(op, a, b):
         if n:
             a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), [1], b.data_ptr(), [1], [n])
         return out
+    if not b._shape and a.is_contiguous() or not a._shape and b.is_contiguous():
+        # a dense tensor and a 0-d one (a scalar operand): one flat row, the scalar at stride 0
+        out = Tensor._empty(a._shape or b._shape, out_dt, a.device)
+        n = out.numel()
+        if n:
+            a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), [1 if a._shape else 0],
+                              b.data_ptr(), [1 if b._shape else 0], [n])
+        return out
     shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
     out = Tensor._empty(shape, out_dt, a.device)
     if out.numel():
         sh, (sa, sb) = coalesce(shape, broadcast_strides(a, shape), broadcast_strides(b, shape))
         a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), sa, b.data_ptr(), sb, sh)
     return out
+
+
+def binary_into_self(op, t, other):
+    """t (op)= other in place with one kernel call, when that is exactly what the out-of-place op
+    followed by a copy back would give; returns False (nothing done) otherwise, for the caller's
+    general path. Taken when: t is contiguous (the kernels write a dense output) and does not need
+    grad tracking; other is a tensor of t's dtype and device that broadcasts to t's shape without
+    sharing t's storage (a kernel writing t while reading an overlapping other would read updated
+    values), or a Python number that keeps t's dtype (int for int64/float32, float for float32);
+    and the op keeps t's dtype (true division only on float32)."""
+    dt = t.dtype
+    if dt is D.bool_ or (op == DIV and dt is not D.float32) or not t.is_contiguous():
+        return False
+    from ..autograd import is_grad_enabled
+    grad = is_grad_enabled()
+    if grad and t.requires_grad:
+        return False
+    if isinstance(other, Tensor):
+        if (other.dtype is not dt or (other.device is not t.device and other.device != t.device)
+                or other._storage is t._storage or (grad and other.requires_grad)):
+            return False
+        if other._shape != t._shape:
+            n_extra = len(other._shape) - len(t._shape)
+            if n_extra > 0 or any(s != 1 and s != ts for s, ts in zip(other._shape, t._shape[-len(other._shape):]
+                                                                      if other._shape else ())):
+                return False
+    elif type(other) is int or (type(other) is float and dt is D.float32):
+        other = _scalar_tensor(other, dt, t.device)
+    else:
+        return False
+    n = t.numel()
+    if not n:
+        return True
+    if other._shape == t._shape and other.is_contiguous():
+        t._backend.binary(op, dt.code, t.data_ptr(), t.data_ptr(), [1], other.data_ptr(), [1], [n])
+        return True
+    sh, (sa, sb) = coalesce(t._shape, list(t._stride), broadcast_strides(other, t._shape))
+    t._backend.binary(op, dt.code, t.data_ptr(), t.data_ptr(), sa, other.data_ptr(), sb, sh)
+    return True
 
 
 def sum_to(g, shape):
