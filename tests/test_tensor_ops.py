@@ -670,3 +670,20 @@ def test_int_pow(device):
     assert (kn.tensor([2, 3], device=device) ** 2).dtype is kn.int64
     with pytest.raises(RuntimeError, match="negative integer powers"):
         kn.tensor([2], device=device) ** -1
+
+
+def test_inplace_ops_that_keep_an_integer_dtype_are_not_refused():
+    # PyTorch: these in-place results have self's dtype (only a promoted result type is refused)
+    for name in ["neg_", "relu_", "floor_", "ceil_", "round_", "sign_", "square_", "abs_"]:
+        x = kn.tensor([1, -2, 0, 3])
+        getattr(x, name)()
+        assert x.dtype is kn.int64
+    x = kn.tensor([1, -2, 0, 3])
+    assert x.neg_().tolist() == [-1, 2, 0, -3]
+    assert kn.tensor([1, -3, 5]).div_(2, rounding_mode="trunc").tolist() == [0, -1, 2]
+    assert kn.tensor([1, -2]).masked_fill_(kn.tensor([True, False]), kn.tensor(7.5)).tolist() == [7, -2]
+    assert kn.tensor([True, False]).masked_fill_(kn.tensor([False, True]), kn.tensor(1)).tolist() == [True, True]
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        kn.tensor([1, 2]).div_(2.5, rounding_mode="floor")
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        kn.tensor([1, 2]).exp_()

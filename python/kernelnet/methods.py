@@ -95,13 +95,27 @@ Tensor.log_softmax = lambda self, dim: __import__("kernelnet.nn.functional", fro
 
 # ------------------------------------------------------------------ in-place ops
 _CAST_ORDER = {D.bool_: 0, D.int64: 1, D.float32: 2}
+# in-place ops whose PyTorch result has self's dtype whatever the arguments (an int64 x.neg_(),
+# x.floor_(), x.masked_fill_(m, torch.tensor(1.5))): kernelnet's out-of-place versions may compute
+# them in float32, and the copy back casts; they are never refused
+_KEEPS_SELF_DTYPE = frozenset({"neg_", "relu_", "floor_", "ceil_", "round_", "sign_", "square_", "abs_",
+                               "masked_fill_"})
+
+
+def _inplace_result_dtype(name, self, result, args, kwargs):
+    """The dtype PyTorch's in-place op checks against self's (its result type)."""
+    if name == "div_" and kwargs.get("rounding_mode") is not None and args:
+        from .ops._util import result_dtype
+        return result_dtype(self, args[0])  # floor/trunc division keeps the promoted type (int64 // int)
+    return result.dtype
 
 
 def _inplace(name, fn):
     def method(self, *args, **kwargs):
         _check_inplace(self, name)
         result = fn(self, *args, **kwargs)
-        if isinstance(result, Tensor) and _CAST_ORDER[result.dtype] > _CAST_ORDER[self.dtype]:
+        if (isinstance(result, Tensor) and name not in _KEEPS_SELF_DTYPE
+                and _CAST_ORDER[_inplace_result_dtype(name, self, result, args, kwargs)] > _CAST_ORDER[self.dtype]):
             # PyTorch's rule: an in-place result must not lose its kind (float into an integer
             # tensor would truncate silently)
             raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
