@@ -471,3 +471,30 @@ def test_std_and_norm_grad_at_zero_spread():
 
 def test_logsumexp_grad_with_inf():
     torch_check(lambda q: q.logsumexp(1), [make(np.array([[-np.inf, 0.0], [1.0, 2.0]]), requires_grad=True)])
+
+
+def test_autograd_grad_leaves_other_leaves_grad_alone():
+    x = kn.tensor([1.0, 2.0], requires_grad=True)
+    w = kn.tensor([5.0, 6.0], requires_grad=True)
+    (x * w).sum().backward()
+    (x * w).sum().backward()
+    held = w.grad
+    (gx,) = kn.autograd.grad((x * w).sum(), x)
+    assert gx.tolist() == [5.0, 6.0]
+    assert w.grad is held and held.tolist() == [2.0, 4.0]
+    (x * w).sum().backward(inputs=[x])  # backward(inputs=...) likewise
+    assert held.tolist() == [2.0, 4.0] and x.grad.tolist() == [15.0, 18.0]
+
+
+def test_first_grad_never_shares_a_tensor_the_user_holds():
+    x = kn.tensor([1.0, 2.0], requires_grad=True)
+    g = kn.tensor([1.0, 1.0])
+    x.backward(g)
+    x.grad.zero_()
+    assert g.tolist() == [1.0, 1.0]
+    x = kn.tensor([1.0, 2.0], requires_grad=True)
+    y = x + 0.0
+    y.retain_grad()
+    y.sum().backward()
+    x.grad.mul_(0.0)
+    assert y.grad.tolist() == [1.0, 1.0]

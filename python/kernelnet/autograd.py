@@ -195,6 +195,9 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
     Tensor, ops = _Tensor, _ops
 
     grads = {}  # id(node) -> list of per-output gradients
+    # backward(inputs=...) and autograd.grad(): only these leaves get a gradient (PyTorch leaves the
+    # .grad of every other leaf as it is)
+    only = None if inputs is None else {id(t) for t in inputs}
     roots = []
     handed = set()  # storages already given to a leaf as .grad in this pass: clone, never alias
     for t, g in zip(tensors, grad_tensors):
@@ -207,10 +210,13 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             g = ops.ones_like(t)
         elif not isinstance(g, Tensor):
             g = ops.tensor(g, dtype=t.dtype, device=t.device)
+        else:
+            handed.add(id(g._storage))  # the caller's `gradient=`: a leaf's .grad gets a copy, never it
         if tuple(g.shape) != tuple(t.shape):
             raise RuntimeError(f"backward: gradient shape {tuple(g.shape)} does not match tensor shape {tuple(t.shape)}")
         if t.grad_fn is None:  # a leaf
-            _accumulate(t, g, handed)
+            if only is None or id(t) in only:
+                _accumulate(t, g, handed)
             continue
         slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
         nr = t._output_nr
@@ -230,7 +236,11 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             if node.retained:
                 for nr, t in node.retained.items():
                     if out_grads[nr] is not None:
-                        t.grad = out_grads[nr] if t.grad is None else ops.add(t.grad, out_grads[nr])
+                        if t.grad is None:
+                            t.grad = out_grads[nr]
+                            handed.add(id(t.grad._storage))  # visible as y.grad: leaves get a copy
+                        else:
+                            t.grad = ops.add(t.grad, out_grads[nr])
             in_grads = node.fn.backward(node.ctx, *out_grads)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -243,7 +253,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                     raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
                                        f"{tuple(g.shape)} for an input of shape {tuple(t.shape)}")
                 if t.grad_fn is None:
-                    _accumulate(t, g, handed)
+                    if only is None or id(t) in only:
+                        _accumulate(t, g, handed)
                 else:
                     slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
                     nr = t._output_nr
@@ -294,7 +305,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         tensors = [tensors]
     if grad_tensors is None or isinstance(grad_tensors, Tensor):
         grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
-    run_backward(list(tensors), list(grad_tensors), retain_graph=bool(retain_graph))
+    if isinstance(inputs, Tensor):
+        inputs = [inputs]
+    run_backward(list(tensors), list(grad_tensors), retain_graph=bool(retain_graph),
+                 inputs=None if inputs is None else list(inputs))
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -309,7 +323,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for t in inputs:
         t.grad = None
     try:
-        backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph)
+        backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
         result = []
         for t in inputs:
             if t.grad is None and not allow_unused:
