@@ -687,3 +687,20 @@ def test_inplace_ops_that_keep_an_integer_dtype_are_not_refused():
         kn.tensor([1, 2]).div_(2.5, rounding_mode="floor")
     with pytest.raises(RuntimeError, match="can't be cast"):
         kn.tensor([1, 2]).exp_()
+
+
+def test_integer_unary_ops_keep_int64_exactly(device):
+    """neg, relu, floor, ceil, round, sign, square (and abs) of an int64 tensor are int64, as in
+    PyTorch, and exact beyond float32's 2**24 (the unary kernels compute in float32)."""
+    vals = [1, -2, 3, 2**40 + 1, -(2**40 + 3), 0]
+    x = kn.tensor(vals, device=device)
+    expect = {"neg": [-v for v in vals], "abs": [abs(v) for v in vals], "relu": [max(v, 0) for v in vals],
+              "floor": vals, "ceil": vals, "round": vals, "sign": [(v > 0) - (v < 0) for v in vals],
+              "square": [(v * v + 2**63) % 2**64 - 2**63 for v in vals]}  # int64 wraps, as in PyTorch
+    for name, want in expect.items():
+        got = getattr(x, name)()
+        assert got.dtype is kn.int64, name
+        assert got.tolist() == want, name
+    xs = kn.tensor([[1, -2], [3, -4]], device=device).T  # non-contiguous
+    assert xs.neg().tolist() == [[-1, -3], [2, 4]]
+    assert kn.tensor([5, -6], device=device).neg_().tolist() == [-5, 6]

@@ -445,9 +445,26 @@ def unary_kernel(op, x, p0=0.0, p1=0.0):
 _UNARY_NAMES = {}
 
 
+def _int_unary(op, x):
+    """The unary ops whose result keeps an int64 input's dtype in PyTorch, computed exactly in
+    int64 with the binary kernels (the unary kernels are float32: neg of 2**40 + 1 would round)."""
+    zero = _scalar_tensor(0, D.int64, x.device)
+    if op == U_NEG:
+        return binary_kernel(SUB, zero, x)
+    if op == U_RELU:
+        return binary_kernel(MAX, x, zero)
+    if op == U_SQUARE:
+        return binary_kernel(MUL, x, x)
+    if op == U_SIGN:  # -1, 0, 1 are exact in float32 whatever x is
+        return unary_kernel(U_SIGN, x.to(D.float32)).to(D.int64)
+    return binary_kernel(ADD, x, zero)  # floor, ceil, round of an integer: a copy of it
+
+
 def _unary(op, x, p0=0.0, p1=0.0):
     if not isinstance(x, Tensor):
         raise TypeError(f"{_UNARY_NAMES.get(op, 'unary op')}: expected a Tensor, got {type(x).__name__}")
+    if x.dtype is D.int64 and op in _INT_UNARY_OPS:
+        return _int_unary(op, x)
     if x.dtype is not D.float32:
         x = x.to(D.float32)
     if x.requires_grad:
@@ -463,6 +480,8 @@ def _make_unary(name, op):
     _UNARY_NAMES[op] = name
     return fn
 
+
+_INT_UNARY_OPS = frozenset({U_NEG, U_RELU, U_SQUARE, U_SIGN, U_FLOOR, U_CEIL, U_ROUND})
 
 neg = _make_unary("neg", U_NEG)
 exp = _make_unary("exp", U_EXP)
