@@ -629,6 +629,14 @@ def test_scalar_operands_keep_dtype_and_the_sign_of_zero(device):
     close(k * 2.5, [7.5, 10.0])
     close(1 - x, [0.0, 3.0])
     close(x / 2, [0.5, -1.0])
+    # values that change every call (a decaying factor) cycle through the cache; results stay right
+    from kernelnet.ops import elementwise as ew
+    for i in range(ew._SCALARS_MAX + 100):
+        assert (x * (1.0 + i)).tolist() == [1.0 + i, -2.0 * (1.0 + i)]
+    assert len(ew._SCALARS) <= ew._SCALARS_MAX
+    last = 1.0 + ew._SCALARS_MAX + 99
+    assert any(k[0] == last and k[1] is float for k in ew._SCALARS)  # still caching after it filled up
+    close(x * 0.0, [0.0, 0.0])
 
 
 def test_bool_arithmetic_stays_boolean(device):

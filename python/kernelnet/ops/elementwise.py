@@ -47,7 +47,8 @@ def _keeps_dtype(dt, v):
 # 0-d tensors of the Python numbers that binary ops meet (x * 0.5, 1 - p, n + 1), made once per
 # (value, dtype, device): they are operands only, never handed to the caller, and no kernel writes
 # them. Keyed by type, and a zero by its sign (1 and 1.0, 0.0 and -0.0 are equal keys otherwise). Not filled
-# while any graph capture runs (a CUDA capture's blocks belong to the graph).
+# while any graph capture runs (a CUDA capture's blocks belong to the graph); emptied when full (the
+# tensors stay alive where something holds them).
 _SCALARS = {}
 _SCALARS_MAX = 512
 
@@ -59,7 +60,9 @@ def _scalar_tensor(v, dt, dev):
         from .creation import full
         t = full((), v, dtype=dt, device=dev)
         from .. import graphs as _graphs
-        if _graphs._capture is None and len(_SCALARS) < _SCALARS_MAX:
+        if _graphs._capture is None:
+            if len(_SCALARS) >= _SCALARS_MAX:
+                _SCALARS.clear()  # values that change every step (a decaying factor, NaNs) would fill it
             _SCALARS[key] = t
     return t
 
