@@ -15,7 +15,6 @@ _state = threading.local()
 _Tensor = None
 _ops = None
 _capture_grad_hook = None  # set by kernelnet.graphs while capturing: sees every .grad assignment
-_ADD = 0  # the add op code of the backends' binary kernel (csrc/common/ops.h)
 
 
 def _bind_late():
@@ -279,16 +278,11 @@ def _accumulate(leaf, g, handed):
         key = id(g._storage)
         leaf.grad = g.detach().clone() if key in handed else g.detach()
         handed.add(key)
-    elif (grad._accum_buffer and grad._shape == g._shape and grad.dtype is g.dtype and grad.is_contiguous()
-          and g.is_contiguous()):
-        # grad += g in place, as PyTorch's AccumulateGrad does (no new buffer per accumulation; a
-        # reference to .grad sees the sum, as there). Only into a buffer autograd made itself (the
-        # sum below): a first gradient may share storage with a tensor the user holds (the
-        # `gradient=` given to backward, a retained intermediate's .grad), which must not change.
-        n = grad.numel()
-        if n:
-            grad._backend.binary(_ADD, grad.dtype.code, grad.data_ptr(), grad.data_ptr(), [1], g.data_ptr(), [1], [n])
-    else:
+    # grad += g in place, as PyTorch's AccumulateGrad does (no new buffer per accumulation; a
+    # reference to .grad sees the sum, as there), where one kernel can (ops.elementwise's
+    # binary_into_self). Only into a buffer autograd made itself (the sum below): a first gradient
+    # may share storage with a tensor the user holds, which must not change.
+    elif not (grad._accum_buffer and ops.elementwise.binary_into_self(ops.elementwise.ADD, grad, g)):
         leaf.grad = ops.add(grad, g).detach()
         leaf.grad._accum_buffer = True
     if _capture_grad_hook is not None:

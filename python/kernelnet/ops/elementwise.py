@@ -147,11 +147,12 @@ def binary_into_self(op, t, other):
                 or other._storage is t._storage or (grad and other.requires_grad)):
             return False
         if other._shape != t._shape:
-            n_extra = len(other._shape) - len(t._shape)
-            if n_extra > 0 or any(s != 1 and s != ts for s, ts in zip(other._shape, t._shape[-len(other._shape):]
-                                                                      if other._shape else ())):
-                return False
-    elif type(other) is int or (type(other) is float and dt is D.float32):
+            try:
+                if broadcast_shapes(t._shape, other._shape) != t._shape:
+                    return False  # the result would be larger than t
+            except ValueError:
+                return False  # not broadcastable: the general path raises
+    elif _keeps_dtype(dt, other):
         other = _scalar_tensor(other, dt, t.device)
     else:
         return False
