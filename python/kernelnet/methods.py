@@ -95,11 +95,10 @@ Tensor.log_softmax = lambda self, dim: __import__("kernelnet.nn.functional", fro
 
 # ------------------------------------------------------------------ in-place ops
 _CAST_ORDER = {D.bool_: 0, D.int64: 1, D.float32: 2}
-# in-place ops whose PyTorch result has self's dtype whatever the arguments (an int64 x.neg_(),
-# x.floor_(), x.masked_fill_(m, torch.tensor(1.5))): kernelnet's out-of-place versions may compute
-# them in float32, and the copy back casts; they are never refused
-_KEEPS_SELF_DTYPE = frozenset({"neg_", "relu_", "floor_", "ceil_", "round_", "sign_", "square_", "abs_",
-                               "masked_fill_"})
+# in-place ops whose PyTorch result has self's dtype whatever the arguments
+# (x.masked_fill_(m, torch.tensor(1.5)) on int64): kernelnet's out-of-place masked_fill may compute
+# in float32, and the copy back casts; never refused. (The int64 unary ops keep int64 themselves.)
+_KEEPS_SELF_DTYPE = frozenset({"masked_fill_"})
 
 
 def _inplace_result_dtype(name, self, result, args, kwargs):
