@@ -79,10 +79,10 @@ const SumKernels& sums() {
 // run in parallel with the other rows' chunks.
 void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
   const i64 chunks = (R + kSumChunk - 1) / kSumChunk;
-  const SumKernels& k = sums();
+  const SumKernels& kern = sums();
   if (chunks <= 1) {
     parallel_for(outer, 1 + (1 << 14) / std::max<i64>(R, 1), [&](i64 b, i64 e) {
-      for (i64 o = b; o < e; ++o) out[o] = (float)(k.run(in + o * R, R) * scale);
+      for (i64 o = b; o < e; ++o) out[o] = (float)(kern.run(in + o * R, R) * scale);
     });
     return;
   }
@@ -90,7 +90,7 @@ void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
   parallel_for(outer * chunks, 1, [&](i64 b, i64 e) {
     for (i64 t = b; t < e; ++t) {
       const i64 o = t / chunks, r0 = (t % chunks) * kSumChunk;
-      part[(size_t)t] = k.run(in + o * R + r0, std::min(kSumChunk, R - r0));
+      part[(size_t)t] = kern.run(in + o * R + r0, std::min(kSumChunk, R - r0));
     }
   });
   for (i64 o = 0; o < outer; ++o) {
@@ -104,15 +104,14 @@ void sum_rows(float* out, const float* in, i64 outer, i64 R, double scale) {
 // columns[, a block of rows]), each summed by SumKernels::columns. Columns taller than an item of
 // about kSumChunk values are cut into row blocks, so a tall [R, inner] sum runs on every thread;
 // their partial sums are added in row-block order.
-
 void sum_columns(float* out, const float* in, i64 outer, i64 R, i64 inner, double scale) {
   const i64 n_iblk = (inner + kColBlock - 1) / kColBlock;
   const i64 rows_per = std::max<i64>(kColFlush, kSumChunk / std::min(inner, kColBlock) / kColFlush * kColFlush);
   const i64 n_rblk = (R + rows_per - 1) / rows_per;
   // Rows [r0, r1) of columns [i0, i0 + w) of slice o, summed into acc[0, w).
-  const SumKernels& k = sums();
+  const SumKernels& kern = sums();
   auto add_rows = [&](i64 o, i64 i0, i64 w, i64 r0, i64 r1, double* acc) {
-    k.columns(in + (o * R + r0) * inner + i0, inner, w, r1 - r0, acc);
+    kern.columns(in + (o * R + r0) * inner + i0, inner, w, r1 - r0, acc);
   };
   if (n_rblk == 1) {  // each (slice, column block) item writes its outputs
     parallel_for(outer * n_iblk, std::max<i64>(1, (1 << 14) / std::max<i64>(R * kColBlock, 1)), [&](i64 b, i64 e) {

@@ -71,12 +71,9 @@ def reduce_kernel(op, x, dims, keepdim):
             start = prev = d
     if start is not None:
         runs.append((start, prev))
-    if len(runs) == 1:  # one kernel call: allocate the result in its final shape
-        d0, d1 = runs[0]
-        shape = x._shape
-        final = (shape[:d0] + (1,) * (d1 + 1 - d0) + shape[d1 + 1:] if keepdim
-                 else tuple(s for i, s in enumerate(shape) if i not in dims))
-        return _reduce_adjacent(op, x, d0, d1, final)
+    squeezed = None if keepdim else tuple(s for i, s in enumerate(x._shape) if i not in dims)
+    if len(runs) == 1:  # one kernel call: allocate the result in its final shape (keepdim's is the default)
+        return _reduce_adjacent(op, x, runs[0][0], runs[0][1], squeezed)
     y = x
     if op == R_MEAN and len(runs) > 1:
         y = reduce_kernel(R_SUM, x, dims, True)
@@ -85,8 +82,8 @@ def reduce_kernel(op, x, dims, keepdim):
     else:
         for d0, d1 in reversed(runs):
             y = _reduce_adjacent(op, y, d0, d1)
-    if not keepdim:
-        y = y.reshape(tuple(s for i, s in enumerate(x._shape) if i not in dims))
+    if squeezed is not None:
+        y = y.reshape(squeezed)
     return y
 
 
