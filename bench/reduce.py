@@ -3,9 +3,9 @@
     python bench/reduce.py [--procs 5] [--threads 2] [--baseline DIR] [--out FILE]
 
 Per case a worker times x.sum(...) as users call it (Python layer included; the result's shape
-as PyTorch gives it), best of 200 calls after warm-up, on shapes from training steps: a loss
-summed to a scalar, bias gradients (column sums), row sums, a long vector, and BatchNorm-style
-channel sums over (N, H, W). The table shows the median over processes and torch_time /
+as PyTorch gives it): the fastest call of 0.2 s of calls (at most 1000; _common.time_call) after
+0.1 s of warm-up, on shapes from training steps: a loss summed to a scalar, bias gradients (column
+sums), row sums, a long vector, and BatchNorm-style channel sums over (N, H, W). The table shows the median over processes and torch_time /
 kernelnet_time (> 1: kernelnet faster). --baseline DIR adds a third library, "before": the
 kernelnet package found in DIR (e.g. a copy of an older tree), for before/after comparisons in the
 same run. Results go to bench/results/reduce-cpu-<date>.json.
@@ -20,7 +20,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_name, load_average, median_by_key, run_workers_alternating, write_json_atomic  # noqa: E402
+from _common import cpu_name, load_average, median_by_key, run_workers_alternating, time_call, write_json_atomic  # noqa: E402
 
 CASES = [  # (name, shape, dims: None = all)
     ("sum all 4096x128", (4096, 128), None),
@@ -47,15 +47,8 @@ def worker(lib, threads, baseline):
 
         def call():
             return x.sum() if dims is None else x.sum(dims)
-        t_end = time.perf_counter() + 0.1
-        while time.perf_counter() < t_end:
-            call()
-        ts = []
-        for _ in range(200):
-            t0 = time.perf_counter()
-            call()
-            ts.append(time.perf_counter() - t0)
-        res[name] = min(ts)
+        time_call(call, min_time=0.1)  # warm-up
+        res[name] = time_call(call, min_time=0.2, best=True)
     return res
 
 
@@ -91,7 +84,7 @@ def main():
     write_json_atomic(out, {"bench": "reduce", "device": "cpu", "cpu": cpu_name(), "threads": a.threads,
                             "procs_per_lib": a.procs, "load_average": load_average(),
                             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                            "stat": "median over processes of the best of 200 calls", "rows": rows,
+                            "stat": "median over processes of the fastest call of 0.2 s (at most 1000 calls)", "rows": rows,
                             "errors": errors})
     print("wrote", out)
 
