@@ -5,10 +5,10 @@
 Per case a worker times x.sum(...) as users call it (Python layer included; the result's shape
 as PyTorch gives it): the fastest call of 0.2 s of calls (at most 1000; _common.time_call) after
 0.1 s of warm-up, on shapes from training steps: a loss summed to a scalar, bias gradients (column
-sums), row sums, a long vector, and BatchNorm-style channel sums over (N, H, W). The table shows the median over processes and torch_time /
-kernelnet_time (> 1: kernelnet faster). --baseline DIR adds a third library, "before": the
-kernelnet package found in DIR (e.g. a copy of an older tree), for before/after comparisons in the
-same run. Results go to bench/results/reduce-cpu-<date>.json.
+sums), row sums, a long vector, and BatchNorm-style channel sums over (N, H, W). The table shows
+the median over processes and torch_time / kernelnet_time (> 1: kernelnet faster). --baseline DIR
+adds a third library, "before": the kernelnet package found in DIR (e.g. a copy of an older tree),
+for before/after comparisons in the same run. Results go to bench/results/reduce-cpu-<date>.json.
 """
 import argparse
 import json
