@@ -445,7 +445,7 @@ def test_philox_uniform_matches_reference_and_is_prefix_stable(threads, simd):
     assert np.mean(other == u) < 0.01
 
 
-def test_philox_normal(threads):
+def test_philox_normal(threads, simd):
     seed, offset, n = 42, 5, 200_001
     z = np.empty(n, np.float32)
     _cpu.philox_normal(ptr(z), n, seed, offset, 0.0, 1.0)

@@ -53,13 +53,18 @@ KN_HD float philox_uniform_at(std::uint64_t seed, std::uint64_t offset, std::int
   return philox_u01(r.v[i & 3]);
 }
 
+// One standard normal from two words (Box-Muller, cosine branch). Float math on both backends, so
+// CPU and CUDA draws match to the rounding of logf/sqrtf/cosf.
+KN_HD float philox_box_muller(std::uint32_t w1, std::uint32_t w2) {
+  const float u1 = philox_u01_open0(w1);
+  const float u2 = philox_u01(w2);
+  return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2);
+}
+
 KN_HD float philox_normal_at(std::uint64_t seed, std::uint64_t offset, std::int64_t i) {
   Philox4 r = philox4x32_10(offset + (std::uint64_t)(i >> 1), seed);
   int w = (int)(i & 1) * 2;
-  float u1 = philox_u01_open0(r.v[w]);
-  float u2 = philox_u01(r.v[w + 1]);
-  // float math is used on both backends so results match to rounding of logf/sqrtf/cosf
-  return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2);
+  return philox_box_muller(r.v[w], r.v[w + 1]);
 }
 
 }  // namespace kn
