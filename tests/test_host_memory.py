@@ -88,6 +88,17 @@ def test_host_alloc_rejects_negative_sizes():
         _cpu.host_alloc(-1)
 
 
+def test_host_alloc_typed_arrays():
+    for dt in (np.float32, np.int64, np.bool_, None):
+        arr, addr = _cpu.host_alloc(48, dt)
+        want = np.dtype(np.uint8 if dt is None else dt)
+        assert arr.dtype == want and arr.shape == (48 // want.itemsize,)
+        assert arr.ctypes.data == addr and addr % 64 == 0
+        arr[:] = 1  # writable, and the whole block
+    with pytest.raises(ValueError, match="whole number"):
+        _cpu.host_alloc(10, np.float32)
+
+
 def test_training_step_results_do_not_depend_on_the_cache():
     """Two identical runs, one with caching off: bit-identical losses (no stale data leaks)."""
     def run():

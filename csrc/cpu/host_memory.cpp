@@ -9,7 +9,7 @@
 // faults once per 2 MiB instead of once per 4 KiB.
 //
 // Bindings:
-//   host_alloc(nbytes) -> (numpy uint8 array of nbytes, its address); 64-byte aligned; the memory
+//   host_alloc(nbytes, dtype=None) -> (numpy array of nbytes (uint8, or dtype), its address); 64-byte aligned; the memory
 //                         returns to the cache when the array and every view of it are gone
 //   host_cache_info() -> dict(cached_bytes, cached_blocks, allocated_bytes, limit_bytes, hits, misses)
 //   host_empty_cache()   frees every cached block
@@ -137,8 +137,16 @@ struct Block {
   size_t cls;
 };
 
-py::tuple host_alloc(i64 nbytes) {
+// dtype: the array's element type (nbytes must be a multiple of its size); None gives uint8.
+// Tensor._empty passes its dtype so the array comes typed: a .view(dtype) in Python and a dtype
+// parsed from a string here cost ~0.6 us of every tensor's creation.
+py::tuple host_alloc(i64 nbytes, py::object dtype) {
   KN_CHECK(nbytes >= 0, "host_alloc: negative size ", nbytes);
+  static const py::dtype kBytes("uint8");
+  const py::dtype dt = dtype.is_none() ? kBytes : py::dtype::from_args(dtype);
+  const i64 itemsize = (i64)dt.itemsize();
+  KN_CHECK(itemsize > 0 && nbytes % itemsize == 0, "host_alloc: ", nbytes,
+           " bytes is not a whole number of ", itemsize, "-byte elements");
   const size_t cls = size_class(std::max<size_t>((size_t)nbytes, 1));
   Block* b = new Block{acquire(cls), cls};
   py::capsule owner(b, [](void* v) {
@@ -146,7 +154,7 @@ py::tuple host_alloc(i64 nbytes) {
     release(blk->p, blk->cls);
     delete blk;
   });
-  py::array arr(py::dtype("uint8"), {(py::ssize_t)nbytes}, {(py::ssize_t)1}, b->p, owner);
+  py::array arr(dt, {(py::ssize_t)(nbytes / itemsize)}, {(py::ssize_t)itemsize}, b->p, owner);
   return py::make_tuple(arr, (uptr)b->p);
 }
 
@@ -178,7 +186,7 @@ void set_limit(i64 nbytes) {
 }  // namespace kn
 
 KN_BIND(host_memory) {
-  m.def("host_alloc", &kn::host_alloc, kn::py::arg("nbytes"));
+  m.def("host_alloc", &kn::host_alloc, kn::py::arg("nbytes"), kn::py::arg("dtype") = kn::py::none());
   m.def("host_cache_info", &kn::cache_info);
   m.def("host_empty_cache", &kn::empty_cache);
   m.def("host_set_cache_limit", &kn::set_limit, kn::py::arg("nbytes"));

@@ -124,8 +124,8 @@ class Tensor:
             # are cached (reused blocks fault no pages, which a fresh 20 MB activation otherwise
             # does), small ones come from malloc. It also hands back the address: asking numpy
             # for it (arr.ctypes.data) cost ~2 us, a third of a small op's Python time.
-            raw, addr = _host_alloc(n * dtype.itemsize)
-            t = cls._make(raw.view(dtype.np), shape, _contig_strides(shape), 0, dtype, device, addr)
+            raw, addr = _host_alloc(n * dtype.itemsize, dtype.np)
+            t = cls._make(raw, shape, _contig_strides(shape), 0, dtype, device, addr)
         else:
             st = _CudaStorage(n * dtype.itemsize, n)
             t = cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
