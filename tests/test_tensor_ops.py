@@ -116,7 +116,11 @@ BINARY = {
     "pow": (kn.pow, np.power),
 }
 BCAST = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((2, 3, 5), (5,)), ((2, 1, 5), (3, 1)), ((7,), ()),
-         ((), ()), ((0, 3), (1, 3)), ((1,), (5,)), ((4, 5), (4, 1))]
+         ((), ()), ((0, 3), (1, 3)), ((1,), (5,)), ((4, 5), (4, 1)),
+         # one operand repeating along the other's leading dims (binary_kernel's x + bias path),
+         # either side, with leading 1s, as a single element, and the shapes that must not take it
+         ((2, 3, 5), (1, 1, 5)), ((3, 5), (2, 3, 5)), ((1, 3, 5), (4, 3, 5)), ((2, 3), (1,)),
+         ((1, 1), (2, 3)), ((1, 5), (4, 1, 5)), ((5,), (1, 1, 5)), ((2, 3), (0, 2, 3)), ((3, 1), (3,))]
 
 
 @pytest.mark.parametrize("name", list(BINARY))

@@ -119,12 +119,43 @@ def binary_kernel(op, a, b):
             a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), [1 if a._shape else 0],
                               b.data_ptr(), [1 if b._shape else 0], [n])
         return out
+    rep = _trailing_block(a, b) if a.is_contiguous() and b.is_contiguous() else None
+    if rep:
+        # a dense tensor and a dense operand that repeats along its leading dims (x + bias): rows
+        # of the small operand's size, it at stride 0 across them
+        big_is_a, nb = rep
+        out = Tensor._empty(a._shape if big_is_a else b._shape, out_dt, a.device)
+        n = out.numel()
+        if n:
+            sa, sb = ([nb, 1], [0, 1]) if big_is_a else ([0, 1], [nb, 1])
+            a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), sa, b.data_ptr(), sb, [n // nb, nb])
+        return out
     shape = broadcast_shapes(a._shape, b._shape, op=_NAMES[op])
     out = Tensor._empty(shape, out_dt, a.device)
     if out.numel():
         sh, (sa, sb) = coalesce(shape, broadcast_strides(a, shape), broadcast_strides(b, shape))
         a._backend.binary(op, a.dtype.code, out.data_ptr(), a.data_ptr(), sa, b.data_ptr(), sb, sh)
     return out
+
+
+def _trailing_block(a, b):
+    """(a_is_the_larger, block size) when one operand's shape, leading 1s dropped, is the other's
+    trailing dims and it has no more dims than the other (so the result has the other's shape and
+    the smaller repeats every block elements), else None. The block is never 0 (an empty operand
+    takes the general path)."""
+    for big_is_a, big, small in ((True, a._shape, b._shape), (False, b._shape, a._shape)):
+        if len(small) > len(big):
+            continue
+        i = 0
+        while i < len(small) and small[i] == 1:
+            i += 1
+        core = small[i:]
+        if big[len(big) - len(core):] == core:
+            nb = 1
+            for d in core:
+                nb *= d
+            return (big_is_a, nb) if nb else None
+    return None
 
 
 def binary_into_self(op, t, other):
@@ -440,8 +471,12 @@ class Unary(Function):
 
 def unary_kernel(op, x, p0=0.0, p1=0.0):
     out = Tensor._empty(x._shape, D.bool_ if op == U_NOT else D.float32, x.device)
-    if out.numel():
-        sh, (st,) = coalesce(x._shape, x._stride)
+    n = out.numel()
+    if n:
+        if x.is_contiguous():  # one flat row, without working out the coalesced dims
+            sh, st = [n], [1]
+        else:
+            sh, (st,) = coalesce(x._shape, x._stride)
         x._backend.unary(op, out.data_ptr(), x.data_ptr(), st, sh, float(p0), float(p1))
     return out
 
