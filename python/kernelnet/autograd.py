@@ -28,6 +28,12 @@ def is_grad_enabled():
     return getattr(_state, "enabled", True)
 
 
+def tracks(t):
+    """Whether an op on t would be recorded (t requires grad and grad mode is on): ops whose
+    forward is pure metadata (views) skip Function.apply's bookkeeping when it would not."""
+    return t.requires_grad and getattr(_state, "enabled", True)
+
+
 def _set_enabled(mode):
     _state.enabled = bool(mode)
 

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import _dtype as D
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, is_grad_enabled, tracks
 from ..tensor import Tensor, _contig_strides, _prod
 from ._util import shape_arg, normalize_dims
 
@@ -81,7 +81,7 @@ def view(x, *shape):
     if st is None:
         raise RuntimeError(f"view size is not compatible with input tensor's size and stride (input "
                            f"shape {tuple(x.shape)}, strides {x._stride}); use .reshape(...) instead.")
-    return View.apply(x, shape, st)
+    return View.apply(x, shape, st) if tracks(x) else x._view(shape, st)
 
 
 def reshape(x, *shape):
@@ -95,7 +95,7 @@ def reshape(x, *shape):
         from .copy import contiguous
         x = contiguous(x)
         st = _contig_strides(shape)
-    return View.apply(x, shape, st)
+    return View.apply(x, shape, st) if tracks(x) else x._view(shape, st)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -118,7 +118,8 @@ def unflatten(x, dim, sizes):
 class Permute(Function):
     @staticmethod
     def forward(ctx, x, perm):
-        ctx.perm = perm
+        if ctx is not None:  # None: called directly for an untracked view (permute, transpose)
+            ctx.perm = perm
         return x._view(tuple(x._shape[p] for p in perm), tuple(x._stride[p] for p in perm))
 
     @staticmethod
@@ -136,7 +137,7 @@ def permute(x, *dims):
     perm = tuple(x._wrap_dim(d) for d in dims)
     if sorted(perm) != list(range(x.dim())):
         raise RuntimeError(f"permute: repeated dim in {dims}")
-    return Permute.apply(x, perm)
+    return Permute.apply(x, perm) if tracks(x) else Permute.forward(None, x, perm)
 
 
 def transpose(x, dim0, dim1):
@@ -145,7 +146,8 @@ def transpose(x, dim0, dim1):
     perm = list(range(x.dim()))
     a, b = x._wrap_dim(dim0), x._wrap_dim(dim1)
     perm[a], perm[b] = perm[b], perm[a]
-    return Permute.apply(x, tuple(perm))
+    perm = tuple(perm)
+    return Permute.apply(x, perm) if tracks(x) else Permute.forward(None, x, perm)
 
 
 swapaxes = swapdims = transpose
