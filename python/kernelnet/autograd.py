@@ -93,10 +93,11 @@ class inference_mode(no_grad):
 class Context:
     """What a Function's forward leaves for its backward (PyTorch's ctx)."""
 
-    def __init__(self):
-        self.saved_tensors = ()
-        self.needs_input_grad = ()
-        self.non_differentiable = ()
+    # class-level defaults instead of an __init__: a ctx is made for every op that runs through
+    # Function.apply, and the constructor call was a measurable part of a small op's time
+    saved_tensors = ()
+    needs_input_grad = ()
+    non_differentiable = ()
 
     def save_for_backward(self, *tensors):
         self.saved_tensors = tensors
@@ -149,7 +150,7 @@ class Function:
         needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
         ctx.needs_input_grad = needs
         prev = getattr(_state, "enabled", True)
-        track = prev and any(needs)
+        track = prev and True in needs
         if prev:  # forward runs without recording (ops inside it are not graph nodes)
             _state.enabled = False
             try:
@@ -160,9 +161,15 @@ class Function:
             out = cls.forward(ctx, *args, **kwargs)
         if not track:
             return out
-        outs = out if isinstance(out, tuple) else (out,)
-        node = Node(cls, ctx, tuple(a if isinstance(a, Tensor) else None for a in args), len(outs))
-        for i, o in enumerate(outs):
+        if type(out) is Tensor or not isinstance(out, tuple):  # one output (most ops)
+            node = Node(cls, ctx, tuple([a if isinstance(a, Tensor) else None for a in args]), 1)
+            if isinstance(out, Tensor) and out.dtype.is_floating_point and id(out) not in ctx.non_differentiable:
+                out.requires_grad = True
+                out.grad_fn = node
+                out._output_nr = 0
+            return out
+        node = Node(cls, ctx, tuple([a if isinstance(a, Tensor) else None for a in args]), len(out))
+        for i, o in enumerate(out):
             if isinstance(o, Tensor) and o.dtype.is_floating_point and id(o) not in ctx.non_differentiable:
                 o.requires_grad = True
                 o.grad_fn = node

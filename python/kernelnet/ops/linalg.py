@@ -69,13 +69,14 @@ def _batched_operand(t, batch_shape):
 def gemm_kernel(a, b, bias=None, bias_mode=BIAS_NONE, act=0):
     """C = a @ b for a [..., M, K], b [..., K, N] (batch dims broadcast). No autograd."""
     M, K = a._shape[-2:]
-    K2, N = b._shape[-2:]
-    batch = broadcast_shapes(a._shape[:-2], b._shape[:-2], op="matmul")
+    N = b._shape[-1]
+    two_d = len(a._shape) == 2 and len(b._shape) == 2
+    batch = () if two_d else broadcast_shapes(a._shape[:-2], b._shape[:-2], op="matmul")
     out = Tensor._empty(batch + (M, N), D.float32, a.device)
     B = _prod(batch)
     if out.numel() == 0:
         return out
-    if a.dim() == 2 and b.dim() == 2:
+    if two_d:
         at, ta, lda = _gemm_operand(a)
         bt, tb, ldb = _gemm_operand(b)
         sa = sb = 0

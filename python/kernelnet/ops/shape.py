@@ -162,7 +162,8 @@ def t(x):
 class Expand(Function):
     @staticmethod
     def forward(ctx, x, shape):
-        ctx.shape = x._shape
+        if ctx is not None:  # None: called directly for an untracked view (expand)
+            ctx.shape = x._shape
         nd = len(shape)
         off = nd - x.dim()
         st = []
@@ -200,7 +201,7 @@ def expand(x, *sizes):
     sizes = tuple(sizes)
     if sizes == x._shape:
         return x
-    return Expand.apply(x, sizes)
+    return Expand.apply(x, sizes) if tracks(x) else Expand.forward(None, x, sizes)
 
 
 def expand_as(x, other):
