@@ -172,7 +172,9 @@ from kernelnet import _cpu
 a = np.ones(4, np.float32); o = np.zeros(4, np.float32)
 calls = [lambda: _cpu.fill(7, o.ctypes.data, 1, 0.0),                          # unknown dtype code
          lambda: _cpu.reduce(99, 0, o.ctypes.data, a.ctypes.data, 1, 4, 1),    # unknown op code
-         lambda: _cpu.copy_strided(0, o.ctypes.data, a.ctypes.data, [4], [1, 2])]  # rank mismatch
+         lambda: _cpu.copy_strided(0, o.ctypes.data, a.ctypes.data, [4], [1, 2]),  # rank mismatch
+         lambda: _cpu.fill(1, o.ctypes.data, 1, 1e30),                         # no int64 holds it
+         lambda: _cpu.fill(1, o.ctypes.data, 1, float("nan"))]
 n = 0
 for f in calls:
     try:
@@ -188,7 +190,7 @@ def test_native_checks_raise_value_error_not_crash():
     # in a subprocess so that a crash in the C++ -> Python error translation fails this test only
     r = subprocess.run([sys.executable, "-c", NATIVE_SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"a native error crashed the interpreter (rc={r.returncode}): {r.stderr[-2000:]}"
-    assert "RAISED 3 3" in r.stdout, r.stdout
+    assert "RAISED 5 5" in r.stdout, r.stdout
 
 
 BAD_INPUT_SCRIPT = r"""

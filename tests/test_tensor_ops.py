@@ -312,6 +312,45 @@ def test_where_lerp_masked_fill(device):
         close(got, ref)
 
 
+def test_fill_values_convert_as_pytorch(device):
+    """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
+    (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""
+    big = 2 ** 60 + 1
+    assert kn.full((2,), big, device=device).tolist() == [big, big]
+    assert kn.zeros(3, dtype=kn.int64, device=device).fill_(-big).tolist() == [-big] * 3
+    assert (kn.tensor([big], device=device) + big).tolist() == [2 * big]
+    assert kn.full((2,), -7.9, dtype=kn.int64, device=device).tolist() == [-7, -7]
+    assert kn.full((3,), 0.5, dtype=kn.bool, device=device).tolist() == [True] * 3
+    assert kn.full((1,), float("nan"), dtype=kn.bool, device=device).tolist() == [True]
+    assert kn.full((1,), -0.0, dtype=kn.bool, device=device).tolist() == [False]
+    assert kn.ones(2, device=device).fill_(kn.tensor(2.5)).tolist() == [2.5, 2.5]
+    for bad in (float("inf"), float("nan"), 2 ** 63, -(2 ** 63) - 1, 1e19):
+        with pytest.raises(RuntimeError, match="int64 without overflow"):
+            kn.full((1,), bad, dtype=kn.int64, device=device)
+    assert kn.full((1,), -(2 ** 63), dtype=kn.int64, device=device).tolist() == [-(2 ** 63)]
+
+
+def test_masked_fill_keeps_the_tensors_dtype(device):
+    x = kn.tensor([1, 2, 3], device=device)
+    m = kn.tensor([True, False, True], device=device)
+    for v, want in [(2.5, [2, 2, 2]), (kn.tensor(2.5), [2, 2, 2]), (kn.tensor(4), [4, 2, 4]),
+                    (2 ** 60 + 1, [2 ** 60 + 1, 2, 2 ** 60 + 1])]:
+        r = x.masked_fill(m, v.to(device) if isinstance(v, kn.Tensor) else v)
+        assert r.dtype is kn.int64 and r.tolist() == want
+    y = x.clone()
+    y.masked_fill_(m, kn.tensor(1.5, device=device))  # as PyTorch: truncated, not refused
+    assert y.tolist() == [1, 2, 1]
+    b = kn.tensor([True, False], device=device).masked_fill(kn.tensor([False, True], device=device), 0.5)
+    assert b.dtype is kn.bool and b.tolist() == [True, True]
+    with pytest.raises(RuntimeError, match="0-dimensional value tensor"):
+        x.masked_fill(m, kn.tensor([1, 2, 3], device=device))
+    # a float 0-d value that requires grad still gets its gradient (the sum over the mask)
+    f = kn.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
+    v = kn.tensor(5.0, device=device, requires_grad=True)
+    f.masked_fill(m, v).sum().backward()
+    assert v.grad.item() == 2.0 and f.grad.tolist() == [0.0, 1.0, 0.0]
+
+
 # ------------------------------------------------------------------ reductions
 RED_DIMS = [None, 0, -1, 1, (0, 2), (0, 1, 2), (2, 0), (-1, -2), (1,)]
 

@@ -24,14 +24,28 @@ void dispatch_dtype(int dtype, const char* op, F&& f) {
 }
 
 // ---------------------------------------------------------------- fill / copy / cast
+// value arrives as a double: bool stores value != 0 (NaN too, as PyTorch's bool(nan)); int64
+// truncates and refuses what has no int64 (a cast of it is undefined behaviour). Integers past
+// 2^53 lose bits in a double: Python fills int64 tensors through fill_int64.
 void fill(int dtype, uptr out, i64 n, double value) {
+  if (dtype == I64)
+    KN_CHECK(value >= -9223372036854775808.0 && value < 9223372036854775808.0,
+             "fill: value ", value, " cannot be converted to int64 without overflow");
   dispatch_dtype(dtype, "fill", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    T v = (T)value;
+    T v = std::is_same<T, u8>::value ? (T)(value != 0.0) : (T)value;
     T* o = ptr<T>(out);
     parallel_for(n, 1 << 16, [&](i64 b, i64 e) {
       for (i64 i = b; i < e; ++i) o[i] = v;
     });
+  });
+}
+
+void fill_int64(uptr out, i64 n, i64 value) {
+  KN_CHECK(n >= 0, "fill_int64: negative size ", n);
+  i64* o = ptr<i64>(out);
+  parallel_for(n, 1 << 16, [&](i64 b, i64 e) {
+    for (i64 i = b; i < e; ++i) o[i] = value;
   });
 }
 
@@ -348,6 +362,7 @@ void where(int dtype, uptr out, uptr cond, const std::vector<i64>& cs, uptr a,
 KN_BIND(elementwise) {
   using namespace kn;
   m.def("fill", &fill, KN_NOGIL);
+  m.def("fill_int64", &fill_int64, KN_NOGIL);
   m.def("copy_strided", &copy_strided, KN_NOGIL);
   m.def("cast", &cast, KN_NOGIL);
   m.def("assign_strided", &assign_strided, KN_NOGIL);

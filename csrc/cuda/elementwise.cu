@@ -330,9 +330,14 @@ void cast(int sd, int dd, uptr out, uptr src, i64 n) {
   }
 }
 
+// As the CPU's fill: int64 truncates and refuses values it cannot hold; Python fills int64
+// tensors through fill_int64 (a double loses integer bits past 2^53).
 void fill(int dtype, uptr out, i64 n, double value) {
   KN_CHECK(n >= 0, "fill: negative size ", n);
   dtype_size(dtype, "fill");
+  if (dtype == I64)
+    KN_CHECK(value >= -9223372036854775808.0 && value < 9223372036854775808.0,
+             "fill: value ", value, " cannot be converted to int64 without overflow");
   if (n == 0) return;
   switch (dtype) {
     case F32: {
@@ -351,12 +356,20 @@ void fill(int dtype, uptr out, i64 n, double value) {
   KN_LAUNCH_CHECK("fill");
 }
 
+void fill_int64(uptr out, i64 n, i64 value) {
+  KN_CHECK(n >= 0, "fill_int64: negative size ", n);
+  if (n == 0) return;
+  k_fill<int64_t><<<map_grid(n), kMapThreads, 0, kStream>>>(ptr<int64_t>(out), n, (int64_t)value);
+  KN_LAUNCH_CHECK("fill_int64");
+}
+
 }  // namespace
 }  // namespace kn
 
 KN_BIND(elementwise) {
   using namespace kn;
   m.def("fill", &fill, py::arg("dtype"), py::arg("out"), py::arg("n"), py::arg("value"), KN_NOGIL);
+  m.def("fill_int64", &fill_int64, py::arg("out"), py::arg("n"), py::arg("value"), KN_NOGIL);
   m.def("copy_strided", &copy_strided, py::arg("dtype"), py::arg("out"), py::arg("src"),
         py::arg("shape"), py::arg("src_strides"), KN_NOGIL);
   m.def("assign_strided", &assign_strided, py::arg("dtype"), py::arg("dst"), py::arg("dst_strides"),

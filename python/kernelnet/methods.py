@@ -6,6 +6,7 @@ from . import ops
 from .ops import elementwise as _ew
 from .tensor import Tensor
 from ._device import to_device
+from .autograd import is_grad_enabled
 
 
 def _m(name, fn=None):
@@ -95,10 +96,6 @@ Tensor.log_softmax = lambda self, dim: __import__("kernelnet.nn.functional", fro
 
 # ------------------------------------------------------------------ in-place ops
 _CAST_ORDER = {D.bool_: 0, D.int64: 1, D.float32: 2}
-# in-place ops whose PyTorch result has self's dtype whatever the arguments
-# (x.masked_fill_(m, torch.tensor(1.5)) on int64): kernelnet's out-of-place masked_fill may compute
-# in float32, and the copy back casts; never refused. (The int64 unary ops keep int64 themselves.)
-_KEEPS_SELF_DTYPE = frozenset({"masked_fill_"})
 
 
 def _inplace_result_dtype(name, self, result, args, kwargs):
@@ -113,14 +110,13 @@ def _inplace(name, fn):
     def method(self, *args, **kwargs):
         _check_inplace(self, name)
         result = fn(self, *args, **kwargs)
-        if (isinstance(result, Tensor) and name not in _KEEPS_SELF_DTYPE
+        if (isinstance(result, Tensor)
                 and _CAST_ORDER[_inplace_result_dtype(name, self, result, args, kwargs)] > _CAST_ORDER[self.dtype]):
             # PyTorch's rule: an in-place result must not lose its kind (float into an integer
             # tensor would truncate silently)
             raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
                                f"{self.dtype}")
         if isinstance(result, Tensor) and result.requires_grad:
-            from .autograd import is_grad_enabled
             if is_grad_enabled():  # an argument requires grad: the in-place result would lose it
                 raise RuntimeError(f"{name}: an argument requires grad, but in-place ops are not recorded "
                                    "by autograd; use the out-of-place version")
@@ -131,7 +127,6 @@ def _inplace(name, fn):
 
 
 def _check_inplace(t, name):
-    from .autograd import is_grad_enabled
     if t.requires_grad and is_grad_enabled():
         if t.grad_fn is None:
             raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
@@ -176,7 +171,7 @@ def _zero_(self):
 def _fill_(self, value):
     _check_inplace(self, "fill_")
     if self.is_contiguous():
-        self._backend.fill(self.dtype.code, self.data_ptr(), self.numel(), float(value))
+        ops.creation.fill_native(self, value)
     else:
         ops.assign(self, ops.full((), value, dtype=self.dtype, device=self.device))
     return self
@@ -184,7 +179,6 @@ def _fill_(self, value):
 
 def _copy_(self, src, non_blocking=False):
     _check_inplace(self, "copy_")
-    from .autograd import is_grad_enabled
     if isinstance(src, Tensor) and src.requires_grad and is_grad_enabled():
         raise RuntimeError("copy_: the source requires grad, but in-place copies are not recorded by "
                            "autograd; use clone() or run under no_grad()")

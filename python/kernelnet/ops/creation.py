@@ -1,4 +1,5 @@
 """Creating tensors: from data, filled, ranges, random (Philox, reproducible on CPU and GPU)."""
+import math
 import numbers
 
 import numpy as np
@@ -20,12 +21,41 @@ def empty(*size, dtype=None, device=None, requires_grad=False, **_):
     return _finish(Tensor._empty(shape_arg(size), D.to_dtype(dtype) or D.float32, to_device(device)), requires_grad)
 
 
+_INT64_MIN, _INT64_END = -(1 << 63), 1 << 63
+
+
+def fill_native(t, value):
+    """Write value into every element of the contiguous tensor t, converted as PyTorch converts a
+    fill value: bool by truth (0.5 and NaN are True), int64 exactly (a Python int past 2**53 would
+    lose bits through the kernels' double) or truncated from a float, refusing what int64 cannot
+    hold."""
+    n = t.numel()
+    if isinstance(value, Tensor):
+        value = value.item()  # a 0-d tensor's number (fill_(tensor), as PyTorch accepts)
+    if t.dtype is D.int64:
+        if isinstance(value, numbers.Integral):
+            iv = int(value)
+        else:
+            f = float(value)
+            if not math.isfinite(f):
+                raise RuntimeError(f"value cannot be converted to type int64 without overflow: {f}")
+            iv = int(f)  # truncation toward zero, as a C cast
+        if not _INT64_MIN <= iv < _INT64_END:
+            raise RuntimeError(f"value cannot be converted to type int64 without overflow: {value}")
+        if n:
+            t._backend.fill_int64(t.data_ptr(), n, iv)
+    elif n:
+        v = (1.0 if value else 0.0) if t.dtype is D.bool_ else float(value)
+        t._backend.fill(t.dtype.code, t.data_ptr(), n, v)
+    return t
+
+
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = D.bool_ if isinstance(fill_value, bool) else (
             D.int64 if isinstance(fill_value, numbers.Integral) else D.float32)
     t = Tensor._empty(shape_arg((size,)) if not isinstance(size, int) else (size,), D.to_dtype(dtype), to_device(device))
-    t._backend.fill(t.dtype.code, t.data_ptr(), t.numel(), float(fill_value))
+    fill_native(t, fill_value)
     return _finish(t, requires_grad)
 
 

@@ -528,9 +528,18 @@ def masked_select(x, mask):
 
 
 def masked_fill(x, mask, value):
+    """x where mask is False, value where it is True; the result keeps x's dtype (PyTorch: a float
+    value into an int64 tensor is truncated, 0.5 into a bool one is True). value is a number or a
+    0-d tensor (differentiable)."""
     from .elementwise import where
     from .creation import full
-    if not isinstance(value, Tensor):
+    if isinstance(value, Tensor):
+        if value.dim() != 0:
+            raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got tensor "
+                               f"with {value.dim()} dimension(s)")
+        if value.dtype is not x.dtype:
+            value = value.to(x.dtype)
+    else:
         value = full((), value, dtype=x.dtype, device=x.device)
     return where(mask, value, x)
 
