@@ -113,11 +113,18 @@ class Tensor:
 
     @classmethod
     def _empty(cls, shape, dtype=D.float32, device=CPU):
-        shape = tuple(map(int, shape))
+        if type(shape) is not tuple:
+            shape = tuple(shape)
         n = 1
         for s in shape:
-            if s < 0:
-                raise ValueError(f"negative dimension in shape {shape}")
+            if type(s) is not int or s < 0:  # numpy ints, negatives: the checked path
+                shape = tuple(map(int, shape))
+                n = 1
+                for s in shape:
+                    if s < 0:
+                        raise ValueError(f"negative dimension in shape {shape}")
+                    n *= s
+                break
             n *= s
         if device.type == "cpu":
             # From the native allocator (csrc/cpu/host_memory.cpp), 64-byte aligned: large blocks
@@ -125,7 +132,20 @@ class Tensor:
             # does), small ones come from malloc. It also hands back the address: asking numpy
             # for it (arr.ctypes.data) cost ~2 us, a third of a small op's Python time.
             raw, addr = _host_alloc(n * dtype.itemsize, dtype.np)
-            t = cls._make(raw, shape, _contig_strides(shape), 0, dtype, device, addr)
+            # _make's body inline (every kernel output comes through here)
+            t = object.__new__(cls)
+            t._storage = raw
+            t._shape = shape
+            t._stride = _contig_strides(shape)
+            t._offset = 0
+            t.dtype = dtype
+            t.device = device
+            t._base_ptr = addr
+            t.requires_grad = False
+            t.grad = None
+            t.grad_fn = None
+            t._output_nr = 0
+            t._hooks = None
         else:
             st = _CudaStorage(n * dtype.itemsize, n)
             t = cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)

@@ -4,9 +4,11 @@ import math
 import numbers
 
 from .. import _dtype as D
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 from ._util import broadcast_shapes, broadcast_strides, coalesce, check_same_device, result_dtype
+from .copy import contiguous
+from .reduce import sum as _sum
 
 # op codes: csrc/common/ops.h
 ADD, SUB, MUL, DIV, POW, MAX, MIN, EQ, NE, LT, LE, GT, GE, AND, OR, XOR = range(16)
@@ -169,7 +171,6 @@ def binary_into_self(op, t, other):
     dt = t.dtype
     if dt is D.bool_ or (op == DIV and dt is not D.float32) or not t.is_contiguous():
         return False
-    from ..autograd import is_grad_enabled
     grad = is_grad_enabled()
     if grad and t.requires_grad:
         return False
@@ -203,7 +204,6 @@ def sum_to(g, shape):
     shape = tuple(shape)
     if tuple(g._shape) == shape:
         return g
-    from .reduce import sum as _sum
     lead = g.dim() - len(shape)
     dims = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and g._shape[lead + i] != 1]
     r = _sum(g, dim=dims, keepdim=True) if dims else g
@@ -459,7 +459,6 @@ class Unary(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from .copy import contiguous
         x, y = ctx.saved_tensors
         g, x = contiguous(g), contiguous(x)
         gi = Tensor._empty(x._shape, D.float32, x.device)

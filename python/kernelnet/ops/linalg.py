@@ -4,7 +4,9 @@ from .. import _dtype as D
 from ..autograd import Function
 from ..tensor import Tensor, _prod
 from ._util import broadcast_shapes, check_same_device
-from .reduce import R_SUM
+from .copy import _contiguous_copy, contiguous
+from .elementwise import add, mul, sum_to
+from .reduce import R_SUM, sum as _sum
 
 BIAS_NONE, BIAS_COL, BIAS_ROW = 0, 1, 2
 
@@ -17,13 +19,11 @@ def _gemm_operand(t):
         return t, False, max(sr, c, 1)
     if sr == 1 and (sc >= max(r, 1) or c == 1):
         return t, True, max(sc, r, 1)
-    from .copy import _contiguous_copy
     return _contiguous_copy(t), False, max(c, 1)
 
 
 def _batched_operand(t, batch_shape):
     """t is [..., r, c]; returns (tensor, transposed, ld, batch_stride) with batch dims collapsed."""
-    from .copy import _contiguous_copy
     r, c = t._shape[-2:]
     nb = len(batch_shape)
     off = nb - (t.dim() - 2)
@@ -99,7 +99,6 @@ class MatMul(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from .elementwise import sum_to
         a, b = ctx.saved_tensors
         ga = gb = None
         if ctx.needs_input_grad[0]:
@@ -211,7 +210,6 @@ class Linear(Function):
                 gb = Tensor._empty((N,), D.float32, dev)
                 be.reduce(R_SUM, D.float32.code, gb.data_ptr(), g.data_ptr(), 1, M, N)
             return gx, gw, gb
-        from .reduce import sum as _sum
         g2 = g.reshape(-1, g._shape[-1])
         gx = gw = gb = None
         if need[0]:
@@ -236,13 +234,11 @@ def linear(input, weight, bias=None):
             raise RuntimeError(f"linear: expected a float32 bias, got {bias.dtype}")
         if tuple(bias.shape) != (weight._shape[0],):
             raise RuntimeError(f"linear: bias shape {tuple(bias.shape)} does not match out_features {weight._shape[0]}")
-        from .copy import contiguous
         bias = contiguous(bias)
     return Linear.apply(input, weight, bias)
 
 
 def addmm(input, a, b, beta=1, alpha=1):
-    from .elementwise import add, mul
     r = matmul(a, b)
     if alpha != 1:
         r = mul(r, alpha)
