@@ -3,6 +3,8 @@
 // the CUDA backend produces the same numbers.
 #include "common/kn.h"
 #include "common/philox.h"
+#include "cpu/box_muller.h"
+#include "cpu/cpu_features.h"
 #include "cpu/philox_batch.h"
 #include "cpu/parallel.h"
 
@@ -23,15 +25,17 @@ void philox_uniform(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, 
 // Box-Muller on word pairs: element i reads words 2i and 2i + 1 of the word stream, i.e. words
 // 2(i & 1) and 2(i & 1) + 1 of block offset + i / 2 (philox_normal_at). Walking the word range
 // [2b, 2e) with philox_words gets the blocks 16 at a time in vector registers instead of one
-// scalar ten-round block per element (which computed each block twice and was 3/4 of the time).
-// Runs start at even word indices (2b, or a multiple of 64) and have even lengths.
+// scalar ten-round block per element (which computed each block twice). Runs start at even word
+// indices (2b, or a multiple of 64) and have even lengths. The transform is box_muller_run's
+// vectorised polynomials (cpu/box_muller.h): the same bits on every SIMD path.
 void philox_normal(uptr out_, i64 n, std::uint64_t seed, std::uint64_t offset, double mean, double std_) {
   float* out = ptr<float>(out_);
   const float m = (float)mean, s = (float)std_;
+  static const BoxMullerFn avx512 = box_muller_avx512();
+  const BoxMullerFn run = avx512 && active_simd() == Simd::Avx512 ? avx512 : &box_muller_run;
   parallel_for(n, 1 << 13, [&](i64 b, i64 e) {
     philox_words(seed, offset, 2 * b, 2 * e, [&](i64 j, const std::uint32_t* w, int count) {
-      float* __restrict o = out + j / 2;
-      for (int k = 0; k < count / 2; ++k) o[k] = m + s * philox_box_muller(w[2 * k], w[2 * k + 1]);
+      run(w, count / 2, m, s, out + j / 2);
     });
   });
 }
