@@ -1,0 +1,138 @@
+"""Per-op overhead on the CPU: small ops and small training steps, kernelnet vs PyTorch, each in its
+own process, alternating.
+
+    python bench/overhead.py [--procs 5] [--threads 1] [--baseline DIR] [--out FILE]
+
+On small tensors an op's time is mostly the framework's own (Python, dispatch, allocation), not the
+kernel's: this is what a student's hand-written training loop or a small model pays per step, and
+what a GPU step pays per op on top of its kernels. Cases: single ops on [32, 64] operands as users
+write them (a + b, x + bias, relu, a @ w with grad, views, a sum, creation), one backward through
+a 3-op graph, and two whole steps of a small MLP: hand-written (forward, loss.backward(), then
+`p -= lr * p.grad; p.grad.zero_()` under no_grad, as the course teaches the learning rule) and
+nn.Sequential + CrossEntropyLoss + Adam. Each time is the fastest call of 0.2 s of calls after
+0.1 s of warm-up (_common.time_call, best=True); the table shows the median over processes and
+torch_time / kernelnet_time (> 1: kernelnet faster). --baseline DIR adds "before": the kernelnet
+package found in DIR, for before/after comparisons in the same run.
+Results go to bench/results/overhead-cpu-<date>.json.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import cpu_name, load_average, median_by_key, run_workers_alternating, time_call, write_json_atomic  # noqa: E402
+
+CASES = ["a + b", "a * 0.5", "x + bias", "relu", "a @ w (w requires grad)", "view(-1)", "t()", "sum()",
+         "zeros(32, 64)", "randn(32, 64)", "(a @ w).relu().sum().backward()", "hand-written MLP step",
+         "nn MLP + Adam step"]
+
+
+def _cases(L):
+    nn, optim = L.nn, L.optim
+    L.manual_seed(0)
+    a, b, bias = L.randn(32, 64), L.randn(32, 64), L.randn(64)
+    w = L.randn(64, 64, requires_grad=True)
+
+    def backward3():
+        (a @ w).relu().sum().backward()
+
+    # the course's hand-written loop: a 20-32-1 regression MLP, mean squared error, plain SGD
+    x, y = L.randn(64, 20), L.randn(64, 1)
+    w1 = (L.randn(20, 32) * 0.1).requires_grad_()
+    b1 = L.zeros(32, requires_grad=True)
+    w2 = (L.randn(32, 1) * 0.1).requires_grad_()
+    b2 = L.zeros(1, requires_grad=True)
+    params = [w1, b1, w2, b2]
+
+    def manual_step():
+        h = (x @ w1 + b1).relu()
+        loss = ((h @ w2 + b2 - y) ** 2).mean()
+        loss.backward()
+        with L.no_grad():
+            for p in params:
+                p -= 0.01 * p.grad
+                p.grad.zero_()
+
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    lossf = nn.CrossEntropyLoss()
+    xc, yc = L.randn(32, 64), L.randint(0, 10, (32,))
+
+    def nn_step():
+        opt.zero_grad()
+        lossf(model(xc), yc).backward()
+        opt.step()
+
+    return {
+        "a + b": lambda: a + b,
+        "a * 0.5": lambda: a * 0.5,
+        "x + bias": lambda: a + bias,
+        "relu": lambda: a.relu(),
+        "a @ w (w requires grad)": lambda: a @ w,
+        "view(-1)": lambda: a.view(-1),
+        "t()": lambda: a.t(),
+        "sum()": lambda: a.sum(),
+        "zeros(32, 64)": lambda: L.zeros(32, 64),
+        "randn(32, 64)": lambda: L.randn(32, 64),
+        "(a @ w).relu().sum().backward()": backward3,
+        "hand-written MLP step": manual_step,
+        "nn MLP + Adam step": nn_step,
+    }
+
+
+def worker(lib, threads, baseline):
+    if lib == "torch":
+        import torch as L
+    else:
+        path = baseline if lib == "before" else os.path.join(os.path.dirname(HERE), "python")
+        sys.path.insert(0, path)
+        import kernelnet as L
+    L.set_num_threads(threads)
+    res = {}
+    for name, fn in _cases(L).items():
+        time_call(fn, min_time=0.1)  # warm-up
+        res[name] = time_call(fn, min_time=0.2, best=True)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", choices=["kernelnet", "torch", "before"])
+    ap.add_argument("--procs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline", default=None, help="a directory holding an older kernelnet package")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker, a.threads, a.baseline)))
+        return
+    libs = ("kernelnet", "torch") + (("before",) if a.baseline else ())
+    extra = ["--baseline", a.baseline] if a.baseline else []
+    runs, errors = run_workers_alternating(__file__, libs, ["--threads", str(a.threads), *extra], a.procs)
+    rows = []
+    for name in CASES:
+        med = median_by_key(runs, name)
+        k, t, b = med["kernelnet"], med["torch"], med.get("before")
+        row = {"case": name, "kernelnet_us": k and k * 1e6, "torch_us": t and t * 1e6,
+               "torch_over_kernelnet": t / k if k and t else None}
+        line = f"{name:34s} kernelnet {k * 1e6:8.1f} us  torch {t * 1e6:8.1f} us  torch/kn {t / k:5.2f}x"
+        if b:
+            row.update({"before_us": b * 1e6, "speedup_vs_before": b / k})
+            line += f"  before {b * 1e6:8.1f} us  ({b / k:.2f}x faster now)"
+        rows.append(row)
+        print(line)
+    out = a.out or os.path.join(os.environ.get("KN_BENCH_OUT") or os.path.join(HERE, "results"),
+                                f"overhead-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    write_json_atomic(out, {"bench": "overhead", "device": "cpu", "cpu": cpu_name(), "threads": a.threads,
+                            "procs_per_lib": a.procs, "load_average": load_average(),
+                            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                            "stat": "median over processes of the fastest call of 0.2 s (at most 1000 calls)",
+                            "rows": rows, "errors": errors})
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
