@@ -125,6 +125,47 @@ def median_by_key(runs, key):
     return {lib: (statistics.median([r[key] for r in rs]) if rs else None) for lib, rs in runs.items()}
 
 
+def compare_cases(script, cases, worker_args, procs, baseline=None, unit="us", width=34, extra=None):
+    """The usual CPU comparison: `script --worker LIB *worker_args` for kernelnet and torch (and
+    "before", the package in `baseline`, when given) in alternating processes; per case the median
+    over processes of the time each worker reported (seconds, keyed by case name), one printed line
+    and one JSON row: kernelnet_<unit>, torch_<unit>, torch_over_kernelnet (> 1: kernelnet faster),
+    before_<unit> and speedup_vs_before with a baseline, plus extra(name)'s fields. Returns
+    (rows, errors)."""
+    scale = {"us": 1e6, "ms": 1e3}[unit]
+    libs = ("kernelnet", "torch") + (("before",) if baseline else ())
+    args = list(worker_args) + (["--baseline", baseline] if baseline else [])
+    runs, errors = run_workers_alternating(script, libs, args, procs)
+
+    def shown(v):
+        return f"{v * scale:8.3f}" if unit == "ms" and v else f"{v * scale:8.1f}" if v else "     nan"
+
+    rows = []
+    for name in cases:
+        med = median_by_key(runs, name)
+        k, t, b = med["kernelnet"], med["torch"], med.get("before")
+        ratio = t / k if k and t else None
+        row = {"case": name, **(extra(name) if extra else {}), f"kernelnet_{unit}": k and k * scale,
+               f"torch_{unit}": t and t * scale, "torch_over_kernelnet": ratio}
+        line = (f"{name:{width}s} kernelnet {shown(k)} {unit}  torch {shown(t)} {unit}  torch/kn "
+                f"{ratio if ratio else float('nan'):5.2f}x")
+        if b:
+            row.update({f"before_{unit}": b * scale, "speedup_vs_before": b / k if k else None})
+            line += f"  before {shown(b)} {unit}" + (f"  before/now {b / k:.2f}x" if k else "")
+        rows.append(row)
+        print(line)
+    return rows, errors
+
+
+def results_path(explicit, stem):
+    """explicit if given, else <KN_BENCH_OUT or bench/results>/<stem>-<date-time>.json."""
+    if explicit:
+        return explicit
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(os.environ.get("KN_BENCH_OUT") or os.path.join(here, "results"),
+                        f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+
+
 class Worker:
     """A benchmark subprocess that answers JSON requests, one line each way."""
 

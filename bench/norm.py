@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_name, load_average, median_by_key, run_workers_alternating, write_json_atomic  # noqa: E402
+from _common import compare_cases, cpu_name, load_average, results_path, write_json_atomic  # noqa: E402
 
 CASES = [  # (name, layer, input shape)
     ("BatchNorm2d conv1-sized", "bn2d", (32, 32, 26, 26)),
@@ -78,19 +78,10 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads, a.device)))
         return
-    runs, errors = run_workers_alternating(__file__, ("kernelnet", "torch"),
-                                           ["--threads", str(a.threads), "--device", a.device], a.procs)
-    rows = []
-    for name, _, shape in CASES:
-        med = median_by_key(runs, name)
-        k, t = med["kernelnet"], med["torch"]
-        ratio = t / k if k and t else None
-        rows.append({"case": name, "shape": list(shape), "kernelnet_ms": k and k * 1e3, "torch_ms": t and t * 1e3,
-                     "torch_over_kernelnet": ratio})
-        print(f"{name:26s} kernelnet {k * 1e3 if k else float('nan'):8.3f} ms  torch "
-              f"{t * 1e3 if t else float('nan'):8.3f} ms  torch/kn {ratio if ratio else float('nan'):.2f}x")
-    out = a.out or os.path.join(os.environ.get("KN_BENCH_OUT") or os.path.join(HERE, "results"),
-                                f"norm-{a.device}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    shapes = {name: shape for name, _, shape in CASES}
+    rows, errors = compare_cases(__file__, list(shapes), ["--threads", str(a.threads), "--device", a.device],
+                                 a.procs, unit="ms", width=26, extra=lambda n: {"shape": list(shapes[n])})
+    out = results_path(a.out, f"norm-{a.device}")
     write_json_atomic(out, {"bench": "norm", "device": a.device, "cpu": cpu_name(), "threads": a.threads,
                             "procs_per_lib": a.procs, "load_average": load_average(),
                             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "stat": "median over processes of the best of 30",

@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_name, load_average, median_by_key, run_workers_alternating, time_call, write_json_atomic  # noqa: E402
+from _common import compare_cases, cpu_name, load_average, results_path, time_call, write_json_atomic  # noqa: E402
 
 CASES = ["a + b", "a * 0.5", "x + bias", "relu", "a @ w (w requires grad)", "view(-1)", "t()", "sum()",
          "zeros(32, 64)", "randn(32, 64)", "(a @ w).relu().sum().backward()", "hand-written MLP step",
@@ -109,23 +109,8 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads, a.baseline)))
         return
-    libs = ("kernelnet", "torch") + (("before",) if a.baseline else ())
-    extra = ["--baseline", a.baseline] if a.baseline else []
-    runs, errors = run_workers_alternating(__file__, libs, ["--threads", str(a.threads), *extra], a.procs)
-    rows = []
-    for name in CASES:
-        med = median_by_key(runs, name)
-        k, t, b = med["kernelnet"], med["torch"], med.get("before")
-        row = {"case": name, "kernelnet_us": k and k * 1e6, "torch_us": t and t * 1e6,
-               "torch_over_kernelnet": t / k if k and t else None}
-        line = f"{name:34s} kernelnet {k * 1e6:8.1f} us  torch {t * 1e6:8.1f} us  torch/kn {t / k:5.2f}x"
-        if b:
-            row.update({"before_us": b * 1e6, "speedup_vs_before": b / k})
-            line += f"  before {b * 1e6:8.1f} us  ({b / k:.2f}x faster now)"
-        rows.append(row)
-        print(line)
-    out = a.out or os.path.join(os.environ.get("KN_BENCH_OUT") or os.path.join(HERE, "results"),
-                                f"overhead-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    rows, errors = compare_cases(__file__, CASES, ["--threads", str(a.threads)], a.procs, a.baseline)
+    out = results_path(a.out, "overhead-cpu")
     write_json_atomic(out, {"bench": "overhead", "device": "cpu", "cpu": cpu_name(), "threads": a.threads,
                             "procs_per_lib": a.procs, "load_average": load_average(),
                             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
