@@ -103,6 +103,29 @@ def test_dataloader_fast_path_equals_per_sample_path(tmp_path):
         assert np.array_equal(b, d)
 
 
+def test_dataloader_honours_an_overridden_getitem():
+    """The batch gather is only a shortcut for dataset[i]: a TensorDataset subclass that maps its
+    samples (augmentation, label remapping), and Subsets of it, must be read through __getitem__."""
+    from kernelnet.utils.gpu_loader import GPUDataLoader
+
+    class Mapped(TensorDataset):
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return x * 100, y + 1000
+
+    x, y = kn.arange(8.0).reshape(4, 2), kn.arange(4)
+    want = ([[0.0, 100.0], [200.0, 300.0]], [1000, 1001])
+    for ds in (Mapped(x, y), Subset(Mapped(x, y), [0, 1, 2])):
+        xb, yb = next(iter(DataLoader(ds, batch_size=2)))
+        assert (xb.tolist(), yb.tolist()) == want
+    xb, yb = next(iter(GPUDataLoader(Mapped(x, y), batch_size=2, device="cpu")))
+    assert (xb.tolist(), yb.tolist()) == want
+    # a plain TensorDataset (and a Subset of it) keeps the one-gather path
+    assert kn.utils.data.dataset.batch_path(TensorDataset(x, y)) is not None
+    assert kn.utils.data.dataset.batch_path(Subset(TensorDataset(x, y), [1])) is not None
+    assert kn.utils.data.dataset.batch_path(Mapped(x, y)) is None
+
+
 def test_dataloader_determinism_and_shuffling():
     X = kn.arange(100).reshape(100, 1).float()
     Y = kn.arange(100)

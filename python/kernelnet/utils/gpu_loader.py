@@ -12,17 +12,19 @@ kernel per tensor into a fresh contiguous batch, with no synchronisation at all.
 
 `dataset` may be a tuple/list of arrays or tensors (first dimensions equal), an object with a
 `.tensors` attribute (a TensorDataset), or any map-style dataset (`len` and `[i]` returning a
-tuple of array-likes), which is stacked once on the host. Works on device="cpu" as well (the same
+tuple of array-likes), which is stacked once on the host. A TensorDataset subclass that overrides
+`__getitem__` is read through it, once (a random augmentation there is drawn once, not per epoch). Works on device="cpu" as well (the same
 code path with the CPU kernels), which is what the tests without a GPU exercise.
 """
 import numpy as np
 
 from .._device import device as _device
 from ..tensor import Tensor
+from .data.dataset import TensorDataset, batch_path
 
 
 def _as_columns(dataset):
-    if hasattr(dataset, "tensors"):
+    if hasattr(dataset, "tensors") and (not isinstance(dataset, TensorDataset) or batch_path(dataset) is not None):
         cols = list(dataset.tensors)
     elif isinstance(dataset, (Tensor, np.ndarray)):
         cols = [dataset]

@@ -18,6 +18,7 @@ import numpy as np
 
 import kernelnet as _kn
 from ._random import draw_seed
+from .dataset import batch_path
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 _END = object()
@@ -106,7 +107,7 @@ class DataLoader:
         self._auto_collation = batch_sampler is not None
         self.collate_fn = collate_fn if collate_fn is not None else (
             default_collate if self._auto_collation else default_convert)
-        self._fast = collate_fn is None and self._auto_collation and hasattr(dataset, "_get_batch")
+        self._fast = collate_fn is None and self._auto_collation and batch_path(dataset) is not None
         self.prefetch = True
 
     def __len__(self):

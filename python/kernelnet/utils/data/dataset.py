@@ -2,7 +2,8 @@
 
 Tensor-backed datasets also implement ``_get_batch(indices)`` (indices: numpy int64 array) that
 returns a whole collated batch with one vectorised index op; the DataLoader uses it when the
-default collate is in effect.
+default collate is in effect and the dataset's ``__getitem__`` is the one written alongside that
+``_get_batch`` (see batch_path).
 """
 import bisect
 import math
@@ -10,6 +11,20 @@ import math
 import numpy as np
 
 import kernelnet as _kn
+
+
+def batch_path(dataset):
+    """The dataset's ``_get_batch``, or None when a batch must be built from ``dataset[i]`` calls.
+
+    A batch gather is only what ``dataset[i]`` would give when the class that defines ``_get_batch``
+    also defines the ``__getitem__`` in effect: a subclass overriding ``__getitem__`` (an
+    augmentation, a label mapping) must be honoured, as PyTorch's DataLoader honours it."""
+    cls = type(dataset)
+    get_owner = next((c for c in cls.__mro__ if "__getitem__" in c.__dict__), None)
+    batch_owner = next((c for c in cls.__mro__ if "_get_batch" in c.__dict__), None)
+    if batch_owner is None or batch_owner is not get_owner:
+        return None
+    return dataset._get_batch
 
 
 class Dataset:
@@ -62,7 +77,7 @@ class Subset(Dataset):
         return len(self.indices)
 
     def _get_batch(self, indices):
-        inner = getattr(self.dataset, "_get_batch", None)
+        inner = batch_path(self.dataset)
         if inner is None:
             return None
         return inner(np.asarray(self.indices, dtype=np.int64)[indices])
