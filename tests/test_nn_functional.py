@@ -97,6 +97,36 @@ def test_regression_and_binary_losses(reduction):
          logits, t)
 
 
+def test_binary_cross_entropy_at_saturated_probabilities():
+    """x exactly 0 or 1 (a sigmoid saturates to 1.0 in float32 past ~17): PyTorch's gradient
+    (x - t) / max(x (1 - x), 1e-12) is finite; the chain rule through log and its clamp is NaN."""
+    p = np.array([0.0, 1.0, 0.5, 1.0, 0.0], np.float32)
+    t = np.array([0.0, 1.0, 1.0, 0.0, 0.7], np.float32)
+    for reduction in ("mean", "none"):
+        _run(lambda a, b: TF.binary_cross_entropy(a, b, reduction=reduction),
+             lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), p, t)
+    # the target's gradient (soft labels that are learned) as PyTorch's: log(1 - x) - log(x) (inf at 0, 1)
+    xt, tt = torch.tensor(p), torch.tensor(t, requires_grad=True)
+    xk, tk = kn.tensor(p), kn.tensor(t, requires_grad=True)
+    TF.binary_cross_entropy(xt, tt).backward()
+    F.binary_cross_entropy(xk, tk).backward()
+    assert_close(tk.grad, tt.grad)
+    w = kn.tensor([[1.0]], requires_grad=True)
+    F.binary_cross_entropy(kn.sigmoid(kn.tensor([[30.0], [0.1]]) @ w), kn.tensor([[1.0], [1.0]])).backward()
+    assert np.isfinite(w.grad.numpy()).all()
+
+
+def test_loss_argument_errors():
+    x, i = kn.tensor([0.3, 0.7]), kn.tensor([0, 1])
+    for f in (F.binary_cross_entropy, F.binary_cross_entropy_with_logits):
+        with pytest.raises(RuntimeError, match="float32"):
+            f(x, i)  # integer labels: PyTorch refuses them too
+    with pytest.raises(ValueError, match="reduction"):
+        F.smooth_l1_loss(x, x, reduction="bogus")
+    with pytest.raises(RuntimeError, match="negative"):
+        F.smooth_l1_loss(x, x, beta=-1.0)
+
+
 def test_loss_modules_match_functional():
     x, y = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal((3, 2)).astype(np.float32)
     for km, tm in [(nn.MSELoss(), torch.nn.MSELoss()), (nn.L1Loss(reduction="sum"), torch.nn.L1Loss(reduction="sum")),

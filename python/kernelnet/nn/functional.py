@@ -427,19 +427,44 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     return _reduce(loss, reduction)
 
 
+class _BinaryCrossEntropy(_kn.autograd.Function):
+    """Elementwise -(t log x + (1-t) log(1-x)), each log clamped at -100 as PyTorch does, with
+    PyTorch's gradient (x - t) / max(x (1 - x), 1e-12): finite where x is exactly 0 or 1 (a
+    saturated sigmoid), where the chain rule through log and the clamp gives 0 * inf = NaN."""
+
+    @staticmethod
+    def forward(ctx, x, t):
+        ctx.save_for_backward(x, t)
+        return -(t * x.log().clamp(min=-100.0) + (1 - t) * (1 - x).log().clamp(min=-100.0))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved_tensors
+        gx = g * (x - t) / (x * (1 - x)).clamp(min=1e-12) if ctx.needs_input_grad[0] else None
+        # the target's gradient is PyTorch's too: log(1 - x) - log(x), unclamped (+-inf at 0 and 1)
+        gt = g * ((1 - x).log() - x.log()) if ctx.needs_input_grad[1] else None
+        return gx, gt
+
+
+def _check_float_target(op, input, target):
+    if not isinstance(target, _kn.Tensor) or target.dtype is not _kn.float32:
+        got = target.dtype if isinstance(target, _kn.Tensor) else type(target).__name__
+        raise RuntimeError(f"{op}: target must be a float32 tensor of probabilities, got {got} "
+                           f"(integer class labels: convert with target.float())")
+
+
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
     """-(t log x + (1-t) log(1-x)), each log clamped at -100 as PyTorch does."""
     reduction = _legacy(size_average, reduce, reduction)
     _check_reduction(reduction, "binary_cross_entropy")
+    _check_float_target("binary_cross_entropy", input, target)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"Using a target size ({list(target.shape)}) that is different to the input size "
                          f"({list(input.shape)}) is deprecated. Please ensure they have the same size.")
     with _kn.no_grad():
         if ((input < 0) | (input > 1)).any().item():
             raise RuntimeError("all elements of input should be between 0 and 1")
-    log_x = input.log().clamp(min=-100.0)
-    log_1mx = (1 - input).log().clamp(min=-100.0)
-    loss = -(target * log_x + (1 - target) * log_1mx)
+    loss = _BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
@@ -450,6 +475,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     """BCE on logits, computed stably: (1-t) x + (1 + (pw-1) t) (log(1+exp(-|x|)) + max(-x, 0))."""
     reduction = _legacy(size_average, reduce, reduction)
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    _check_float_target("binary_cross_entropy_with_logits", input, target)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"Target size ({list(target.shape)}) must be the same as input size ({list(input.shape)})")
     log_term = (-input.abs()).exp().log1p() + (-input).relu()
@@ -465,6 +491,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     reduction = _legacy(size_average, reduce, reduction)
+    _check_reduction(reduction, "smooth_l1_loss")
+    if beta < 0:
+        raise RuntimeError(f"smooth_l1_loss does not support negative values for beta (got {beta})")
     d = (input - target).abs()
     if beta == 0:
         return _reduce(d, reduction)
