@@ -348,6 +348,33 @@ def test_bad_input_raises():
             recurrent_layer(kn.randn(5, 2, 3), w_ih, w_hh, None, None, None, None, "GRU", lengths=bad)
 
 
+@pytest.mark.parametrize("name", ["RNNCell", "GRUCell", "LSTMCell"])
+def test_cell_state_shapes_are_checked(name, device):
+    """A cell's state of the wrong batch or width was read past its end by the kernels (garbage
+    out, or a fault); PyTorch raises, and so do the cells and the functional entry points now."""
+    cell = getattr(kn.nn, name)(4, 6).to(device)
+    x = kn.randn(3, 4, device=device)
+    for bad, what in (((1, 1), "batch size"), ((3, 3), "hidden_size"), ((3,), "batch size")):
+        h = kn.randn(*bad, device=device)
+        with pytest.raises(RuntimeError, match=what):
+            cell(x, (h, kn.zeros(3, 6, device=device)) if name == "LSTMCell" else h)
+    if name == "LSTMCell":
+        with pytest.raises(RuntimeError, match="hidden_size"):
+            cell(x, (kn.zeros(3, 6, device=device), kn.zeros(3, 5, device=device)))
+    from kernelnet.ops.recurrent import recurrence, recurrent_layer
+    mode = {"RNNCell": "RNN_TANH", "GRUCell": "GRU", "LSTMCell": "LSTM"}[name]
+    G = {"RNN_TANH": 1, "GRU": 3, "LSTM": 4}[mode] * 6
+    xg, w_hh = kn.randn(2, 3, G, device=device), kn.randn(G, 6, device=device)
+    c0 = kn.zeros(3, 6, device=device) if mode == "LSTM" else None
+    with pytest.raises(RuntimeError, match="batch size"):
+        recurrence(xg, w_hh, None, kn.zeros(1, 6, device=device), c0, mode)
+    with pytest.raises(RuntimeError, match="b_hh"):
+        recurrence(xg, w_hh, kn.zeros(G + 1, device=device), kn.zeros(3, 6, device=device), c0, mode)
+    with pytest.raises(RuntimeError, match="w_ih"):
+        recurrent_layer(kn.randn(2, 3, 5, device=device), kn.randn(G, 4, device=device), w_hh, None, None,
+                        None, None, mode)
+
+
 def test_native_kernels_reject_bad_args():
     be = kn.zeros(1)._backend
     with pytest.raises(ValueError, match="rnn_sequence_forward: act"):

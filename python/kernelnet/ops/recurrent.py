@@ -63,6 +63,29 @@ def _check_operands(op, x, *tensors):
             raise RuntimeError(f"{op}: expected float32 weights and states, got {t.dtype}")
 
 
+def _check_shapes(mode, xg_shape, w_hh, b_hh, h0, c0):
+    """The kernels index every operand by T, B, H taken from xg [T, B, G*H] and w_hh [G*H, H]: a
+    state or bias of another shape would be read past its end (garbage, or a fault)."""
+    if len(xg_shape) != 3 or w_hh.dim() != 2:
+        raise RuntimeError(f"{mode}: expected a [T, B, gates] sequence and a 2-D w_hh, got shapes "
+                           f"{tuple(xg_shape)} and {tuple(w_hh.shape)}")
+    T, B, GH = xg_shape
+    H = w_hh._shape[1]
+    if w_hh._shape[0] != GATES[mode] * H or GH != GATES[mode] * H:
+        raise RuntimeError(f"{mode}: w_hh has shape {tuple(w_hh.shape)} and the gates {GH} values a step; "
+                           f"{mode} with hidden size {H} needs [{GATES[mode] * H}, {H}] and {GATES[mode] * H}")
+    if b_hh is not None and tuple(b_hh._shape) != (GH,):
+        raise RuntimeError(f"{mode}: b_hh has shape {tuple(b_hh.shape)}, expected ({GH},)")
+    for name, st in (("hidden0", h0), ("cell0", c0)):
+        if st is None:
+            continue
+        if st.dim() != 2 or st._shape[0] != B:
+            raise RuntimeError(f"{mode}: Input batch size {B} doesn't match {name} batch size "
+                               f"{st._shape[0] if st.dim() else 'of a 0-d tensor'} (shape {tuple(st.shape)})")
+        if st._shape[1] != H:
+            raise RuntimeError(f"{mode}: {name} has inconsistent hidden_size: got {st._shape[1]}, expected {H}")
+
+
 MODE_CODE = {"LSTM": 0, "GRU": 1, "RNN_TANH": 2, "RNN_RELU": 2}
 
 
@@ -290,6 +313,11 @@ def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, rever
         if x.dtype is not D.float32:
             raise RuntimeError(f"{mode}: expected a float32 input, got {x.dtype}")
         _check_operands(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+        if x.dim() != 3 or w_ih.dim() != 2 or w_ih._shape[1] != x._shape[2]:
+            raise RuntimeError(f"{mode}: input of shape {tuple(x.shape)} does not fit w_ih of shape {tuple(w_ih.shape)}")
+        if b_ih is not None and tuple(b_ih._shape) != (w_ih._shape[0],):
+            raise RuntimeError(f"{mode}: b_ih has shape {tuple(b_ih.shape)}, expected ({w_ih._shape[0]},)")
+        _check_shapes(mode, (x._shape[0], x._shape[1], w_ih._shape[0]), w_hh, b_hh, h0, c0)
         x, w_ih, w_hh = _contig(x), _contig(w_ih), _contig(w_hh)
         h0 = _contig(h0) if h0 is not None else None
         b_ih = _contig(b_ih) if b_ih is not None else None
@@ -309,6 +337,7 @@ def recurrent_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, mode, lengths=None, rever
 def recurrence(xg, w_hh, b_hh, h0, c0, mode, lengths=None, reverse=False):
     if has_native(xg):
         _check_operands(mode, xg, xg, w_hh, b_hh, h0, c0)
+        _check_shapes(mode, xg._shape, w_hh, b_hh, h0, c0)
         xg, w_hh, h0 = _contig(xg), _contig(w_hh), _contig(h0)
         b_hh = _contig(b_hh) if b_hh is not None else None
         c0 = _contig(c0) if c0 is not None else None
