@@ -281,8 +281,20 @@ def test_index_select_gather_scatter_add(device):
     close(kn.index_select(t, 0, kn.tensor([3, 1], device=device)), a[[3, 1]])
     gi = RNG.integers(0, 5, (4, 3))
     close(t.gather(1, kn.tensor(gi, device=device)), np.take_along_axis(a, gi, 1))
-    gi0 = RNG.integers(-4, 4, (2, 5))
-    close(t.gather(0, kn.tensor(gi0, device=device)), np.take_along_axis(a, gi0 % 4, 0))
+    gi0 = RNG.integers(0, 4, (2, 5))
+    close(t.gather(0, kn.tensor(gi0, device=device)), np.take_along_axis(a, gi0, 0))
+    # negative entries: x[idx] wraps them, but gather, scatter_add, index_select and embedding
+    # refuse them, as in PyTorch (a -1 class index or token id is a bug, not "the last one")
+    neg = kn.tensor([[-1, 0, 0, 0, 0]], device=device)
+    with pytest.raises(IndexError, match="-1"):
+        t.gather(0, neg)
+    with pytest.raises(IndexError, match="-1"):
+        kn.zeros(4, 5, device=device).scatter_add(0, neg, kn.ones(1, 5, device=device))
+    with pytest.raises(IndexError, match="-1"):
+        t.index_select(1, kn.tensor([-1], device=device))
+    with pytest.raises(IndexError, match="-2"):
+        kn.nn.Embedding(10, 3).to(device)(kn.tensor([1, -2], device=device))
+    close(t[kn.tensor([-1], device=device)], a[[-1]])
     # integer gather
     ia = arr(3, 4, kind="int")
     close(make(ia, device).gather(1, kn.tensor([[0], [3], [1]], device=device)), np.take_along_axis(ia, np.array([[0], [3], [1]]), 1))

@@ -400,7 +400,10 @@ class IndexSelect(Function):
         return gx, None, None, None, None
 
 
-def _wrap_check_index(idx, size, dim):
+def _wrap_check_index(idx, size, dim, negative=True):
+    """idx range-checked against a dim of `size` (IndexError naming the bad index) and negative
+    entries wrapped (+size), as indexing with x[idx] does. negative=False refuses negative entries,
+    as PyTorch's gather, scatter_add, index_select and embedding do."""
     from .elementwise import lt, add, where
     from .reduce import reduce_kernel, R_MAX, R_MIN
     if idx.numel() == 0:
@@ -411,7 +414,7 @@ def _wrap_check_index(idx, size, dim):
     else:
         lo = reduce_kernel(R_MIN, idx.reshape(-1), [0], False).item()
         hi = reduce_kernel(R_MAX, idx.reshape(-1), [0], False).item()
-    if lo < -size or hi >= size:
+    if lo < (-size if negative else 0) or hi >= size:
         bad = hi if hi >= size else lo
         raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
     if lo < 0:
@@ -517,6 +520,8 @@ def setitem(x, idx, value):
 
 def index_select(x, dim, index):
     d = x._wrap_dim(dim)
+    if isinstance(index, Tensor) and index.dtype is D.int64:
+        _wrap_check_index(index, x._shape[d] if x.dim() else 1, d, negative=False)
     idx = [slice(None)] * d + [index]
     return getitem(x, tuple(idx))
 
@@ -583,7 +588,7 @@ def gather(x, dim, index):
         raise RuntimeError(f"gather(): Index tensor must have the same number of dimensions as input tensor ({index.dim()} vs {x.dim()})")
     from ._util import check_same_device
     check_same_device("gather", x, index)  # a CPU index pointer handed to a CUDA kernel would crash
-    index = _wrap_check_index(index, x._shape[d], d)
+    index = _wrap_check_index(index, x._shape[d], d, negative=False)
     return Gather.apply(x, d, index)
 
 
@@ -628,7 +633,7 @@ def scatter_add(x, dim, index, src):
     if index.dim() != x.dim() or any(a != b for i, (a, b) in enumerate(zip(index._shape, x._shape)) if i != d):
         raise RuntimeError(f"scatter_add(): index shape {tuple(index.shape)} must match self shape "
                            f"{tuple(x.shape)} in every dimension except dim {d}")
-    index = _wrap_check_index(index, x._shape[d], d)
+    index = _wrap_check_index(index, x._shape[d], d, negative=False)
     return ScatterAdd.apply(x, d, index, src)
 
 
