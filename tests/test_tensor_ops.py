@@ -221,6 +221,21 @@ def test_logical_ops(device):
     close(kn.logical_not(make(fa, device)), np.logical_not(fa))
 
 
+def test_erfinv_inverts_erf(device):
+    x = np.concatenate([np.linspace(-0.999999, 0.999999, 4001), [0.0, -1.0, 1.0, 1.5, -2.0]]).astype(np.float32)
+    y = tonp(kn.tensor(x, device=device).erfinv()).astype(np.float64)
+    inner = np.abs(x) < 1
+    back = np.array([math.erf(v) for v in y[inner]])
+    np.testing.assert_allclose(back, x[inner], rtol=0, atol=3e-7)  # erf(erfinv(x)) == x to float32
+    assert y[-4] == -np.inf and y[-3] == np.inf and np.isnan(y[-2:]).all()
+    # nn.init.trunc_normal_ samples through it (PyTorch's inverse-CDF method)
+    kn.manual_seed(0)
+    t = tonp(kn.nn.init.trunc_normal_(kn.empty(200_000, device=device), mean=0.0, std=1.0, a=-0.5, b=1.0))
+    assert t.min() >= -0.5 and t.max() <= 1.0
+    # the truncated normal's mean and std on [-0.5, 1]: 0.2064 and 0.4158
+    assert abs(t.mean() - 0.2064) < 0.005 and abs(t.std() - 0.4158) < 0.005
+
+
 def test_isnan_isinf_isfinite_allclose(device):
     a = np.array([1.0, np.nan, np.inf, -np.inf, 0.0])
     t = make(a, device)

@@ -19,7 +19,7 @@ for _name in ["add", "sub", "mul", "div", "true_divide", "divide", "multiply", "
               "equal", "allclose", "isclose", "isnan", "isinf", "isfinite", "logical_and",
               "logical_or", "logical_xor", "logical_not", "neg", "negative", "exp", "log", "log2",
               "log10", "exp2", "tanh", "sigmoid", "relu", "sqrt", "rsqrt", "sin", "cos",
-              "reciprocal", "square", "log1p", "expm1", "floor", "ceil", "round", "abs", "sign",
+              "reciprocal", "square", "log1p", "expm1", "floor", "ceil", "round", "abs", "sign", "erf", "erfinv",
               "clamp", "clip", "lerp", "sum", "mean", "max", "min", "amax", "amin", "argmax",
               "argmin", "prod", "any", "all", "var", "std", "logsumexp", "norm", "count_nonzero",
               "view", "reshape", "flatten", "unflatten", "permute", "transpose", "swapaxes",

@@ -542,6 +542,31 @@ silu = _make_unary("silu", U_SILU)
 erf = _make_unary("erf", U_ERF)
 negative = neg
 
+# Giles' single-precision erfinv ("Approximating the erfinv function", GPU Computing Gems, 2010):
+# a polynomial in w = -log(1 - x^2), one for the centre (w < 5) and one in sqrt(w) for the tails,
+# ~1e-7 relative error.
+_ERFINV_CENTRE = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+                  -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
+_ERFINV_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+                -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+
+
+def erfinv(x):
+    """Inverse error function on (-1, 1); +-inf at +-1 and NaN outside, as PyTorch. Composed of the
+    native ops (differentiable through them)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"erfinv: expected a Tensor, got {type(x).__name__}")
+    x = x if x.dtype is D.float32 else x.to(D.float32)
+    w = neg(log(mul(sub(1.0, x), add(1.0, x))))
+    centre, tail = sub(w, 2.5), sub(sqrt(w), 3.0)
+    pc, pt = _ERFINV_CENTRE[0], _ERFINV_TAIL[0]
+    for cc, ct in zip(_ERFINV_CENTRE[1:], _ERFINV_TAIL[1:]):
+        pc = add(mul(pc, centre), cc)
+        pt = add(mul(pt, tail), ct)
+    y = mul(where(lt(w, 5.0), pc, pt), x)
+    edge = eq(abs(x), 1.0)  # w is inf there: the tail polynomial gives inf - inf
+    return where(edge, mul(x, float("inf")), y)
+
 
 def abs(x):
     if isinstance(x, Tensor) and x.dtype is D.int64:
