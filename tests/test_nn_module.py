@@ -187,10 +187,14 @@ def test_deepcopy_and_pickle_keep_parameters():
         assert [n for n, _ in m2.named_buffers()] == [n for n, _ in m.named_buffers()]
 
 
-@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf"), 0.0, "nan", "inf-grad"])
 def test_clip_grad_norm_matches_torch(norm_type):
     rng = np.random.default_rng(0)
     gs = [rng.standard_normal(s).astype(np.float32) * 3 for s in [(3, 4), (5,), (2, 2, 2)]]
+    if isinstance(norm_type, str):  # a non-finite gradient: PyTorch scales every gradient by the
+        gs[1][2] = np.nan if norm_type == "nan" else np.inf  # NaN (or 0) coefficient, so all turn NaN
+        norm_type = 2.0
+    gs[2][0] = 0.0  # zeros, for the 0-"norm"
     tp = [torch.nn.Parameter(torch.zeros(g.shape)) for g in gs]
     kp = [nn.Parameter(kn.zeros(*g.shape)) for g in gs]
     for t, k, g in zip(tp, kp, gs):
@@ -198,8 +202,10 @@ def test_clip_grad_norm_matches_torch(norm_type):
         k.grad = kn.tensor(g)
     nt = torch.nn.utils.clip_grad_norm_(tp, 1.5, norm_type)
     nk = nn.utils.clip_grad_norm_(kp, 1.5, norm_type)
-    assert abs(float(nt) - float(nk.item())) < 1e-4 * float(nt)
+    np.testing.assert_allclose(float(nk.item()), float(nt), rtol=1e-4)
     for t, k in zip(tp, kp):
         np.testing.assert_allclose(k.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-6)
+    if not np.isfinite(float(nt)):
+        return
     nn.utils.clip_grad_value_(kp, 0.1)
     assert max(float(np.abs(k.grad.numpy()).max()) for k in kp) <= 0.1 + 1e-7

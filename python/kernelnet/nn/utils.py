@@ -26,6 +26,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         if math.isinf(norm_type):
             norms = [g.abs().max() for g in grads]
             total = _kn.stack(norms).max()
+        elif norm_type == 0:
+            # PyTorch's rule taken literally: the 0-"norm" (count of nonzeros) of the per-tensor
+            # 0-norms, i.e. how many gradients have a nonzero entry
+            total = (_kn.stack([(g != 0).sum().float() for g in grads]) != 0).sum().float()
         else:
             norms = [(g.abs() ** norm_type).sum() for g in grads]
             total = _kn.stack(norms).sum() ** (1.0 / norm_type)
@@ -34,8 +38,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
             raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
                                "so it cannot be clipped. To disable this error and scale the gradients by the "
                                "non-finite norm anyway, set `error_if_nonfinite=False`")
-        coef = min(float(max_norm) / (t + 1e-6), 1.0)
-        if coef < 1.0:
+        coef = float(max_norm) / (t + 1e-6)
+        if not coef >= 1.0:  # also when the norm is NaN: the gradients become NaN, as in PyTorch
             for g in grads:
                 g.mul_(coef)
     return total
