@@ -157,6 +157,26 @@ def test_dropout_train_eval_and_scaling():
     assert not nn.Dropout(1.0)(x).numpy().any()
 
 
+def test_inplace_layers_write_into_their_input():
+    """inplace=True means the input tensor holds the result afterwards (PyTorch), when autograd
+    does not need the input (for a tensor that requires grad the result is a new tensor)."""
+    x = kn.ones(1000)
+    y = nn.Dropout(0.5, inplace=True)(x)
+    zeros = int((x == 0).sum().item())
+    assert 350 < zeros < 650 and set(np.unique(x.numpy())) == {0.0, 2.0} and np.array_equal(y.numpy(), x.numpy())
+    x = kn.ones(1000)
+    F.dropout(x, 0.5, training=True, inplace=True)
+    assert 350 < int((x == 0).sum().item()) < 650
+    for layer, ref in ((nn.SiLU(inplace=True), torch.nn.SiLU()), (nn.ReLU(inplace=True), torch.nn.ReLU()),
+                       (nn.ELU(inplace=True), torch.nn.ELU()), (nn.LeakyReLU(inplace=True), torch.nn.LeakyReLU())):
+        v = np.linspace(-2, 2, 9).astype(np.float32)
+        x = kn.tensor(v)
+        layer(x)
+        assert_close(x, ref(torch.tensor(v)))
+    x = kn.ones(10, requires_grad=True)
+    assert nn.Dropout(0.5, inplace=True)(x) is not x
+
+
 def test_dropout_same_seed_same_mask():
     kn.manual_seed(3)
     a = F.dropout(kn.ones(100), 0.5).numpy()

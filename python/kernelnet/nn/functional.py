@@ -197,7 +197,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     mod = _layer_ops("dropout")
     if mod is not None and hasattr(mod, "dropout"):
-        return mod.dropout(input, p=p, training=True, inplace=inplace)
+        out = mod.dropout(input, p=p, training=True)
     else:
         keep = 1.0 - p
         mask = _kn.bernoulli_mask(tuple(input.shape), keep, (1.0 / keep) if keep > 0 else 0.0, device=input.device)
