@@ -64,6 +64,10 @@ def test_cross_entropy_errors():
         F.cross_entropy(kn.zeros(2, 4), kn.tensor([1, 4]))
     with pytest.raises(ValueError, match="reduction"):
         F.cross_entropy(kn.zeros(2, 4), kn.tensor([1, 2]), reduction="avg")
+    probs = kn.full((2, 4), 0.25)
+    with pytest.raises(RuntimeError, match="ignore_index"):  # as PyTorch: no class index to ignore
+        F.cross_entropy(kn.zeros(2, 4), probs, ignore_index=2)
+    assert F.cross_entropy(kn.zeros(2, 4), probs, ignore_index=-1).item() == pytest.approx(np.log(4))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

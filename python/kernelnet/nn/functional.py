@@ -330,6 +330,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if target.dtype == _kn.float32:  # class probabilities
+        if ignore_index >= 0:
+            raise RuntimeError(f"cross_entropy: ignore_index ({ignore_index}) is not supported for floating "
+                               "point (class-probability) targets")
         if tuple(target.shape) != tuple(input.shape):
             raise ValueError(f"cross_entropy: probability targets must have the input's shape {list(input.shape)}, "
                              f"got {list(target.shape)}")

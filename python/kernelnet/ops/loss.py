@@ -187,6 +187,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     check_tensor(op, "target", target)
     if target.dtype is D.float32:
+        if ignore_index >= 0:  # PyTorch's rule: a class index means nothing for probability targets
+            raise RuntimeError(f"{op}: ignore_index ({ignore_index}) is not supported for floating point "
+                               "(class-probability) targets")
         return _cross_entropy_probs(op, input, target, weight, reduction, eps)
     z, t, tshape, C = _to_rows(op, input, target)
     w = _check_weight(op, weight, C, input.device)
