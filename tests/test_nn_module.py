@@ -85,6 +85,12 @@ def test_load_state_dict_from_torch_and_errors():
     assert 'Unexpected key(s) in state_dict: "extra.weight"' in msg
     res = k.load_state_dict(bad, strict=False)
     assert res.missing_keys == ["blocks.0.bias"] and res.unexpected_keys == ["extra.weight"]
+    # a key continuing past a parameter's name is unexpected too (PyTorch), not a match of "weight"
+    nested = dict(sd)
+    nested["blocks.1.weight.extra"] = kn.zeros(1)
+    with pytest.raises(RuntimeError, match='Unexpected key.*"blocks.1.weight.extra"'):
+        k.load_state_dict(nested)
+    assert k.load_state_dict(nested, strict=False).unexpected_keys == ["blocks.1.weight.extra"]
     bad = dict(sd)
     bad["heads.a.weight"] = kn.zeros(3, 8)
     with pytest.raises(RuntimeError, match=r"size mismatch for heads\.a\.weight: copying a param with shape "

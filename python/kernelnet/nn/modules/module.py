@@ -444,9 +444,12 @@ class Module:
             for key in state_dict:
                 if key.startswith(prefix):
                     input_name = key[len(prefix):].split(".", 1)
-                    if input_name[0] not in self._modules and input_name[0] not in local_state:
-                        unexpected_keys.append(key)
-                    elif len(input_name) == 1 and input_name[0] in self._modules:
+                    # PyTorch's rule: a dotted name must continue into a child module ("weight.extra"
+                    # is unexpected even though "weight" exists); a plain name must be ours
+                    if len(input_name) > 1:
+                        if input_name[0] not in self._modules:
+                            unexpected_keys.append(key)
+                    elif input_name[0] not in local_state:
                         unexpected_keys.append(key)
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
