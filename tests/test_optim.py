@@ -133,6 +133,24 @@ def test_param_groups_add_and_zero_grad():
         optim.SGD(ps, lr=0.1, nesterov=True)
 
 
+@pytest.mark.parametrize("name,kw", [("SGD", dict(momentum=0.9)), ("RMSprop", dict(momentum=0.9)), ("Adam", {}),
+                                     ("AdamW", {}), ("Adagrad", {}), ("Adadelta", {})])
+def test_non_contiguous_parameters_step_like_torch(name, kw):
+    """nn.Parameter(w.T) is a strided view: the fused kernels update a contiguous copy that is
+    written back (they refused it before), and the parameter keeps its strides."""
+    base = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    coef = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
+    pk, pt = nn.Parameter(kn.tensor(base).T), torch.nn.Parameter(torch.tensor(base).T)
+    ok, ot = getattr(optim, name)([pk], lr=0.1, **kw), getattr(torch.optim, name)([pt], lr=0.1, **kw)
+    for _ in range(3):
+        for p, o, L in ((pk, ok, kn), (pt, ot, torch)):
+            o.zero_grad()
+            (p * L.tensor(coef) * p).sum().backward()
+            o.step()
+    assert pk.stride() == (1, 4)
+    assert_close(pk, pt.detach())
+
+
 def test_params_without_grad_are_skipped():
     a = nn.Parameter(kn.ones(3))
     b = nn.Parameter(kn.ones(3))

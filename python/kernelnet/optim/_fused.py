@@ -49,13 +49,6 @@ def sizes(tensors):
     return [t.numel() for t in tensors]
 
 
-def check_param_contiguous(ps, opt_name):
-    for p in ps:
-        if not p.is_contiguous():
-            raise RuntimeError(f"{opt_name}: parameters must be contiguous for the fused update "
-                               f"(got shape {tuple(p.shape)} with non-contiguous strides)")
-
-
 def step(kernel, params, *args):
     """Run the update ``kernel`` ("adam_step", ...) over a group. ``args`` follow the kernel's
     signature (docs/KERNEL_CONTRACT.md) with tensor lists in place of pointer lists. The fused
@@ -74,9 +67,17 @@ def step(kernel, params, *args):
                         f"{kernel}: expected all tensors on {dev} (the parameters' device), found one on "
                         f"{t.device}; was the optimizer stepped before Module.to()? Create the optimizer after "
                         "moving the model, or move its state with opt.load_state_dict(opt.state_dict())")
+    # The kernels update flat float arrays: a non-contiguous parameter (nn.Parameter(w.T)) is updated
+    # in a contiguous copy, written back after (its state tensors are dense in its logical order).
+    work = [p if p.is_contiguous() else p.contiguous() for p in params]
     fn = None if os.environ.get("KERNELNET_OPTIM") == "reference" else getattr(backend, kernel, None)
     if fn is None:
         from . import _reference
-        return getattr(_reference, kernel)(params, *args)
-    conv = [ptrs(a) if isinstance(a, list) and a and isinstance(a[0], _kn.Tensor) else a for a in args]
-    return fn(ptrs(params), *conv)
+        result = getattr(_reference, kernel)(work, *args)
+    else:
+        conv = [ptrs(a) if isinstance(a, list) and a and isinstance(a[0], _kn.Tensor) else a for a in args]
+        result = fn(ptrs(work), *conv)
+    for p, w in zip(params, work):
+        if w is not p:
+            p.copy_(w)
+    return result

@@ -26,7 +26,6 @@ class Adadelta(Optimizer):
                 ps = _fused.params_with_grad(group, "Adadelta")
                 if not ps:
                     continue
-                _fused.check_param_contiguous(ps, "Adadelta")
                 grads = [_fused.dense(p.grad, "Adadelta", "gradients") for p in ps]
                 sq, acc = [], []
                 for p in ps:

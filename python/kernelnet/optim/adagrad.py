@@ -39,7 +39,6 @@ class Adagrad(Optimizer):
                 ps = _fused.params_with_grad(group, "Adagrad")
                 if not ps:
                     continue
-                _fused.check_param_contiguous(ps, "Adagrad")
                 grads = [_fused.dense(p.grad, "Adagrad", "gradients") for p in ps]
                 sums, steps = [], []
                 for p in ps:

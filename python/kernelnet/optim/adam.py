@@ -38,7 +38,6 @@ class Adam(Optimizer):
                 ps = _fused.params_with_grad(group, name)
                 if not ps:
                     continue
-                _fused.check_param_contiguous(ps, name)
                 grads = [_fused.dense(p.grad, name, "gradients") for p in ps]
                 amsgrad = bool(group["amsgrad"])
                 m, v, vmax, steps = [], [], [], []

@@ -29,7 +29,6 @@ class RMSprop(Optimizer):
                 ps = _fused.params_with_grad(group, "RMSprop")
                 if not ps:
                     continue
-                _fused.check_param_contiguous(ps, "RMSprop")
                 grads = [_fused.dense(p.grad, "RMSprop", "gradients") for p in ps]
                 sq, ga, mb = [], [], []
                 for p in ps:

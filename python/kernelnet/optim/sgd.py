@@ -27,7 +27,6 @@ class SGD(Optimizer):
                 ps = _fused.params_with_grad(group, "SGD")
                 if not ps:
                     continue
-                _fused.check_param_contiguous(ps, "SGD")
                 grads = [_fused.dense(p.grad, "SGD", "gradients") for p in ps]
                 bufs, init = [], []
                 if group["momentum"] != 0:
