@@ -138,8 +138,14 @@ def test_adaptive_avg_pool2d(shape, out, device):
 def test_pool_errors():
     with pytest.raises(ValueError, match="max_pool2d: expected a 3-D"):
         max_pool2d(kn.zeros(4, 4), 2)
-    with pytest.raises(ValueError, match="at most half"):
+    with pytest.raises(ValueError, match="half of kernel size"):
         max_pool2d(kn.zeros(1, 1, 8, 8), 2, padding=2)
+    with pytest.raises(ValueError, match="half of kernel size"):  # PyTorch: dilation does not widen the limit
+        max_pool2d(kn.zeros(1, 1, 8, 8), 3, padding=2, dilation=2)
+    with pytest.raises(ValueError, match="wrapping around more than once"):
+        kn.nn.functional.pad(kn.zeros(1, 2, 4), (3, 5), mode="circular")
+    assert kn.nn.functional.pad(kn.arange(4.0).reshape(1, 1, 4), (4, 4), mode="circular").tolist() == \
+        [[[0.0, 1.0, 2.0, 3.0] * 3]]
     with pytest.raises(ValueError, match="too small"):
         avg_pool2d(kn.zeros(1, 1, 2, 2), 3)
     with pytest.raises(ValueError, match="float32"):

@@ -272,6 +272,9 @@ def pad(input, pad, mode="constant", value=None):
             src = [(-p if p < 0 else (2 * (n - 1) - p if p >= n else p)) for p in pos]
             valid = None
         else:
+            if lo > n or hi > n:  # PyTorch's limit: each side wraps around at most once
+                raise ValueError(f"pad: circular padding ({lo}, {hi}) causes wrapping around more than once "
+                                 f"(dim size {n})")
             src = [p % n for p in pos]
             valid = None
         if n == 0:

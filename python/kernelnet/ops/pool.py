@@ -36,10 +36,10 @@ def _window_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     p, d = pair(op, "padding", padding), pair(op, "dilation", dilation)
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ValueError(f"{op}: kernel_size {k}, stride {s} and dilation {d} must be >= 1 and padding {p} >= 0")
-    for pi, ki, di in zip(p, k, d):
-        if pi > (di * (ki - 1) + 1) // 2:
-            raise ValueError(f"{op}: padding {p} should be at most half of the effective kernel size "
-                             f"(kernel_size {k}, dilation {d})")
+    for pi, ki in zip(p, k):
+        if pi > ki // 2:  # PyTorch's rule (half the kernel size, whatever the dilation)
+            raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, but got "
+                             f"padding {p} for kernel_size {k}")
     H, W = input._shape[-2:]
     P = pool2d_output_size(H, k[0], s[0], p[0], d[0], ceil_mode)
     Q = pool2d_output_size(W, k[1], s[1], p[1], d[1], ceil_mode)
