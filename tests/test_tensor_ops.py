@@ -327,6 +327,24 @@ def test_where_lerp_masked_fill(device):
         close(got, ref)
 
 
+def test_int64_arithmetic_wraps_and_never_traps(device):
+    """int64 ops wrap as PyTorch (two's complement); INT64_MIN // -1 trapped (SIGFPE killed the
+    process) and pow went through a double (3**39 off by 11)."""
+    lo = -2 ** 63
+    t = kn.tensor([lo, 7, -7, lo], device=device)
+    d = kn.tensor([-1, -1, 2, 3], device=device)
+    assert (t // d).tolist() == [lo, -7, -4, lo // 3]
+    assert (t % d).tolist() == [0, 0, 1, lo % 3]
+    assert kn.div(t, d, rounding_mode="floor").tolist() == [lo, -7, -4, lo // 3]
+    assert (kn.tensor([2 ** 63 - 1], device=device) + 1).tolist() == [lo]
+    assert (kn.tensor([2 ** 62], device=device) * 4).tolist() == [0]
+    assert (kn.tensor([3], device=device) ** 39).tolist() == [3 ** 39]
+    e = kn.tensor([39, 3, 2, 0, 63], device=device)
+    b = kn.tensor([3, -3, 2 ** 40, 0, 2], device=device)
+    want = [(x ** y + 2 ** 63) % 2 ** 64 - 2 ** 63 for x, y in zip(b.tolist(), e.tolist())]
+    assert (b ** e).tolist() == want
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

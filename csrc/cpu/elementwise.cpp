@@ -154,18 +154,46 @@ void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
                   const std::vector<i64>& bs, const std::vector<i64>& shape) {
   auto arith = [&](auto f) { binary_loop<T, T>(out, a, as, b, bs, shape, f); };
   auto cmp = [&](auto f) { binary_loop<u8, T>(out, a, as, b, bs, shape, f); };
+  if constexpr (std::is_same_v<T, i64>) {
+    // int64 arithmetic wraps (two's complement, as PyTorch): computed in uint64, where overflow is
+    // defined; signed overflow is undefined behaviour the optimiser may exploit.
+    using U = std::uint64_t;
+    switch (op) {
+      case B_ADD: return arith([](T x, T y) { return (T)((U)x + (U)y); });
+      case B_SUB: return arith([](T x, T y) { return (T)((U)x - (U)y); });
+      case B_MUL: return arith([](T x, T y) { return (T)((U)x * (U)y); });
+      case B_DIV:
+        // rounds toward -inf as Python's // (the Python layer uses it for //); INT64_MIN / -1 traps
+        // (SIGFPE) in hardware, so y == -1 is a wrapping negation
+        return arith([](T x, T y) {
+          if (y == 0) return (T)0;
+          if (y == -1) return (T)(0 - (U)x);
+          T q = x / y;
+          return (T)((x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q);
+        });
+      case B_POW:
+        // exact integer power by squaring, wrapping as PyTorch (a double pow loses bits past 2^53);
+        // negative exponents: 1 and -1 have integer powers, |x| > 1 truncates to 0 (x = 0: refused
+        // by the Python layer)
+        return arith([](T x, T y) {
+          if (y < 0) return (T)(x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0));
+          U r = 1, base = (U)x;
+          for (std::uint64_t e = (std::uint64_t)y; e; e >>= 1) {
+            if (e & 1) r *= base;
+            base *= base;
+          }
+          return (T)r;
+        });
+      default: break;
+    }
+  }
   switch (op) {
     case B_ADD: return arith([](T x, T y) { return (T)(x + y); });
     case B_SUB: return arith([](T x, T y) { return (T)(x - y); });
     case B_MUL: return arith([](T x, T y) { return (T)(x * y); });
     case B_DIV:
-      if constexpr (std::is_same_v<T, i64>) {
-        // integer division rounds toward -inf as Python's // (the Python layer uses it for //)
-        return arith([](T x, T y) {
-          if (y == 0) return (T)0;
-          T q = x / y;
-          return (T)((x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q);
-        });
+      if constexpr (std::is_same_v<T, u8>) {
+        return arith([](T x, T) { return x; });  // bool: x / true (an integer x / false would trap)
       } else {
         return arith([](T x, T y) { return (T)(x / y); });
       }

@@ -34,6 +34,7 @@ __device__ __forceinline__ int64_t bin_arith<int64_t>(int op, int64_t a, int64_t
     case B_MUL: return (int64_t)((uint64_t)a * (uint64_t)b);
     case B_DIV: {
       if (b == 0) return 0;
+      if (b == -1) return (int64_t)(0 - (uint64_t)a);  // INT64_MIN / -1 overflows: wrap, as PyTorch
       int64_t q = a / b;
       if ((a % b != 0) && ((a < 0) != (b < 0))) --q;  // floor like Python //
       return q;
