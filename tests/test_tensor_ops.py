@@ -345,6 +345,52 @@ def test_int64_arithmetic_wraps_and_never_traps(device):
     assert (b ** e).tolist() == want
 
 
+def test_float_modulo_and_floor_division_are_pytorchs(device):
+    """%, fmod and // on floats are computed from fmod as PyTorch does: floor(a / b) rounds the
+    quotient first (1.0 // 0.1 gave 10, 1e10 % 3 gave 0, 123456789 % 7 gave 8, x % inf NaN)."""
+    t = lambda v: kn.tensor(v, device=device)  # noqa: E731
+    inf = float("inf")
+    assert (t([1e10]) % 3.0).item() == 1.0 and (t([123456789.0]) % 7.0).item() == 4.0
+    assert (t([5.0, -5.0]) % inf).tolist() == [5.0, inf]
+    assert kn.fmod(t([1e10, -1e10]), 3.0).tolist() == [1.0, -1.0] and kn.fmod(t([5.0]), inf).tolist() == [5.0]
+    q = (t([1.0, 7.0, -7.0, -5.0]) // t([0.1, 2.0, 2.0, inf])).tolist()
+    assert q == [9.0, 3.0, -4.0, -1.0]
+    assert math.isnan((t([inf]) // 2.0).item())
+    assert kn.div(t([1.0]), 0.1, rounding_mode="floor").item() == 9.0
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal(2000) * 10).astype(np.float32)
+    b = (rng.standard_normal(2000) * 3).astype(np.float32)
+    # float64 references of the float32 operands, rounded to float32 (fmod is exact in any precision)
+    ref_fmod = np.fmod(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(tonp(kn.fmod(t(a), t(b))), ref_fmod)
+    np.testing.assert_array_equal(tonp(t(a) % t(b)), np.where((ref_fmod != 0) & ((ref_fmod < 0) != (b < 0)),
+                                                             ref_fmod + b, ref_fmod))
+    # int64: exact, trunc keeps int64, division by zero raises, unknown rounding modes are refused
+    ia, ib = t([7, -7, 7, -7, 2 ** 40 + 3]), t([2, 2, -2, -2, 7])
+    assert kn.div(ia, ib, rounding_mode="trunc").tolist() == [3, -3, -3, 3, (2 ** 40 + 3) // 7]
+    assert kn.div(ia, ib, rounding_mode="trunc").dtype is kn.int64
+    assert kn.fmod(ia, ib).tolist() == [1, -1, 1, -1, (2 ** 40 + 3) % 7]
+    with pytest.raises(ZeroDivisionError):
+        ia % t([1, 1, 0, 1, 1])
+    with pytest.raises(RuntimeError, match="rounding_mode"):
+        kn.div(ia, ib, rounding_mode="round")
+
+
+def test_modulo_gradients_match_torch():
+    torch = pytest.importorskip("torch")
+    a, b = np.array([1.5, -2.5, 7.25], np.float32), np.array([0.7, 0.3, -2.0], np.float32)
+    for name in ("remainder", "fmod"):
+        ka, kb = kn.tensor(a, requires_grad=True), kn.tensor(b, requires_grad=True)
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        getattr(kn, name)(ka, kb).sum().backward()
+        getattr(torch, name)(ta, tb).sum().backward()
+        close(ka.grad, ta.grad.numpy())
+        close(kb.grad, tb.grad.numpy())
+    x = kn.tensor([1.5], requires_grad=True)
+    with pytest.raises(RuntimeError, match="floor_divide"):
+        (x // 1.0).sum().backward()
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

@@ -10,7 +10,13 @@ enum BinaryOp : int {
   B_EQ = 7, B_NE = 8, B_LT = 9, B_LE = 10, B_GT = 11, B_GE = 12,
   // logical ops on bool inputs
   B_AND = 13, B_OR = 14, B_XOR = 15,
+  // PyTorch's fmod (sign of a), remainder (sign of b) and floor division, on floats computed from
+  // fmod as PyTorch does (floor(a / b) is off by one near integers: 1.0 // 0.1 gives 10, not 9);
+  // on int64 exact, with a zero divisor giving 0 (the Python layer raises first)
+  B_FMOD = 16, B_REMAINDER = 17, B_FLOOR_DIV = 18,
 };
+constexpr bool is_compare(int op) { return op >= B_EQ && op <= B_XOR; }
+constexpr int kLastBinaryOp = B_FLOOR_DIV;
 
 enum UnaryOp : int {
   U_NEG = 0, U_EXP = 1, U_LOG = 2, U_TANH = 3, U_SIGMOID = 4, U_RELU = 5, U_SQRT = 6,

@@ -162,7 +162,15 @@ void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
       case B_ADD: return arith([](T x, T y) { return (T)((U)x + (U)y); });
       case B_SUB: return arith([](T x, T y) { return (T)((U)x - (U)y); });
       case B_MUL: return arith([](T x, T y) { return (T)((U)x * (U)y); });
+      case B_FMOD: return arith([](T x, T y) { return (T)((y == 0 || y == -1) ? 0 : x % y); });
+      case B_REMAINDER:
+        return arith([](T x, T y) {
+          if (y == 0 || y == -1) return (T)0;
+          const T r = x % y;
+          return (T)((r != 0 && ((r < 0) != (y < 0))) ? r + y : r);
+        });
       case B_DIV:
+      case B_FLOOR_DIV:
         // rounds toward -inf as Python's // (the Python layer uses it for //); INT64_MIN / -1 traps
         // (SIGFPE) in hardware, so y == -1 is a wrapping negation
         return arith([](T x, T y) {
@@ -198,6 +206,28 @@ void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
         return arith([](T x, T y) { return (T)(x / y); });
       }
     case B_POW: return arith([](T x, T y) { return (T)std::pow(x, y); });
+    case B_FMOD:
+    case B_REMAINDER:
+    case B_FLOOR_DIV:
+      if constexpr (std::is_floating_point_v<T>) {
+        if (op == B_FMOD) return arith([](T x, T y) { return std::fmod(x, y); });
+        if (op == B_REMAINDER)
+          return arith([](T x, T y) {
+            const T r = std::fmod(x, y);
+            return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
+          });
+        return arith([](T x, T y) {  // c10::div_floor_floating
+          if (y == 0) return x / y;
+          const T mod = std::fmod(x, y);
+          T div = (x - mod) / y;
+          if (mod != 0 && ((y < 0) != (mod < 0))) div -= 1;
+          if (div == 0) return std::copysign(T(0), x / y);
+          const T fl = std::floor(div);
+          return div - fl > T(0.5) ? fl + 1 : fl;
+        });
+      } else {
+        throw ArgError(str_cat("binary: op ", op, " is not defined on bool"));
+      }
     case B_MAX: return arith([](T x, T y) { return max_nan(x, y); });
     case B_MIN: return arith([](T x, T y) { return min_nan(x, y); });
     case B_EQ: return cmp([](T x, T y) { return (u8)(x == y); });

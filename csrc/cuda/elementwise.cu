@@ -175,7 +175,7 @@ int dtype_size(int dt, const char* op) {
 
 template <typename T>
 void binary_t(int op, uptr out, uptr a, uptr b, const Layout<2>& L) {
-  if (op >= B_EQ)
+  if (is_compare(op))
     launch_map(
         "binary", BinaryF<T, uint8_t, true>{op, ptr<uint8_t>(out), ptr<const T>(a), ptr<const T>(b)}, L);
   else
@@ -184,14 +184,14 @@ void binary_t(int op, uptr out, uptr a, uptr b, const Layout<2>& L) {
 
 void binary(int op, int dtype, uptr out, uptr a, const std::vector<i64>& as, uptr b,
             const std::vector<i64>& bs, const std::vector<i64>& shape) {
-  KN_CHECK(op >= B_ADD && op <= B_XOR, "binary: unknown op code ", op);
+  KN_CHECK(op >= B_ADD && op <= kLastBinaryOp, "binary: unknown op code ", op);
   const std::vector<i64>* st[2] = {&as, &bs};
   Layout<2> L = make_layout<2>("binary", shape, st);
   if (L.numel == 0) return;
   switch (dtype) {
     case F32: {
       unsigned mask;
-      if (op < B_EQ && layout_flat(L, &mask) && aligned16(ptr<void>(out)) &&
+      if (!is_compare(op) && layout_flat(L, &mask) && aligned16(ptr<void>(out)) &&
           (L.scalar[0] || aligned16(ptr<void>(a))) && (L.scalar[1] || aligned16(ptr<void>(b)))) {
         k_binary_f32x4<<<map_grid((L.numel + 3) / 4), kMapThreads, 0, kStream>>>(
             op, ptr<float>(out), ptr<const float>(a), ptr<const float>(b), L.numel, L.scalar[0],

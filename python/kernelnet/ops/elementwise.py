@@ -11,10 +11,11 @@ from .copy import contiguous
 from .reduce import sum as _sum
 
 # op codes: csrc/common/ops.h
-ADD, SUB, MUL, DIV, POW, MAX, MIN, EQ, NE, LT, LE, GT, GE, AND, OR, XOR = range(16)
+ADD, SUB, MUL, DIV, POW, MAX, MIN, EQ, NE, LT, LE, GT, GE, AND, OR, XOR, FMOD, REMAINDER, FLOOR_DIV = range(19)
 _NAMES = {ADD: "add", SUB: "sub", MUL: "mul", DIV: "div", POW: "pow", MAX: "maximum", MIN: "minimum",
           EQ: "eq", NE: "ne", LT: "lt", LE: "le", GT: "gt", GE: "ge", AND: "logical_and",
-          OR: "logical_or", XOR: "logical_xor"}
+          OR: "logical_or", XOR: "logical_xor", FMOD: "fmod", REMAINDER: "remainder",
+          FLOOR_DIV: "floor_divide"}
 _COMPARE = {EQ, NE, LT, LE, GT, GE, AND, OR, XOR}
 
 (U_NEG, U_EXP, U_LOG, U_TANH, U_SIGMOID, U_RELU, U_SQRT, U_ABS, U_POWS, U_CLAMP, U_SIGN, U_RSQRT,
@@ -346,8 +347,16 @@ def div(a, b, rounding_mode=None, out=None):
     if rounding_mode == "floor":
         return floor_divide(a, b)
     if rounding_mode == "trunc":
+        if result_dtype(a, b) is D.int64:  # exact: the floor quotient, +1 where it rounded down
+            a, b = _prep("div", a, b)
+            q = floor_divide(a, b)
+            rounded = logical_and(ne(remainder(a, b), 0), ne(lt(a, 0), lt(b, 0)))
+            return add(q, rounded.to(D.int64))
         q = div(a, b)
         return where(lt(q, 0.0), ceil(q), floor(q))
+    if rounding_mode is not None:
+        raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                           f"'{rounding_mode}'")
     a, b = _float_div_args(a, b)
     return _apply(Div, a, b)
 
@@ -357,25 +366,63 @@ multiply = mul
 subtract = sub
 
 
+class FloorDivide(_Binary):
+    op = FLOOR_DIV
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("derivative for floor_divide is not implemented (as in PyTorch: the result is "
+                           "piecewise constant; detach() it, or use div() for a gradient)")
+
+
+class Remainder(_Binary):
+    op = REMAINDER
+
+    @staticmethod
+    def backward(ctx, g):  # a - floor(a / b) b
+        a, b = ctx.saved_tensors
+        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
+                sum_to(neg(mul(g, floor_divide(a, b))), b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Fmod(_Binary):
+    op = FMOD
+
+    @staticmethod
+    def backward(ctx, g):  # a - trunc(a / b) b
+        a, b = ctx.saved_tensors
+        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
+                sum_to(neg(mul(g, div(a, b, rounding_mode="trunc"))), b.shape) if ctx.needs_input_grad[1] else None)
+
+
+def _integer_modulo(cls, a, b):
+    """floor_divide / remainder / fmod: one native kernel (PyTorch's float formulas, exact int64);
+    an int64 division by zero raises as PyTorch does."""
+    name = _NAMES[cls.op]
+    a, b = _prep(name, a, b)
+    if a.dtype is D.bool_:
+        raise RuntimeError(f"{name}: not supported on bool tensors")
+    if a.dtype is D.int64:
+        if b.numel() and a.numel() and bool(binary_kernel(EQ, b, _scalar_tensor(0, D.int64, b.device)).any().item()):
+            raise ZeroDivisionError(f"{name}: integer division by zero (divisor shape {tuple(b.shape)})")
+        return binary_kernel(cls.op, a, b)
+    if a.requires_grad or b.requires_grad:
+        return cls.apply(a, b)
+    return binary_kernel(cls.op, a, b)
+
+
 def floor_divide(a, b):
-    if result_dtype(a, b) is D.int64:
-        a, b = _prep("floor_divide", a, b)
-        if b.numel() and bool(binary_kernel(EQ, b, _as_tensor(0, D.int64, b.device)).any().item()):
-            raise ZeroDivisionError(f"floor_divide: integer division by zero (divisor shape {tuple(b.shape)})")
-        return binary_kernel(DIV, a, b)
-    return floor(div(a, b))
+    return _integer_modulo(FloorDivide, a, b)
 
 
 def remainder(a, b):
-    return sub(a, mul(floor_divide(a, b), b))
+    """a - floor(a / b) b: the sign of b, as Python's %."""
+    return _integer_modulo(Remainder, a, b)
 
 
 def fmod(a, b):
     """C's fmod: the remainder takes the sign of a (remainder() takes the sign of b)."""
-    r = remainder(a, b)
-    a_t = a if isinstance(a, Tensor) else _as_tensor(a, r.dtype, r.device)
-    fix = logical_and(ne(r, 0), ne(lt(r, 0), lt(a_t, 0)))
-    return where(fix, sub(r, b), r)
+    return _integer_modulo(Fmod, a, b)
 
 
 def pow(a, b):
