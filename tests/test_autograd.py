@@ -498,3 +498,25 @@ def test_first_grad_never_shares_a_tensor_the_user_holds():
     y.sum().backward()
     x.grad.mul_(0.0)
     assert y.grad.tolist() == [1.0, 1.0]
+
+
+def test_grads_are_dense_so_in_place_edits_touch_one_element():
+    """sum's backward is an expand (every element one address): stored as .grad as it was,
+    x.grad[0] = 5 or x.grad.add_(t) wrote every element. PyTorch's grads are dense; so are ours."""
+    x = kn.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x + 1).sum().backward()
+    assert x.grad.stride() == (1,)
+    x.grad.add_(kn.tensor([10.0, 20.0, 30.0]))
+    assert x.grad.tolist() == [11.0, 21.0, 31.0]
+    y = kn.ones(3, requires_grad=True)
+    y.mean().backward()
+    y.grad[0] = 5.0
+    assert np.allclose(y.grad.numpy(), [5.0, 1 / 3, 1 / 3])
+    (y * 3).sum().backward()  # accumulates onto the edited buffer, elementwise
+    assert np.allclose(y.grad.numpy(), [8.0, 3 + 1 / 3, 3 + 1 / 3])
+    z = kn.ones(2, 3, requires_grad=True)
+    w = z * 1
+    w.retain_grad()
+    w.sum().backward()
+    w.grad[0, 0] = 9.0
+    assert w.grad.tolist() == [[9.0, 1.0, 1.0], [1.0, 1.0, 1.0]] and z.grad.tolist() == [[1.0] * 3] * 2

@@ -391,6 +391,33 @@ def test_modulo_gradients_match_torch():
         (x // 1.0).sum().backward()
 
 
+def test_isclose_with_infinities_and_nans(device):
+    inf, nan = float("inf"), float("nan")
+    a = kn.tensor([1.0, inf, inf, -inf, nan, 1.0], device=device)
+    b = kn.tensor([inf, inf, -inf, -inf, nan, 1.000001], device=device)
+    assert kn.isclose(a, b).tolist() == [False, True, False, True, False, True]
+    assert kn.isclose(a, b, equal_nan=True).tolist()[4] is True
+    assert not kn.allclose(kn.tensor([1.0]), kn.tensor([inf])) and kn.allclose(kn.tensor([inf]), kn.tensor([inf]))
+    assert kn.isclose(kn.tensor([1.0]), kn.tensor([1.0 + 1e-7]), rtol=0, atol=0).tolist() == [False]
+
+
+def test_augmented_assignment_is_in_place(device):
+    """//=, %=, **= write into the tensor (a view's base changes), as +=, -=, *=, /= do."""
+    t = kn.tensor([5.0, 7.0], device=device)
+    v = t[:]
+    v //= 2
+    u = kn.tensor([5, 7], device=device)
+    w = u[:]
+    w %= 3
+    p = kn.tensor([2.0, 3.0], device=device)
+    q = p[:]
+    q **= 2
+    assert (t.tolist(), u.tolist(), p.tolist()) == ([2.0, 3.0], [2, 1], [4.0, 9.0])
+    i = kn.tensor([5, 7], device=device)
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        i //= 2.5  # a float result into an int64 tensor: refused, as PyTorch
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

@@ -249,7 +249,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                 for nr, t in node.retained.items():
                     if out_grads[nr] is not None:
                         if t.grad is None:
-                            t.grad = out_grads[nr]
+                            g0 = out_grads[nr]  # dense, as a leaf's .grad (see _accumulate)
+                            t.grad = g0 if g0.is_contiguous() else ops.copy._contiguous_copy(g0)
                             handed.add(id(t.grad._storage))  # visible as y.grad: leaves get a copy
                         else:
                             t.grad = ops.add(t.grad, out_grads[nr])
@@ -287,9 +288,11 @@ def _accumulate(leaf, g, handed):
     before = grad = leaf.grad
     if grad is None:
         # each leaf gets a buffer of its own: in-place updates of one .grad (clipping, zeroing)
-        # must not leak into another leaf that received the same gradient tensor
+        # must not leak into another leaf that received the same gradient tensor. A strided
+        # gradient (sum's backward is an expand: every element one address) is made dense, or
+        # x.grad[0] = 0 / x.grad.add_(t) would write every element at once (PyTorch's grads are dense).
         key = id(g._storage)
-        leaf.grad = g.detach().clone() if key in handed else g.detach()
+        leaf.grad = ops.copy._contiguous_copy(g) if key in handed or not g.is_contiguous() else g.detach()
         handed.add(key)
     # grad += g in place, as PyTorch's AccumulateGrad does (no new buffer per accumulation; a
     # reference to .grad sees the sum, as there), where one kernel can (ops.elementwise's

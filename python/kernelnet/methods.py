@@ -137,7 +137,7 @@ def _check_inplace(t, name):
 
 for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", "sqrt", "abs", "neg",
               "relu", "sigmoid", "tanh", "floor", "ceil", "round", "sign", "reciprocal", "square",
-              "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder"]:
+              "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder", "fmod"]:
     _inplace(_name + "_", getattr(ops, _name))
 
 
@@ -161,6 +161,10 @@ Tensor.__iadd__ = Tensor.add_
 Tensor.__isub__ = Tensor.sub_
 Tensor.__imul__ = Tensor.mul_
 Tensor.__itruediv__ = Tensor.div_
+# without these Python falls back to x = x // y: a new tensor, and a view's base never changes
+Tensor.__ifloordiv__ = Tensor.floor_divide_
+Tensor.__imod__ = Tensor.remainder_
+Tensor.__ipow__ = Tensor.pow_
 
 
 def _zero_(self):

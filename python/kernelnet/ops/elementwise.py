@@ -475,12 +475,17 @@ def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
 
 
 def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """PyTorch's rule: equal values (infinities of one sign included) are close; otherwise a finite
+    |a - b| <= atol + rtol |b| (inf is close to nothing else, and -inf is not close to inf)."""
     a, b = _prep("isclose", a, b)
     a, b = a.to(D.float32), b.to(D.float32)
-    close = le(abs(sub(a, b)), add(atol, mul(abs(b), rtol)))
+    close = eq(a, b)
     if equal_nan:
         close = logical_or(close, logical_and(isnan(a), isnan(b)))
-    return close
+    if rtol == 0 and atol == 0:
+        return close
+    err = abs(sub(a, b))
+    return logical_or(close, logical_and(isfinite(err), le(err, add(atol, mul(abs(b), rtol)))))
 
 
 def isnan(a):
