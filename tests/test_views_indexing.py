@@ -372,3 +372,19 @@ def test_zero_size_everything(device):
     assert z.tolist() == []
     assert tuple(z.reshape(2, 0, 2).shape) == (2, 0, 2)
     assert tuple(kn.cat([z, z]).shape) == (0, 4)
+
+
+def test_setitem_with_ints_and_separated_index_arrays(device):
+    """x[0, :, [0, 1]] = v: the int is basic indexing (PyTorch), so the write lands where the same
+    x[0, :, [0, 1]] reads; NumPy's rule (the int counted as advanced) wrote v transposed."""
+    torch = pytest.importorskip("torch")
+    for idx_fn, vshape in [(lambda M: (0, slice(None), [0, 1]), (2, 2)),
+                           (lambda M: (1, slice(None), M.tensor([1, 2])), (3, 2)),
+                           (lambda M: (slice(None), 1, [0, 3]), (2, 2)),
+                           (lambda M: (0, slice(None), M.tensor([True, False, True, False])), (3, 2))]:
+        v = np.arange(np.prod(vshape), dtype=np.float32).reshape(vshape) + 1
+        k, t = kn.zeros(2, 3, 4, device=device), torch.zeros(2, 3, 4)
+        k[idx_fn(kn)] = kn.tensor(v, device=device)
+        t[idx_fn(torch)] = torch.tensor(v)
+        assert k.tolist() == t.tolist()
+        assert k[idx_fn(kn)].tolist() == v.tolist()

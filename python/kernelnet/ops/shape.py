@@ -511,11 +511,28 @@ def setitem(x, idx, value):
     val = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
     np_idx = tuple(i.detach().cpu().numpy() if isinstance(i, Tensor) else i for i in idx)
     if x.device.type == "cpu":
-        x.detach().numpy()[np_idx] = val
+        sub, rest = _ints_first(x.detach().numpy(), np_idx)
+        sub[rest] = val
     else:
         arr = x.detach().cpu().numpy()
-        arr[np_idx] = val
+        sub, rest = _ints_first(arr, np_idx)
+        sub[rest] = val
         assign(x, tensor(arr, device=x.device))
+
+
+def _is_int(i):
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _ints_first(arr, np_idx):
+    """(a view of arr, the rest of the index): plain integers applied first, as views. PyTorch
+    treats them as basic indexing; NumPy counts them as advanced indices, so with an array index
+    after a slice (x[0, :, [0, 1]]) it moves the broadcast dims to the front and a write lands
+    transposed against what the same x[...] reads."""
+    if not any(_is_int(i) for i in np_idx) or not any(isinstance(i, (np.ndarray, list)) for i in np_idx):
+        return arr, np_idx
+    first = tuple(i if _is_int(i) else slice(None) for i in np_idx if i is not None)
+    return arr[first], tuple(i for i in np_idx if not _is_int(i))
 
 
 def index_select(x, dim, index):
