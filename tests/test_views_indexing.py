@@ -378,7 +378,7 @@ def test_setitem_with_ints_and_separated_index_arrays(device):
     """x[0, :, [0, 1]] = v: the int is basic indexing (PyTorch), so the write lands where the same
     x[0, :, [0, 1]] reads; NumPy's rule (the int counted as advanced) wrote v transposed."""
     torch = pytest.importorskip("torch")
-    for idx_fn, vshape in [(lambda M: (0, slice(None), [0, 1]), (2, 2)),
+    for idx_fn, vshape in [(lambda M: (0, slice(None), [0, 1]), (3, 2)),
                            (lambda M: (1, slice(None), M.tensor([1, 2])), (3, 2)),
                            (lambda M: (slice(None), 1, [0, 3]), (2, 2)),
                            (lambda M: (0, slice(None), M.tensor([True, False, True, False])), (3, 2))]:
