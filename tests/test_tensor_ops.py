@@ -418,6 +418,25 @@ def test_augmented_assignment_is_in_place(device):
         i //= 2.5  # a float result into an int64 tensor: refused, as PyTorch
 
 
+def test_clamp_edge_cases_as_pytorch(device):
+    t = lambda v: kn.tensor(v, device=device)  # noqa: E731
+    nan = float("nan")
+    assert kn.clamp(t([0.0, 5.0, 10.0]), min=6.0, max=3.0).tolist() == [3.0, 3.0, 3.0]  # min > max: max
+    assert kn.clamp(t([0, 5, 10]), min=6, max=3).tolist() == [3, 3, 3]
+    r = kn.clamp(t([-3, 1, 5]), min=0.5, max=2.5)  # float bounds promote an int64 tensor
+    assert r.dtype is kn.float32 and r.tolist() == [0.5, 1.0, 2.5]
+    assert kn.clamp(t([True, False]), 0, 1).dtype is kn.int64
+    assert all(math.isnan(v) for v in kn.clamp(t([1.0, -2.0]), min=nan).tolist())
+    assert all(math.isnan(v) for v in kn.clamp(t([1.0, -2.0]), min=kn.tensor(nan, device=device)).tolist())
+    r = kn.clamp(t([1.0, nan]), 0.0, 0.5).tolist()
+    assert r[0] == 0.5 and math.isnan(r[1])
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        t([-3, 1, 5]).clamp_(min=0.5)
+    x = kn.tensor([0.0, 5.0, 10.0], device=device, requires_grad=True)
+    kn.clamp(x, min=6.0, max=3.0).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

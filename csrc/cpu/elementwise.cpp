@@ -287,7 +287,7 @@ void unary(int op, uptr out, uptr a, const std::vector<i64>& as, const std::vect
     case U_SQRT: return run([](float x) { return std::sqrt(x); });
     case U_ABS: return run([](float x) { return std::fabs(x); });
     case U_POWS: return run([p0](float x) { return std::pow(x, p0); });
-    case U_CLAMP: return run([p0, p1](float x) { return x < p0 ? p0 : (x > p1 ? p1 : x); });
+    case U_CLAMP: return run([p0, p1](float x) { const float y = x < p0 ? p0 : x; return y > p1 ? p1 : y; });  // min(max(x, lo), hi): lo > hi gives hi, as PyTorch
     case U_SIGN: return run([](float x) { return (float)((x > 0.f) - (x < 0.f)); });
     case U_RSQRT: return run([](float x) { return 1.f / std::sqrt(x); });
     case U_SIN: return run([](float x) { return std::sin(x); });

@@ -117,7 +117,7 @@ __device__ __forceinline__ float un_op(int op, float x, float p0, float p1) {
     case U_SQRT: return sqrtf(x);
     case U_ABS: return fabsf(x);
     case U_POWS: return powf(x, p0);
-    case U_CLAMP: return x < p0 ? p0 : (x > p1 ? p1 : x);
+    case U_CLAMP: { const float y = x < p0 ? p0 : x; return y > p1 ? p1 : y; }  // lo > hi gives hi (PyTorch)
     case U_SIGN: return (float)((x > 0.f) - (x < 0.f));
     case U_RSQRT: return 1.f / sqrtf(x);
     case U_SIN: return sinf(x);

@@ -670,16 +670,27 @@ def softplus(x, beta=1.0, threshold=20.0):
 
 
 def clamp(x, min=None, max=None):
+    """min(max(x, min), max), as PyTorch: min > max gives max everywhere, a NaN bound gives NaN,
+    and an integer tensor with a float bound is clamped in float32 (its result is float32)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"clamp: expected a Tensor, got {type(x).__name__}")
+    if x.dtype is not D.float32 and any(isinstance(v, float) or (isinstance(v, Tensor) and v.dtype is D.float32)
+                                        for v in (min, max)):
+        x = x.to(D.float32)  # PyTorch's promotion: clamp(int64, 0.5) is float
+    elif x.dtype is D.bool_:
+        x = x.to(D.int64)  # clamp(bool, 0, 1) is int64 in PyTorch
+    if any(isinstance(v, float) and v != v for v in (min, max)):
+        return mul(x, float("nan"))  # a NaN bound: every element NaN (and still differentiable)
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         # where(), not maximum(): at a tie PyTorch's clamp sends the whole gradient to x
         # (maximum would split it in half)
         y = x
-        if min is not None:
-            y = where(lt(y, min), min, y)
+        if min is not None:  # NaN in min or y propagates: y < NaN is False, so keep a NaN via ne
+            y = where(logical_or(lt(y, min), ne(min, min) if isinstance(min, Tensor) else False), min, y)
         if max is not None:
-            y = where(gt(y, max), max, y)
+            y = where(logical_or(gt(y, max), ne(max, max) if isinstance(max, Tensor) else False), max, y)
         return y
     if x.dtype is not D.float32:
         y = x
