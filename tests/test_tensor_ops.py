@@ -437,6 +437,31 @@ def test_clamp_edge_cases_as_pytorch(device):
     assert x.grad.tolist() == [0.0, 0.0, 0.0]
 
 
+def test_narrow_norm_and_scalar_edge_cases(device):
+    a = kn.arange(5, device=device)
+    assert a.narrow(0, -2, 2).tolist() == [3, 4]
+    with pytest.raises(RuntimeError, match="exceeds"):
+        a.narrow(0, 3, 4)
+    with pytest.raises(RuntimeError, match="non-negative"):
+        a.narrow(0, 1, -1)
+    v = kn.tensor([[3.0, 5.0], [0.5, 2.0]], device=device)
+    assert v.norm(p=float("-inf"), dim=1).tolist() == [3.0, 0.5]
+    assert kn.tensor([1.0, 0.0, 4.0], device=device).norm(p=0).item() == 2.0
+    x = kn.arange(6.0, device=device).reshape(2, 3)
+    x[kn.tensor(1)][0] = 100.0  # a 0-d int tensor indexes like an int: a view, written through
+    x[kn.tensor(0), kn.tensor(2)] = -1.0
+    assert x.tolist() == [[0.0, 1.0, -1.0], [100.0, 4.0, 5.0]]
+    g = kn.tensor([1.0, 2.0], device=device, requires_grad=True)
+    r = np.float32(2.0) * g  # NumPy defers to the tensor (__array_priority__)
+    assert isinstance(r, kn.Tensor) and r.requires_grad and r.tolist() == [2.0, 4.0]
+    for bad in ([2 ** 63], np.array([2 ** 63], np.uint64)):
+        with pytest.raises(RuntimeError, match="int64 without overflow"):
+            kn.tensor(bad, device=device)
+    with pytest.raises(RuntimeError, match="int64 without overflow"):
+        kn.tensor([float("nan")], dtype=kn.int64, device=device)
+    assert kn.tensor([1.5, -2.7], dtype=kn.int64, device=device).tolist() == [1, -2]
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

@@ -74,6 +74,9 @@ class Tensor:
     # True on a .grad buffer that autograd allocated for a sum of gradients: later gradients are
     # added into it in place (autograd._accumulate); set in the instance's __dict__ when true
     _accum_buffer = False
+    # np.float32(2) * x: NumPy defers to our __rmul__ instead of converting x into an array (which
+    # returned an ndarray and dropped autograd); PyTorch sets the same
+    __array_priority__ = 1000
 
     # -------------------------------------------------------------- construction
     def __init__(self, *args, **kwargs):

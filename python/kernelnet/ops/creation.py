@@ -122,10 +122,30 @@ def _to_numpy_data(data, dtype):
     return arr
 
 
+def _check_int64_range(arr):
+    """Refuse what has no int64 (PyTorch raises; NumPy's cast wraps 2**63 and turns NaN into
+    -2**63, silently)."""
+    if arr.dtype == object:
+        vals = [int(v) for v in arr.reshape(-1)]
+        bad = next((v for v in vals if not _INT64_MIN <= v < _INT64_END), None)
+    elif arr.dtype.kind == "u":
+        over = arr.reshape(-1) > np.uint64(_INT64_END - 1)
+        bad = int(arr.reshape(-1)[over][0]) if over.any() else None
+    elif arr.dtype.kind == "f":
+        ok = np.isfinite(arr) & (arr >= -2.0 ** 63) & (arr < 2.0 ** 63)
+        bad = None if ok.all() else arr.reshape(-1)[~ok.reshape(-1)][0]
+    else:
+        return
+    if bad is not None:
+        raise RuntimeError(f"value cannot be converted to type int64 without overflow: {bad}")
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor holding a copy of `data` (lists, scalars, NumPy arrays, tensors)."""
     arr = _to_numpy_data(data, dtype)
     dt = D.to_dtype(dtype) or D.from_numpy_dtype(arr.dtype)
+    if dt is D.int64 and arr.size and arr.dtype != np.int64:
+        _check_int64_range(arr)
     # not np.ascontiguousarray: it turns 0-d input into shape (1,), so tensor(3.0) was 1-d
     arr = np.asarray(arr, dtype=dt.np, order="C")
     dev = to_device(device)

@@ -337,6 +337,11 @@ def norm(x, p="fro", dim=None, keepdim=False):
         return sum(_abs(x), dim, keepdim)
     if p == float("inf"):
         return amax(_abs(x), dim, keepdim)
+    if p == float("-inf"):
+        return amin(_abs(x), dim, keepdim)
+    if p == 0:  # the "0-norm": how many entries are nonzero (PyTorch)
+        from .elementwise import ne
+        return sum(ne(x, 0).to(D.float32), dim, keepdim)
     return _pow(sum(_pow(_abs(x), float(p)), dim, keepdim), 1.0 / p)
 
 

@@ -243,7 +243,17 @@ def _is_advanced(item):
     return isinstance(item, (Tensor, np.ndarray, list)) or (isinstance(item, (bool, np.bool_)))
 
 
+def _zero_d_ints(idx):
+    """0-d int64 tensors in an index are plain ints (PyTorch: basic indexing, a view; x[t] = v
+    writes through it). Reads the value on the host."""
+    if not any(isinstance(i, Tensor) and i.dim() == 0 and i.dtype is D.int64 for i in idx):
+        return idx
+    return tuple(int(i.item()) if isinstance(i, Tensor) and i.dim() == 0 and i.dtype is D.int64 else i
+                 for i in idx)
+
+
 def _expand_ellipsis(x, idx):
+    idx = _zero_d_ints(idx)
     n_ell = sum(1 for i in idx if i is Ellipsis)
     if n_ell > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
@@ -763,7 +773,18 @@ def unbind(x, dim=0):
 
 
 def narrow(x, dim, start, length):
+    """x's elements [start, start + length) along dim, a view; a negative start counts from the end
+    and a range past the end raises (PyTorch; a plain slice would wrap or truncate silently)."""
     d = x._wrap_dim(dim)
+    if isinstance(start, Tensor):
+        start = int(start.item())
+    n = x._shape[d] if x.dim() else 1
+    if not -n <= start <= n:
+        raise IndexError(f"narrow(): start ({start}) out of range for dimension {d} of size {n}")
+    start = start + n if start < 0 else start
+    if length < 0 or start + length > n:
+        raise RuntimeError(f"narrow(): start ({start}) + length ({length}) exceeds dimension size ({n})"
+                           if length >= 0 else f"narrow(): length must be non-negative, got {length}")
     return getitem(x, (slice(None),) * d + (slice(start, start + length),))
 
 
