@@ -462,6 +462,34 @@ def test_narrow_norm_and_scalar_edge_cases(device):
     assert kn.tensor([1.5, -2.7], dtype=kn.int64, device=device).tolist() == [1, -2]
 
 
+def test_edge_gradients_alpha_and_bool_masks():
+    torch = pytest.importorskip("torch")
+    for M, out in ((kn, []), (torch, [])):
+        x = M.tensor([0.0, 2.0], requires_grad=True)
+        e = M.tensor([0.0, 2.0], requires_grad=True)
+        (x ** e).sum().backward()
+        a = M.tensor([-2.0, 2.0], requires_grad=True)
+        f = M.tensor([2.0, 2.0], requires_grad=True)
+        (a ** f).sum().backward()
+        z = M.zeros(3, requires_grad=True)
+        z.norm(p=3).backward()
+        out += [x.grad.tolist(), e.grad.tolist(), a.grad.tolist(), f.grad.tolist(), z.grad.tolist()]
+        out += [M.add(M.tensor([True]), M.tensor([True]), alpha=2).tolist(),
+                M.add(M.tensor([1.0]), M.tensor([2 ** 62]), alpha=2).item()]
+        if M is kn:
+            kn_out = out
+        else:
+            for got, want in zip(kn_out[:5], out[:5]):  # NaN where torch has NaN
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+            assert kn_out[5:] == out[5:]
+    with pytest.raises(RuntimeError, match="alpha"):
+        kn.sub(kn.tensor([1, 2]), kn.tensor([1, 1]), alpha=0.5)
+    x, m = kn.arange(3.0), kn.tensor([1, 0, 1])
+    for f in (lambda: x.masked_select(m), lambda: x.masked_fill(m, -1.0), lambda: kn.where(m, x, 0.0)):
+        with pytest.raises(RuntimeError, match="bool"):
+            f()
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

@@ -268,12 +268,12 @@ class Pow(_Binary):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = sum_to(mul(g, mul(b, pow(a, sub(b, 1.0)))), a.shape)
+        if ctx.needs_input_grad[0]:  # b a^(b-1), 0 where b == 0 (PyTorch: 0 * 0^-1 would be NaN)
+            ga = sum_to(where(eq(b, 0.0), 0.0, mul(g, mul(b, pow(a, sub(b, 1.0))))), a.shape)
         if ctx.needs_input_grad[1]:
-            y = pow(a, b)
-            la = where(gt(a, 0.0), log(a), 0.0)  # d/db a^b = a^b log a (0 where a <= 0)
-            gb = sum_to(mul(g, mul(y, la)), b.shape)
+            # a^b log a, as PyTorch: 0 where a == 0 and b >= 0; NaN for a negative base (log a)
+            la = where(logical_and(eq(a, 0.0), ge(b, 0.0)), 0.0, log(a))
+            gb = sum_to(mul(g, mul(pow(a, b), la)), b.shape)
         return ga, gb
 
 
@@ -323,15 +323,27 @@ def _apply(cls, a, b):
     return binary_kernel(cls.op, a, b)
 
 
+def _scaled_by_alpha(op, a, b, alpha):
+    """b * alpha in the result's dtype (PyTorch: alpha joins after promotion, so bool + bool*2 stays
+    bool and a float a with an int64 b does not overflow in int64 first); a fractional alpha with
+    integer results is refused as there."""
+    rd = result_dtype(a, b)
+    if rd is not D.float32 and isinstance(alpha, float) and not float(alpha).is_integer():
+        raise RuntimeError(f"{op}: for integral input tensors, argument alpha must not be a floating point number")
+    if isinstance(b, Tensor) and b.dtype is not rd:
+        b = b.to(rd)
+    return mul(b, bool(alpha) if rd is D.bool_ else alpha)  # bool results: b and (alpha != 0)
+
+
 def add(a, b, alpha=1, out=None):
-    if alpha != 1:
-        b = mul(b, alpha)
+    if alpha is not True and alpha != 1:
+        b = _scaled_by_alpha("add", a, b, alpha)
     return _apply(Add, a, b)
 
 
 def sub(a, b, alpha=1, out=None):
-    if alpha != 1:
-        b = mul(b, alpha)
+    if alpha is not True and alpha != 1:
+        b = _scaled_by_alpha("sub", a, b, alpha)
     return _apply(Sub, a, b)
 
 
@@ -746,8 +758,9 @@ def where(cond, a=None, b=None):
         return nonzero(cond, as_tuple=True)
     if not isinstance(cond, Tensor):
         raise TypeError("where: condition must be a bool Tensor")
-    if cond.dtype is not D.bool_:
-        cond = cond.to(D.bool_)
+    if cond.dtype is not D.bool_:  # PyTorch refuses it: an int mask read as truth values hides bugs
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                           f"{cond.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # where(cond, 1.0, 0.0): on cond's device
         a = _as_tensor(a, result_dtype(a, b), cond.device)
     a, b = _prep("where", a, b)

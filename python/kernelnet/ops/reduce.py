@@ -342,7 +342,13 @@ def norm(x, p="fro", dim=None, keepdim=False):
     if p == 0:  # the "0-norm": how many entries are nonzero (PyTorch)
         from .elementwise import ne
         return sum(ne(x, 0).to(D.float32), dim, keepdim)
-    return _pow(sum(_pow(_abs(x), float(p)), dim, keepdim), 1.0 / p)
+    s = sum(_pow(_abs(x), float(p)), dim, keepdim)
+    if not s.requires_grad:
+        return _pow(s, 1.0 / p)
+    # s^(1/p) has an infinite slope at s = 0: PyTorch's norm gradient there is 0, not 0 * inf
+    from .elementwise import eq, where
+    zero = eq(s, 0.0)
+    return where(zero, 0.0, _pow(where(zero, 1.0, s), 1.0 / p))
 
 
 def count_nonzero(x, dim=None):

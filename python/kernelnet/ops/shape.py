@@ -553,7 +553,15 @@ def index_select(x, dim, index):
     return getitem(x, tuple(idx))
 
 
+def _check_bool_mask(op, mask):
+    if not isinstance(mask, Tensor) or mask.dtype is not D.bool_:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise RuntimeError(f"{op}: expected a bool tensor for mask, got {got} (an integer tensor would be "
+                           "read as indices or truth values)")
+
+
 def masked_select(x, mask):
+    _check_bool_mask("masked_select", mask)
     from ._util import broadcast_shapes
     shape = broadcast_shapes(x._shape, mask._shape, op="masked_select")
     return getitem(expand(x, shape), expand(mask, shape))
@@ -565,6 +573,7 @@ def masked_fill(x, mask, value):
     0-d tensor (differentiable)."""
     from .elementwise import where
     from .creation import full
+    _check_bool_mask("masked_fill", mask)
     if isinstance(value, Tensor):
         if value.dim() != 0:
             raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got tensor "
