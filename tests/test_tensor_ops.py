@@ -490,6 +490,28 @@ def test_edge_gradients_alpha_and_bool_masks():
             f()
 
 
+def test_factory_forms_and_argument_checks():
+    """PyTorch's call forms (randint(high, size), size=), and the refusals it makes."""
+    assert tuple(kn.randint(10, (3,)).shape) == (3,)
+    assert tuple(kn.zeros(size=(2, 3)).shape) == (2, 3) and tuple(kn.randn(size=(2,)).shape) == (2,)
+    with pytest.raises(TypeError, match="dtpye"):
+        kn.zeros(2, dtpye=kn.int64)
+    for f in (lambda: kn.randint(5, 5, (3,)), lambda: kn.mv(kn.ones(2, 3), kn.ones(3, 1)),
+              lambda: kn.outer(kn.ones(2, 3), kn.ones(3)), lambda: kn.arange(0, 5, -1)):
+        with pytest.raises(RuntimeError):
+            f()
+    with pytest.raises(ValueError, match="nonzero"):
+        kn.arange(0, 2.5, 0.5, dtype=kn.int64)
+    assert kn.arange(5, 0, -2).tolist() == [5, 3, 1]
+    x = kn.arange(6.0).reshape(2, 3)
+    assert tuple(x.index_select(0, kn.tensor(1)).shape) == (1, 3)
+    with pytest.raises(IndexError, match="vector"):
+        x.index_select(0, kn.tensor([[1]]))
+    assert (kn.tensor([1, 2]) + np.array([1, 2])).tolist() == [2, 4]
+    assert (7 % kn.tensor([2, 4])).tolist() == [1, 3]
+    assert 2 in kn.tensor([[1, 2], [3, 4]]) and 5 not in kn.tensor([[1, 2], [3, 4]])
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

@@ -17,7 +17,23 @@ def _finish(t, requires_grad):
     return t
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False, **_):
+def _size_kw(size, kw, fn, ignored=()):
+    """f(2, 3), f((2, 3)) or f(size=(2, 3)), as PyTorch's factories take them; any other keyword is
+    an error (a typo like dtpye= must not pass silently), except those in `ignored`."""
+    kw_size = kw.pop("size", None)
+    unknown = [k for k in kw if k not in ignored]
+    if unknown:
+        raise TypeError(f"{fn}() got an unexpected keyword argument '{unknown[0]}'")
+    if kw_size is not None:
+        if size:
+            raise TypeError(f"{fn}(): size given both positionally and as size=")
+        return (kw_size,)
+    return size
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False, **kw):
+    # pin_memory, memory_format, layout: accepted as PyTorch's, without effect
+    size = _size_kw(size, kw, "empty", ignored=("pin_memory", "memory_format", "layout"))
     return _finish(Tensor._empty(shape_arg(size), D.to_dtype(dtype) or D.float32, to_device(device)), requires_grad)
 
 
@@ -59,11 +75,13 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _finish(t, requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
+def zeros(*size, dtype=None, device=None, requires_grad=False, **kw):
+    size = _size_kw(size, kw, "zeros")
     return full(shape_arg(size), 0, dtype=D.to_dtype(dtype) or D.float32, device=device, requires_grad=requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
+def ones(*size, dtype=None, device=None, requires_grad=False, **kw):
+    size = _size_kw(size, kw, "ones")
     return full(shape_arg(size), 1, dtype=D.to_dtype(dtype) or D.float32, device=device, requires_grad=requires_grad)
 
 
@@ -182,8 +200,11 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if dtype is None:
         dtype = D.int64 if all(isinstance(v, numbers.Integral) for v in vals) else D.float32
     dtype = D.to_dtype(dtype)
-    if vals[2] == 0:
+    if vals[2] == 0 or (dtype is D.int64 and int(vals[2]) == 0):
         raise ValueError("arange: step must be nonzero")
+    if (vals[1] - vals[0]) * vals[2] < 0:
+        raise RuntimeError(f"arange: upper bound and larger bound inconsistent with step sign (start {vals[0]}, "
+                           f"end {vals[1]}, step {vals[2]})")
     arr = np.arange(vals[0], vals[1], vals[2], dtype=np.float64 if dtype is D.float32 else np.int64)
     return tensor(arr, dtype=dtype, device=device, requires_grad=requires_grad)
 
@@ -264,12 +285,14 @@ def _gen(generator):
     return default_generator if generator is None else generator
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    size = _size_kw(size, kw, "rand")
     t = uniform_(empty(*size, dtype=dtype, device=device), 0.0, 1.0, generator=generator)
     return _finish(t, requires_grad)
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    size = _size_kw(size, kw, "randn")
     t = normal_(empty(*size, dtype=dtype, device=device), 0.0, 1.0, generator=generator)
     return _finish(t, requires_grad)
 
@@ -323,10 +346,15 @@ def bernoulli_mask(shape, p_keep, scale, device=CPU, generator=None):
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None):
+    if size is None and isinstance(high, (tuple, list)) or (size is None and high is not None and
+                                                             hasattr(high, "__len__")):
+        low, high, size = 0, low, high  # randint(high, size), as PyTorch
     if high is None:
         low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
+    if not low < high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     u = rand(*shape_arg((size,)) if not isinstance(size, int) else (size,), generator=generator)
     vals = np.floor(u.numpy().astype(np.float64) * (high - low)).astype(np.int64) + low
     return tensor(np.minimum(vals, high - 1), dtype=dtype or D.int64, device=device)

@@ -3,6 +3,8 @@ the native kernels (csrc/*/elementwise.*)."""
 import math
 import numbers
 
+import numpy as np
+
 from .. import _dtype as D
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
@@ -75,6 +77,12 @@ def _prep(op_name, a, b):
     ta, tb = type(a) is Tensor, type(b) is Tensor
     if ta and tb and a.dtype is b.dtype and (a.device is b.device or a.device == b.device):
         return a, b  # the common case, without the promotion/device machinery
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):  # x + np.array(...): a tensor, as in PyTorch
+        from .creation import tensor
+        dev = a.device if isinstance(a, Tensor) else b.device if isinstance(b, Tensor) else None
+        a = tensor(a, device=dev) if isinstance(a, np.ndarray) else a
+        b = tensor(b, device=dev) if isinstance(b, np.ndarray) else b
+        ta, tb = type(a) is Tensor, type(b) is Tensor
     # a tensor and a number of its kind (x * 0.5, 1 - p, n + 1): the number as a 0-d tensor of the
     # tensor's dtype on its device, as the general path below makes it
     if ta and not tb and _keeps_dtype(a.dtype, b):

@@ -160,10 +160,14 @@ def dot(a, b):
 
 
 def mv(a, b):
+    if a.dim() != 2 or b.dim() != 1:
+        raise RuntimeError(f"mv: expected a matrix and a vector, got {a.dim()}-D and {b.dim()}-D tensors")
     return matmul(a, b)
 
 
 def outer(a, b):
+    if a.dim() != 1 or b.dim() != 1:
+        raise RuntimeError(f"outer: expected 1-D arguments, got {a.dim()}-D and {b.dim()}-D tensors")
     return matmul(a.reshape(-1, 1), b.reshape(1, -1))
 
 

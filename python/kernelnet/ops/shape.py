@@ -548,6 +548,10 @@ def _ints_first(arr, np_idx):
 def index_select(x, dim, index):
     d = x._wrap_dim(dim)
     if isinstance(index, Tensor) and index.dtype is D.int64:
+        if index.dim() > 1:
+            raise IndexError(f"index_select(): Index is supposed to be a vector, got shape {tuple(index.shape)}")
+        if index.dim() == 0:  # PyTorch keeps the dimension: a 0-d index selects one row of it
+            index = index.reshape(1)
         _wrap_check_index(index, x._shape[d] if x.dim() else 1, d, negative=False)
     idx = [slice(None)] * d + [index]
     return getitem(x, tuple(idx))
