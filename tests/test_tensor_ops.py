@@ -512,6 +512,29 @@ def test_factory_forms_and_argument_checks():
     assert 2 in kn.tensor([[1, 2], [3, 4]]) and 5 not in kn.tensor([[1, 2], [3, 4]])
 
 
+def test_bitwise_operators(device):
+    """& | ^ ~ are bitwise on int64 (they were logical: 6 & 3 gave True), logical on bool, and
+    refused on float32, as in PyTorch."""
+    t = lambda v: kn.tensor(v, device=device)  # noqa: E731
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-2 ** 40, 2 ** 40, 50), rng.integers(-2 ** 40, 2 ** 40, 50)
+    assert (t(a) & t(b)).tolist() == (a & b).tolist()
+    assert (t(a) | t(b)).tolist() == (a | b).tolist()
+    assert (t(a) ^ t(b)).tolist() == (a ^ b).tolist()
+    assert (~t(a)).tolist() == (~a).tolist()
+    assert (t([6]) | 1).tolist() == [7] and (1 ^ t([3])).tolist() == [2]
+    m = t([True, False, True])
+    assert (~m).tolist() == [False, True, False] and (True & m).tolist() == [True, False, True]
+    assert (m & t([True, True, False])).dtype is kn.bool
+    x = t([12, 10])
+    x &= 6
+    assert x.tolist() == [4, 2]
+    with pytest.raises(RuntimeError, match="float32"):
+        t([0.5]) & t([2.0])
+    with pytest.raises(RuntimeError, match="float32"):
+        ~t([0.5])
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

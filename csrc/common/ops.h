@@ -14,9 +14,11 @@ enum BinaryOp : int {
   // fmod as PyTorch does (floor(a / b) is off by one near integers: 1.0 // 0.1 gives 10, not 9);
   // on int64 exact, with a zero divisor giving 0 (the Python layer raises first)
   B_FMOD = 16, B_REMAINDER = 17, B_FLOOR_DIV = 18,
+  // bitwise ops on int64 (bool uses the logical ops; floats are refused by the Python layer)
+  B_BIT_AND = 19, B_BIT_OR = 20, B_BIT_XOR = 21,
 };
 constexpr bool is_compare(int op) { return op >= B_EQ && op <= B_XOR; }
-constexpr int kLastBinaryOp = B_FLOOR_DIV;
+constexpr int kLastBinaryOp = B_BIT_XOR;
 
 enum UnaryOp : int {
   U_NEG = 0, U_EXP = 1, U_LOG = 2, U_TANH = 3, U_SIGMOID = 4, U_RELU = 5, U_SQRT = 6,

@@ -162,6 +162,9 @@ void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
       case B_ADD: return arith([](T x, T y) { return (T)((U)x + (U)y); });
       case B_SUB: return arith([](T x, T y) { return (T)((U)x - (U)y); });
       case B_MUL: return arith([](T x, T y) { return (T)((U)x * (U)y); });
+      case B_BIT_AND: return arith([](T x, T y) { return (T)(x & y); });
+      case B_BIT_OR: return arith([](T x, T y) { return (T)(x | y); });
+      case B_BIT_XOR: return arith([](T x, T y) { return (T)(x ^ y); });
       case B_FMOD: return arith([](T x, T y) { return (T)((y == 0 || y == -1) ? 0 : x % y); });
       case B_REMAINDER:
         return arith([](T x, T y) {

@@ -53,6 +53,9 @@ __device__ __forceinline__ int64_t bin_arith<int64_t>(int op, int64_t a, int64_t
       if ((a % b != 0) && ((a < 0) != (b < 0))) --q;  // floor like Python //
       return q;
     }
+    case B_BIT_AND: return a & b;
+    case B_BIT_OR: return a | b;
+    case B_BIT_XOR: return a ^ b;
     case B_FMOD: return (b == 0 || b == -1) ? 0 : a % b;
     case B_REMAINDER: {
       if (b == 0 || b == -1) return 0;

@@ -20,6 +20,7 @@ for _name in ["add", "sub", "mul", "div", "true_divide", "divide", "multiply", "
               "logical_or", "logical_xor", "logical_not", "neg", "negative", "exp", "log", "log2",
               "log10", "exp2", "tanh", "sigmoid", "relu", "sqrt", "rsqrt", "sin", "cos",
               "reciprocal", "square", "log1p", "expm1", "floor", "ceil", "round", "abs", "sign", "erf", "erfinv",
+              "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
               "clamp", "clip", "lerp", "sum", "mean", "max", "min", "amax", "amin", "argmax",
               "argmin", "prod", "any", "all", "var", "std", "logsumexp", "norm", "count_nonzero",
               "view", "reshape", "flatten", "unflatten", "permute", "transpose", "swapaxes",
@@ -51,10 +52,14 @@ Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
 Tensor.__neg__ = lambda a: ops.neg(a) if a.dtype is D.float32 else ops.sub(0, a)
 Tensor.__pos__ = lambda a: a
 Tensor.__abs__ = lambda a: ops.abs(a)
-Tensor.__invert__ = lambda a: ops.logical_not(a)
-Tensor.__and__ = lambda a, b: ops.logical_and(a, b)
-Tensor.__or__ = lambda a, b: ops.logical_or(a, b)
-Tensor.__xor__ = lambda a, b: ops.logical_xor(a, b)
+# bitwise on integers, logical on bools (PyTorch: 6 & 3 is 2, ~5 is -6, ~mask flips a bool mask)
+Tensor.__invert__ = lambda a: ops.bitwise_not(a)
+Tensor.__and__ = lambda a, b: ops.bitwise_and(a, b)
+Tensor.__or__ = lambda a, b: ops.bitwise_or(a, b)
+Tensor.__xor__ = lambda a, b: ops.bitwise_xor(a, b)
+Tensor.__rand__ = lambda a, b: ops.bitwise_and(b, a)
+Tensor.__ror__ = lambda a, b: ops.bitwise_or(b, a)
+Tensor.__rxor__ = lambda a, b: ops.bitwise_xor(b, a)
 Tensor.__eq__ = lambda a, b: ops.eq(a, b) if isinstance(b, (Tensor, numbers.Number)) else NotImplemented
 Tensor.__ne__ = lambda a, b: ops.ne(a, b) if isinstance(b, (Tensor, numbers.Number)) else NotImplemented
 Tensor.__lt__ = lambda a, b: ops.lt(a, b)
@@ -139,7 +144,8 @@ def _check_inplace(t, name):
 
 for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", "sqrt", "abs", "neg",
               "relu", "sigmoid", "tanh", "floor", "ceil", "round", "sign", "reciprocal", "square",
-              "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder", "fmod"]:
+              "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder", "fmod",
+              "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"]:
     _inplace(_name + "_", getattr(ops, _name))
 
 
@@ -167,6 +173,9 @@ Tensor.__itruediv__ = Tensor.div_
 Tensor.__ifloordiv__ = Tensor.floor_divide_
 Tensor.__imod__ = Tensor.remainder_
 Tensor.__ipow__ = Tensor.pow_
+Tensor.__iand__ = Tensor.bitwise_and_
+Tensor.__ior__ = Tensor.bitwise_or_
+Tensor.__ixor__ = Tensor.bitwise_xor_
 
 
 def _zero_(self):

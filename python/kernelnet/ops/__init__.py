@@ -12,7 +12,7 @@ from .elementwise import (add, sub, rsub, mul, div, true_divide, divide, multipl
                           isclose, isnan, isinf, isfinite, logical_and, logical_or, logical_xor,
                           logical_not, neg, negative, exp, log, log2, log10, exp2, tanh, sigmoid,
                           relu, sqrt, rsqrt, sin, cos, reciprocal, square, log1p, expm1, floor,
-                          ceil, round, silu, erf, erfinv, abs, sign, leaky_relu, elu, gelu, softplus,
+                          ceil, round, silu, erf, erfinv, abs, bitwise_and, bitwise_or, bitwise_xor, bitwise_not, sign, leaky_relu, elu, gelu, softplus,
                           clamp, clip, where, lerp, sum_to)
 from .reduce import (sum, mean, max, min, amax, amin, argmax, argmin, prod, any, all, var, std,
                      var_mean, std_mean, logsumexp, norm, count_nonzero)

@@ -13,11 +13,12 @@ from .copy import contiguous
 from .reduce import sum as _sum
 
 # op codes: csrc/common/ops.h
-ADD, SUB, MUL, DIV, POW, MAX, MIN, EQ, NE, LT, LE, GT, GE, AND, OR, XOR, FMOD, REMAINDER, FLOOR_DIV = range(19)
+(ADD, SUB, MUL, DIV, POW, MAX, MIN, EQ, NE, LT, LE, GT, GE, AND, OR, XOR, FMOD, REMAINDER, FLOOR_DIV,
+ BIT_AND, BIT_OR, BIT_XOR) = range(22)
 _NAMES = {ADD: "add", SUB: "sub", MUL: "mul", DIV: "div", POW: "pow", MAX: "maximum", MIN: "minimum",
           EQ: "eq", NE: "ne", LT: "lt", LE: "le", GT: "gt", GE: "ge", AND: "logical_and",
           OR: "logical_or", XOR: "logical_xor", FMOD: "fmod", REMAINDER: "remainder",
-          FLOOR_DIV: "floor_divide"}
+          FLOOR_DIV: "floor_divide", BIT_AND: "bitwise_and", BIT_OR: "bitwise_or", BIT_XOR: "bitwise_xor"}
 _COMPARE = {EQ, NE, LT, LE, GT, GE, AND, OR, XOR}
 
 (U_NEG, U_EXP, U_LOG, U_TANH, U_SIGMOID, U_RELU, U_SQRT, U_ABS, U_POWS, U_CLAMP, U_SIGN, U_RSQRT,
@@ -470,6 +471,31 @@ def minimum(a, b):
 def _compare(op, a, b):
     a, b = _prep(_NAMES[op], a, b)
     return binary_kernel(op, a, b)
+
+
+def _bitwise(op, logical, a, b):
+    """& | ^ as PyTorch: bitwise on integers, logical on bools (same bits), refused on floats."""
+    a, b = _prep(_NAMES[op], a, b)
+    if a.dtype is D.float32:
+        raise RuntimeError(f"{_NAMES[op]}: not implemented for float32 tensors (integer or bool only)")
+    if a.dtype is D.bool_:
+        return binary_kernel(logical, a, b)
+    return binary_kernel(op, a, b)
+
+
+def bitwise_and(a, b): return _bitwise(BIT_AND, AND, a, b)
+def bitwise_or(a, b): return _bitwise(BIT_OR, OR, a, b)
+def bitwise_xor(a, b): return _bitwise(BIT_XOR, XOR, a, b)
+
+
+def bitwise_not(x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"bitwise_not: expected a Tensor, got {type(x).__name__}")
+    if x.dtype is D.float32:
+        raise RuntimeError("bitwise_not: not implemented for float32 tensors (integer or bool only)")
+    if x.dtype is D.bool_:
+        return logical_not(x)
+    return binary_kernel(SUB, _scalar_tensor(-1, D.int64, x.device), x)  # ~x == -1 - x, exactly
 
 
 def eq(a, b): return _compare(EQ, a, b)
