@@ -535,6 +535,22 @@ def test_bitwise_operators(device):
         ~t([0.5])
 
 
+def test_bool_arithmetic_and_empty_edge_cases_as_pytorch(device):
+    m = kn.tensor([True, False], device=device)
+    for f in (lambda: m - 1, lambda: 1 - m, lambda: -m, lambda: +m, lambda: kn.abs(m), lambda: kn.floor(m),
+              lambda: kn.relu(m)):
+        with pytest.raises(RuntimeError, match="bool"):
+            f()
+    assert kn.sign(m).dtype is kn.bool and kn.square(m).dtype is kn.int64 and kn.square(m).tolist() == [1, 0]
+    assert (m + 1).tolist() == [2, 1] and (m * 2).tolist() == [2, 0]
+    assert (-kn.tensor([2 ** 40 + 1], device=device)).tolist() == [-(2 ** 40 + 1)]
+    assert len(kn.zeros(0, device=device).chunk(2)) == 2
+    assert kn.cat([kn.tensor([1, 2], device=device), kn.zeros(0, device=device)]).dtype is kn.float32
+    assert tuple(kn.tensor(3.0, device=device).nonzero().shape) == (1, 0)
+    assert tuple(kn.tensor(0.0, device=device).nonzero().shape) == (0, 0)
+    assert kn.logsumexp(kn.zeros(2, 0, device=device), 1).tolist() == [float("-inf")] * 2
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

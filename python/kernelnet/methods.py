@@ -49,8 +49,16 @@ Tensor.__pow__ = lambda a, b: ops.pow(a, b)
 Tensor.__rpow__ = lambda a, b: ops.pow(ops.full((), b, dtype=a.dtype if a.dtype is D.float32 else None, device=a.device), a)
 Tensor.__matmul__ = lambda a, b: ops.matmul(a, b)
 Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
-Tensor.__neg__ = lambda a: ops.neg(a) if a.dtype is D.float32 else ops.sub(0, a)
-Tensor.__pos__ = lambda a: a
+Tensor.__neg__ = lambda a: ops.neg(a)  # int64 exactly; bool refused with a hint at ~
+
+
+def _pos(a):
+    if a.dtype is D.bool_:
+        raise RuntimeError("The `+` operator, on a bool tensor is not supported.")
+    return a
+
+
+Tensor.__pos__ = _pos
 Tensor.__abs__ = lambda a: ops.abs(a)
 # bitwise on integers, logical on bools (PyTorch: 6 & 3 is 2, ~5 is -6, ~mask flips a bool mask)
 Tensor.__invert__ = lambda a: ops.bitwise_not(a)

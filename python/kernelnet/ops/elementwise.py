@@ -351,6 +351,9 @@ def add(a, b, alpha=1, out=None):
 
 
 def sub(a, b, alpha=1, out=None):
+    if (isinstance(a, Tensor) and a.dtype is D.bool_) or (isinstance(b, Tensor) and b.dtype is D.bool_):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                           "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
     if alpha is not True and alpha != 1:
         b = _scaled_by_alpha("sub", a, b, alpha)
     return _apply(Sub, a, b)
@@ -601,6 +604,13 @@ def _unary(op, x, p0=0.0, p1=0.0):
         raise TypeError(f"{_UNARY_NAMES.get(op, 'unary op')}: expected a Tensor, got {type(x).__name__}")
     if x.dtype is D.int64 and op in _INT_UNARY_OPS:
         return _int_unary(op, x)
+    if x.dtype is D.bool_ and op in _BOOL_UNARY:  # PyTorch's bool rules: no float detour
+        if op == U_SIGN:
+            return clone_bool(x)
+        if op == U_SQUARE:
+            return x.to(D.int64)
+        raise RuntimeError(f"{_UNARY_NAMES.get(op, 'unary op')}: not supported on bool tensors"
+                           + (" (use ~ or logical_not() to invert a mask)" if op == U_NEG else ""))
     if x.dtype is not D.float32:
         x = x.to(D.float32)
     if x.requires_grad:
@@ -618,6 +628,11 @@ def _make_unary(name, op):
 
 
 _INT_UNARY_OPS = frozenset({U_NEG, U_RELU, U_SQUARE, U_SIGN, U_FLOOR, U_CEIL, U_ROUND})
+_BOOL_UNARY = frozenset({U_NEG, U_RELU, U_SQUARE, U_SIGN, U_FLOOR, U_CEIL, U_ROUND, U_ABS})
+
+
+def clone_bool(x):
+    return binary_kernel(AND, x, _scalar_tensor(True, D.bool_, x.device))  # a copy, in one kernel
 
 neg = _make_unary("neg", U_NEG)
 exp = _make_unary("exp", U_EXP)
@@ -664,6 +679,9 @@ def erfinv(x):
     y = mul(where(lt(w, 5.0), pc, pt), x)
     edge = eq(abs(x), 1.0)  # w is inf there: the tail polynomial gives inf - inf
     return where(edge, mul(x, float("inf")), y)
+
+
+_UNARY_NAMES[U_ABS] = "abs"
 
 
 def abs(x):

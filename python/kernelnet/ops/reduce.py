@@ -319,6 +319,9 @@ def std_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
 
 def logsumexp(x, dim, keepdim=False):
     from .elementwise import sub, exp, log, add, where, isfinite
+    dims = _dims_arg(x, dim, "logsumexp")
+    if 0 in [x._shape[i] for i in dims]:  # an empty sum: log 0 = -inf (PyTorch), not amax's error
+        return log(sum(exp(x), dim, keepdim))
     m = amax(x, dim, keepdim=True).detach()
     m = where(isfinite(m), m, 0.0)  # all -inf (or an inf) in a row: shift by 0, not by inf (nan)
     s = log(sum(exp(sub(x, m)), dim, keepdim=True))

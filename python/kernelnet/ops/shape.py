@@ -374,6 +374,11 @@ def nonzero(x, as_tuple=False):
     """Indices of nonzero elements (computed on the host: the output size depends on the data)."""
     from .creation import tensor
     arr = x.detach().cpu().numpy()
+    if arr.ndim == 0:  # PyTorch: a 0-d tensor has one (empty) index when it is nonzero
+        nz = (np.zeros(int(arr != 0), np.int64),)
+        if as_tuple:
+            return tuple(tensor(n, device=x.device) for n in nz)
+        return tensor(np.zeros((int(arr != 0), 0), np.int64), device=x.device)
     nz = np.nonzero(arr)
     if as_tuple:
         return tuple(tensor(n.astype(np.int64), device=x.device) for n in nz)
@@ -720,7 +725,7 @@ def cat(tensors, dim=0):
     ref = nonempty[0]
     d = ref._wrap_dim(dim)
     dt = ref.dtype
-    for t in nonempty:
+    for t in tensors:  # the skipped empty tensors still take part in the promotion (PyTorch)
         dt = D.promote(dt, t.dtype)
     for t in nonempty:
         if t.dim() != ref.dim() or any(a != b for i, (a, b) in enumerate(zip(t._shape, ref._shape)) if i != d):
@@ -775,9 +780,12 @@ def split(x, split_size_or_sections, dim=0):
 
 def chunk(x, chunks, dim=0):
     d = x._wrap_dim(dim)
+    if chunks < 1:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     n = x._shape[d]
-    size = -(-n // chunks) if n else 1
-    return split(x, size, d)
+    if n == 0:  # PyTorch: `chunks` empty pieces
+        return tuple(x for _ in range(chunks))
+    return split(x, -(-n // chunks), d)
 
 
 def unbind(x, dim=0):
