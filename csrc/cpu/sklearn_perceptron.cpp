@@ -22,10 +22,11 @@ namespace {
 // decay: L2 factor per sample (1 = none). l1_step: l1_ratio*eta*alpha per sample (0 = none),
 // u0: the cumulative L1 penalty before this epoch, q: K x d cumulative applied penalty.
 // loss_out: K floats <- sum over the epoch of max(0, -y p) per class.
+// intercept_decay: scale of the intercept's updates (scikit-learn: 0.01 for sparse input, else 1).
 void perceptron_epoch(uptr X_, i64 n, i64 d, uptr Y_, uptr order_, i64 n_order, uptr sw_,
                       uptr cw_pos_, uptr cw_neg_, uptr W_, uptr b_, uptr active_, i64 K, double eta,
                       double decay, double l1_step, double u0, uptr q_, bool fit_intercept,
-                      uptr loss_out_) {
+                      uptr loss_out_, double intercept_decay) {
   KN_CHECK(n >= 0 && d >= 0 && K > 0 && n_order >= 0, "sk_perceptron_epoch: bad sizes n=", n,
            " d=", d, " K=", K, " n_order=", n_order);
   KN_CHECK(l1_step == 0.0 || q_ != 0, "sk_perceptron_epoch: L1 penalty needs the q buffer");
@@ -70,7 +71,7 @@ void perceptron_epoch(uptr X_, i64 n, i64 d, uptr Y_, uptr order_, i64 n_order, 
           float upd = (float)eta * y * (y > 0 ? cwp[k] : cwn[k]) * (sw ? sw[i] : 1.f);
           if (upd != 0.f) {
             for (i64 f = 0; f < d; ++f) w[f] += upd * x[f];
-            if (fit_intercept) bk += upd;
+            if (fit_intercept) bk += upd * (float)intercept_decay;
           }
         }
         if (l1_step != 0.0) {
