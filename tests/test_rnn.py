@@ -328,6 +328,12 @@ def test_pack_pad_roundtrip():
     assert lk.tolist() == lt.tolist()
     assert_close(ok, ot, rtol=1e-4, atol=1e-5)
     assert_close(hk, ht, rtol=1e-4, atol=1e-5)
+    # unsorted lengths: refused by default as in PyTorch, fine with enforce_sorted=False
+    with pytest.raises(RuntimeError, match="enforce_sorted"):
+        kn.nn.utils.rnn.pack_padded_sequence(kn.tensor(x), [1, 5, 3], batch_first=True)
+    pk = kn.nn.utils.rnn.pack_padded_sequence(kn.tensor(x), [1, 5, 3], batch_first=True, enforce_sorted=False)
+    pt = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), [1, 5, 3], batch_first=True, enforce_sorted=False)
+    assert_close(km(pk)[1][0], tm(pt)[1][0], rtol=1e-4, atol=1e-5)
 
 
 def test_bad_input_raises():

@@ -33,7 +33,9 @@ class PackedSequence:
 
 
 def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True):
-    """Wrap a padded batch and its lengths; sorting is not required (enforce_sorted is ignored)."""
+    """Wrap a padded batch and its lengths. The layers do not need sorted lengths, but as in PyTorch
+    enforce_sorted=True (the default) refuses unsorted ones, so code written here runs there too;
+    pass enforce_sorted=False for any order."""
     if isinstance(lengths, _kn.Tensor):
         lengths = lengths.tolist()
     lengths = [int(v) for v in lengths]
@@ -42,6 +44,9 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
         raise ValueError(f"pack_padded_sequence: {len(lengths)} lengths for a batch of {x.shape[1]}")
     if any(v < 1 or v > x.shape[0] for v in lengths):
         raise ValueError(f"pack_padded_sequence: lengths must be in [1, {x.shape[0]}], got {lengths}")
+    if enforce_sorted and any(a < b for a, b in zip(lengths, lengths[1:])):
+        raise RuntimeError(f"pack_padded_sequence: `lengths` array must be sorted in decreasing order when "
+                           f"`enforce_sorted` is True (got {lengths}); pass enforce_sorted=False for any order")
     return PackedSequence(x, lengths)
 
 
