@@ -496,6 +496,8 @@ def test_factory_forms_and_argument_checks():
     assert tuple(kn.zeros(size=(2, 3)).shape) == (2, 3) and tuple(kn.randn(size=(2,)).shape) == (2,)
     with pytest.raises(TypeError, match="dtpye"):
         kn.zeros(2, dtpye=kn.int64)
+    with pytest.raises(TypeError, match="ints"):
+        kn.zeros(2.5)  # int() would truncate it
     for f in (lambda: kn.randint(5, 5, (3,)), lambda: kn.mv(kn.ones(2, 3), kn.ones(3, 1)),
               lambda: kn.outer(kn.ones(2, 3), kn.ones(3)), lambda: kn.arange(0, 5, -1)):
         with pytest.raises(RuntimeError):

@@ -121,6 +121,10 @@ def shape_arg(args):
     """Accept f(2, 3), f((2, 3)), f([2, 3]) and f(Size)."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = args[0]
+    if type(args) is tuple and all([type(a) is int for a in args]):
+        return args  # already a tuple of ints (the common case, and every second call from full())
+    if any(isinstance(a, float) for a in args):  # int(2.5) would truncate: PyTorch refuses it
+        raise TypeError(f"shape must be ints, got {args!r}")
     try:
         return tuple(int(a) for a in args)
     except TypeError:

@@ -46,6 +46,10 @@ def fill_native(t, value):
     lose bits through the kernels' double) or truncated from a float, refusing what int64 cannot
     hold."""
     n = t.numel()
+    if t.dtype is D.float32 and type(value) in (int, float):  # the common case first (zeros, ones)
+        if n:
+            t._backend.fill(D.float32.code, t.data_ptr(), n, float(value))
+        return t
     if isinstance(value, Tensor):
         value = value.item()  # a 0-d tensor's number (fill_(tensor), as PyTorch accepts)
     if t.dtype is D.int64:
