@@ -553,6 +553,16 @@ def test_bool_arithmetic_and_empty_edge_cases_as_pytorch(device):
     assert kn.logsumexp(kn.zeros(2, 0, device=device), 1).tolist() == [float("-inf")] * 2
 
 
+def test_in_place_into_expanded_memory_is_refused_and_addmm_beta_zero(device):
+    x = kn.zeros(1, device=device).expand(3)
+    for f in (lambda: x.add_(1), lambda: x.fill_(1), lambda: x.clamp_(0, 1), lambda: x.copy_(kn.ones(3))):
+        with pytest.raises(RuntimeError, match="single memory location"):
+            f()
+    nan = kn.full((1, 2), float("nan"), device=device)
+    r = kn.addmm(nan, kn.ones(1, 3, device=device), kn.ones(3, 2, device=device), beta=0)
+    assert r.tolist() == [[3.0, 3.0]]  # beta = 0 ignores input, NaN included (PyTorch, BLAS)
+
+
 def test_fill_values_convert_as_pytorch(device):
     """Fill values are converted as PyTorch converts them: bool by truth, int64 exactly past 2**53
     (the kernels take a double) or truncated from a float, refusing what int64 cannot hold."""

@@ -142,6 +142,11 @@ def _inplace(name, fn):
 
 
 def _check_inplace(t, name):
+    if 0 in t._stride and t.numel() > 1 and any(st == 0 and sz > 1 for st, sz in zip(t._stride, t._shape)):
+        # an expanded tensor: one memory location stands for several elements (PyTorch refuses too)
+        raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor "
+                           "refers to a single memory location. Please clone() the tensor before performing "
+                           "the operation.")
     if t.requires_grad and is_grad_enabled():
         if t.grad_fn is None:
             raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "

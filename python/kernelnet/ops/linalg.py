@@ -246,4 +246,7 @@ def addmm(input, a, b, beta=1, alpha=1):
     r = matmul(a, b)
     if alpha != 1:
         r = mul(r, alpha)
+    if beta == 0:  # input is ignored, NaN and inf included (PyTorch, BLAS): only its shape broadcasts
+        from .creation import zeros
+        return add(r, zeros(input.shape, device=input.device))
     return add(mul(input, beta) if beta != 1 else input, r)
