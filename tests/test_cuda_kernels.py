@@ -19,6 +19,11 @@ F32, I64, BOOL = 0, 1, 2
 NP = {F32: np.float32, I64: np.int64, BOOL: np.uint8}
 B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN = range(7)
 B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_AND, B_OR, B_XOR = range(7, 16)
+B_FMOD, B_REMAINDER, B_FLOOR_DIV, B_BIT_AND, B_BIT_OR, B_BIT_XOR = range(16, 22)
+
+
+def _is_compare(op):
+    return B_EQ <= op <= B_XOR
 R_SUM, R_MEAN, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_PROD, R_ANY, R_ALL = range(9)
 U_NOT = 25
 
@@ -167,13 +172,13 @@ def test_copy_strided_and_assign_strided(dtype):
 
 
 def _binary_case(op, dtype, a, b, shape, a_st, b_st, pad=0):
-    out_dt = np.uint8 if op >= B_EQ else NP[dtype]
+    out_dt = np.uint8 if _is_compare(op) else NP[dtype]
     ref = np.empty(shape, out_dt)
     C.binary(op, dtype, cpu_ptr(ref), cpu_ptr(a), a_st, cpu_ptr(b), b_st, list(shape))
     o = Dev.empty(shape, out_dt, pad)
     G.binary(op, dtype, o.ptr, Dev(a, pad).ptr, a_st, Dev(b).ptr, b_st, list(shape))
     got = o.get()
-    if dtype == F32 and op < B_EQ:
+    if dtype == F32 and not _is_compare(op):
         np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6, err_msg=f"op {op}")
     else:
         np.testing.assert_array_equal(got, ref, err_msg=f"op {op}")
@@ -201,7 +206,8 @@ def test_binary_all_ops(layout, dtype, pad):
         a_st = [int(np.prod(shape[:d])) for d in range(8)]
         b_st = [0, 36, 0, 3, 0, 1, 0, 0]
         nb = 100
-    ops = list(range(B_ADD, B_XOR + 1))
+    # fmod, remainder and floor division on both dtypes; the bitwise ops on int64 only
+    ops = list(range(B_ADD, B_FLOOR_DIV + 1)) + ([B_BIT_AND, B_BIT_OR, B_BIT_XOR] if dtype == I64 else [])
     for op in ops:
         if dtype == F32:
             a = rng.standard_normal(na).astype(np.float32)
@@ -233,9 +239,14 @@ def test_binary_nan_and_int_division():
     b = np.array([0, np.nan, 3, 1], np.float32)
     for op in (B_MAX, B_MIN, B_ADD, B_DIV):
         _binary_case(op, F32, a, b, (4,), [1], [1])
-    ai = np.array([7, -7, 7, -7, 0, 5], np.int64)
-    bi = np.array([2, 2, -2, -2, 3, 0], np.int64)
-    _binary_case(B_DIV, I64, ai, bi, (6,), [1], [1])
+    ai = np.array([7, -7, 7, -7, 0, 5, -2 ** 63, -2 ** 63], np.int64)
+    bi = np.array([2, 2, -2, -2, 3, 0, -1, 3], np.int64)
+    for op in (B_DIV, B_FLOOR_DIV, B_FMOD, B_REMAINDER):  # INT64_MIN / -1 wraps (it trapped on the CPU)
+        _binary_case(op, I64, ai, bi, (8,), [1], [1])
+    af = np.array([1.0, 1e10, 123456789.0, 5.0, -5.0, np.inf, -5.0, 7.0], np.float32)
+    bf = np.array([0.1, 3.0, 7.0, np.inf, np.inf, 2.0, 0.0, -0.0], np.float32)
+    for op in (B_FMOD, B_REMAINDER, B_FLOOR_DIV):  # PyTorch's formulas on both backends
+        _binary_case(op, F32, af, bf, (8,), [1], [1])
 
 
 UNARY_OPS = list(range(0, 29))
