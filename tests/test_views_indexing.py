@@ -295,6 +295,11 @@ def test_index_select_gather_scatter_add(device):
     with pytest.raises(IndexError, match="-2"):
         kn.nn.Embedding(10, 3).to(device)(kn.tensor([1, -2], device=device))
     close(t[kn.tensor([-1], device=device)], a[[-1]])
+    # an index smaller than the input outside dim reads the input's leading part (PyTorch)
+    small = kn.tensor([[0, 3]], device=device)
+    close(t.gather(1, small), np.take_along_axis(a[:1, :], np.array([[0, 3]]), 1))
+    with pytest.raises(RuntimeError, match="Size does not match"):
+        t.gather(1, kn.tensor([[0]] * 5, device=device))
     # integer gather
     ia = arr(3, 4, kind="int")
     close(make(ia, device).gather(1, kn.tensor([[0], [3], [1]], device=device)), np.take_along_axis(ia, np.array([[0], [3], [1]]), 1))

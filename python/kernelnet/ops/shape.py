@@ -634,6 +634,12 @@ def gather(x, dim, index):
     from ._util import check_same_device
     check_same_device("gather", x, index)  # a CPU index pointer handed to a CUDA kernel would crash
     index = _wrap_check_index(index, x._shape[d], d, negative=False)
+    if any(i != d and index._shape[i] != x._shape[i] for i in range(x.dim())):
+        # PyTorch allows an index smaller than x outside dim: only x's leading part there is read
+        if any(i != d and index._shape[i] > x._shape[i] for i in range(x.dim())):
+            raise RuntimeError(f"gather(): Size does not match at a dimension other than {d}: index "
+                               f"{tuple(index.shape)}, input {tuple(x.shape)}")
+        x = getitem(x, tuple(slice(None) if i == d else slice(0, index._shape[i]) for i in range(x.dim())))
     return Gather.apply(x, d, index)
 
 
