@@ -284,17 +284,9 @@ class RNNCellBase(Module):
                 c = _kn.zeros((B, H), device=input.device)
             elif unbatched:
                 c = c.unsqueeze(0)
-        for name, st in (("hidden", h), ("cell", c)):  # PyTorch's checks and messages
-            if st is None:
-                continue
-            if st.dim() != 2 or st.shape[0] != B:
-                raise RuntimeError(f"{type(self).__name__}: Input batch size {B} doesn't match {name} batch "
-                                   f"size {st.shape[0] if st.dim() else 0} ({name} state of shape {tuple(st.shape)})")
-            if st.shape[1] != H:
-                raise RuntimeError(f"{type(self).__name__}: {name} state has inconsistent hidden_size: got "
-                                   f"{st.shape[1]}, expected {H}")
         xg = F.linear(input, self.weight_ih, self.bias_ih)
-        # one step through the same sequence Function (T = 1): native cell kernels on CPU
+        # one step through the same sequence Function (T = 1): native cell kernels on CPU; it checks
+        # h and c against the batch and hidden sizes (PyTorch's errors) before the kernels read them
         res = recurrence(xg.unsqueeze(0), self.weight_hh, self.bias_hh, h, c, self.mode)
         hn = res[1]
         cn = res[2] if self.mode == "LSTM" else None
