@@ -5,11 +5,6 @@ that both run native kernels. When an op runs with grad mode on and any input re
 `Function.apply` records a `Node` that keeps the ctx (saved tensors) and the inputs; the output's
 `grad_fn` points at it. `Tensor.backward()` walks the nodes in reverse topological order,
 summing gradients per node output, and accumulates into the `.grad` of leaf tensors.
-
-In-place ops (methods._inplace): a node keeps, per input, the edge (grad_fn, output number) the
-input had when the op ran, so an input later modified in place (taking a new grad_fn) still sends
-this op's gradient where it belongs; storages carry version counters (bump_version), and a saved
-tensor whose storage was written since it was saved makes backward raise, as in PyTorch.
 """
 import threading
 
@@ -95,64 +90,31 @@ class inference_mode(no_grad):
         self.mode = not mode
 
 
-# Version counters, as PyTorch's: how many times a storage has been written in place, keyed by
-# its address (a saved tensor keeps its storage alive, so the address cannot be reused while a
-# graph needs it). Only storages ever written in place have an entry. A saved tensor whose storage
-# changed since it was saved makes backward raise instead of computing with the new values.
-_VERSIONS = {}
-
-
-def bump_version(t):
-    """Record an in-place write into t's storage (every in-place entry point calls this)."""
-    k = t._base_ptr
-    _VERSIONS[k] = _VERSIONS.get(k, 0) + 1
-
-
 class Context:
     """What a Function's forward leaves for its backward (PyTorch's ctx)."""
 
     # class-level defaults instead of an __init__: a ctx is made for every op that runs through
     # Function.apply, and the constructor call was a measurable part of a small op's time
-    _saved = ()
-    _saved_versions = None  # None: every saved storage was at version 0
+    saved_tensors = ()
     needs_input_grad = ()
     non_differentiable = ()
 
     def save_for_backward(self, *tensors):
-        self._saved = tensors
-        if _VERSIONS:
-            self._saved_versions = tuple([_VERSIONS.get(t._base_ptr, 0) if hasattr(t, "_base_ptr") else 0
-                                          for t in tensors])
-
-    @property
-    def saved_tensors(self):
-        if _VERSIONS:
-            sv = self._saved_versions
-            for i, t in enumerate(self._saved):
-                if hasattr(t, "_base_ptr") and _VERSIONS.get(t._base_ptr, 0) != (sv[i] if sv else 0):
-                    raise RuntimeError(
-                        "one of the variables needed for gradient computation has been modified by an inplace "
-                        f"operation: a tensor of shape {list(t._shape)} is at version {_VERSIONS.get(t._base_ptr, 0)}; "
-                        f"expected version {sv[i] if sv else 0} instead. Use the out-of-place op (x = x + y "
-                        "instead of x += y), or clone() the tensor before modifying it.")
-        return self._saved
+        self.saved_tensors = tensors
 
     def mark_non_differentiable(self, *tensors):
         self.non_differentiable = tuple(id(t) for t in tensors)
 
 
 class Node:
-    """One recorded op in the graph: the Function, its ctx, the tensors it consumed and, per input,
-    the edge its gradient goes along: (grad_fn, output_nr) as they were when the op ran (an input
-    modified in place later gets a new grad_fn; this op's gradient still belongs to the old one)."""
+    """One recorded op in the graph: the Function, its ctx, and the tensors it consumed."""
 
-    __slots__ = ("fn", "ctx", "inputs", "edges", "n_outputs", "retained", "__weakref__", "name")
+    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "retained", "__weakref__", "name")
 
     def __init__(self, fn, ctx, inputs, n_outputs):
         self.fn = fn
         self.ctx = ctx
         self.inputs = inputs  # tensors (or None for non-tensor arguments)
-        self.edges = tuple([(t.grad_fn, t._output_nr, t.requires_grad) if t is not None else None for t in inputs])
         self.n_outputs = n_outputs
         self.retained = None  # {output_nr: tensor} for retain_grad() on non-leaf outputs
         self.name = fn.__name__
@@ -161,7 +123,8 @@ class Node:
         return f"<{self.name}Backward>"
 
     def next_functions(self):
-        return tuple((e[0] if e is not None else None) for e in self.edges)
+        return tuple((t.grad_fn if t is not None and t.grad_fn is not None else None)
+                     for t in self.inputs)
 
 
 class Function:
@@ -230,9 +193,9 @@ def _topo_order(roots):
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            for e in node.edges:
-                if e is not None and e[0] is not None and id(e[0]) not in seen:
-                    stack.append((e[0], False))
+            for t in node.inputs:
+                if t is not None and t.grad_fn is not None and id(t.grad_fn) not in seen:
+                    stack.append((t.grad_fn, False))
     order.reverse()  # roots first
     return order
 
@@ -296,18 +259,18 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                 in_grads = (in_grads,)
             if len(in_grads) < len(node.inputs):
                 in_grads = tuple(in_grads) + (None,) * (len(node.inputs) - len(in_grads))
-            for t, e, g in zip(node.inputs, node.edges, in_grads):
-                if t is None or g is None or not e[2]:
+            for t, g in zip(node.inputs, in_grads):
+                if t is None or g is None or not t.requires_grad:
                     continue
                 if g._shape != t._shape:
                     raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
                                        f"{tuple(g.shape)} for an input of shape {tuple(t.shape)}")
-                gf, nr, _ = e
-                if gf is None:
+                if t.grad_fn is None:
                     if only is None or id(t) in only:
                         _accumulate(t, g, handed)
                 else:
-                    slot = grads.setdefault(id(gf), [None] * gf.n_outputs)
+                    slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
+                    nr = t._output_nr
                     slot[nr] = g if slot[nr] is None else ops.add(slot[nr], g)
             if not retain_graph:
                 node.ctx = None

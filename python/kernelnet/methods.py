@@ -6,7 +6,7 @@ from . import ops
 from .ops import elementwise as _ew
 from .tensor import Tensor
 from ._device import to_device
-from .autograd import bump_version, is_grad_enabled
+from .autograd import is_grad_enabled
 
 
 def _m(name, fn=None):
@@ -121,52 +121,27 @@ def _inplace_result_dtype(name, self, result, args, kwargs):
     return result.dtype
 
 
-def _any_requires_grad(args, kwargs):
-    return any(isinstance(a, Tensor) and a.requires_grad for a in args) or \
-        any(isinstance(a, Tensor) and a.requires_grad for a in kwargs.values())
-
-
-def _graph_alias(t):
-    """A copy of t's values standing where t stands in the graph (its grad_fn and output number):
-    the op recorded on it saves these values, not t's storage, which the in-place write changes."""
-    c = ops.copy._contiguous_copy(t)
-    c.requires_grad, c.grad_fn, c._output_nr = t.requires_grad, t.grad_fn, t._output_nr
-    return c
-
-
 def _inplace(name, fn):
-    """x.op_(...): the out-of-place op, written back into x's storage. Inside the autograd graph
-    (x a non-leaf, or an argument requiring grad) the op is recorded on a copy of x and x takes its
-    place in the graph (PyTorch's in-place semantics: out += identity in a residual block); a
-    tensor that an earlier op saved and this write changes makes that op's backward raise (version
-    counters, autograd.bump_version)."""
     def method(self, *args, **kwargs):
-        _check_inplace(self, name, in_graph_ok=True)
-        track = is_grad_enabled() and (self.requires_grad or _any_requires_grad(args, kwargs))
-        result = fn(_graph_alias(self) if track else self, *args, **kwargs)
+        _check_inplace(self, name)
+        result = fn(self, *args, **kwargs)
         if (isinstance(result, Tensor)
                 and _CAST_ORDER[_inplace_result_dtype(name, self, result, args, kwargs)] > _CAST_ORDER[self.dtype]):
             # PyTorch's rule: an in-place result must not lose its kind (float into an integer
             # tensor would truncate silently)
             raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
                                f"{self.dtype}")
-        if track and isinstance(result, Tensor) and result.requires_grad:
-            if self._is_view:
-                raise RuntimeError(f"{name}: an in-place op that joins the autograd graph on a view is not "
-                                   "supported (the viewed tensor's history would not see it); use the "
-                                   "out-of-place version")
-            ops.assign(self, result.detach())
-            bump_version(self)
-            self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
-            return self
+        if isinstance(result, Tensor) and result.requires_grad:
+            if is_grad_enabled():  # an argument requires grad: the in-place result would lose it
+                raise RuntimeError(f"{name}: an argument requires grad, but in-place ops are not recorded "
+                                   "by autograd; use the out-of-place version")
         ops.assign(self, result.detach() if isinstance(result, Tensor) else result)
-        bump_version(self)
         return self
     method.__name__ = name
     setattr(Tensor, name, method)
 
 
-def _check_inplace(t, name, in_graph_ok=False):
+def _check_inplace(t, name):
     if 0 in t._stride and t.numel() > 1 and any(st == 0 and sz > 1 for st, sz in zip(t._stride, t._shape)):
         # an expanded tensor: one memory location stands for several elements (PyTorch refuses too)
         raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor "
@@ -176,13 +151,8 @@ def _check_inplace(t, name, in_graph_ok=False):
         if t.grad_fn is None:
             raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
-        if not in_graph_ok:
-            raise RuntimeError(f"{name}: this in-place operation on a tensor that is part of the autograd "
-                               "graph is not supported; use the out-of-place version")
-        if t._is_view:
-            raise RuntimeError(f"{name}: in-place operations on a view of a tensor in the autograd graph are "
-                               "not supported (the viewed tensor's history would not see them); use the "
-                               "out-of-place version")
+        raise RuntimeError(f"{name}: in-place operations on tensors that are part of the autograd "
+                           "graph are not supported; use the out-of-place version")
 
 
 for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", "sqrt", "abs", "neg",
@@ -200,7 +170,6 @@ def _inplace_arith(name, op):
 
     def method(self, other, *args, **kwargs):
         if not args and not kwargs and _ew.binary_into_self(op, self, other):
-            bump_version(self)
             return self
         return general(self, other, *args, **kwargs)
     method.__name__ = name
@@ -233,7 +202,6 @@ def _fill_(self, value):
         ops.creation.fill_native(self, value)
     else:
         ops.assign(self, ops.full((), value, dtype=self.dtype, device=self.device))
-    bump_version(self)
     return self
 
 
@@ -243,19 +211,16 @@ def _copy_(self, src, non_blocking=False):
         raise RuntimeError("copy_: the source requires grad, but in-place copies are not recorded by "
                            "autograd; use clone() or run under no_grad()")
     ops.assign(self, src.detach() if isinstance(src, Tensor) else src)
-    bump_version(self)
     return self
 
 
 def _uniform_(self, a=0.0, b=1.0, generator=None):
     _check_inplace(self, "uniform_")
-    bump_version(self)
     return ops.uniform_(self, a, b, generator)
 
 
 def _normal_(self, mean=0.0, std=1.0, generator=None):
     _check_inplace(self, "normal_")
-    bump_version(self)
     return ops.normal_(self, mean, std, generator)
 
 

@@ -156,16 +156,10 @@ class Tensor:
             _capture_retain(t._storage, True)
         return t
 
-    # True on tensors made by _view (they share another tensor's storage): an in-place op on such a
-    # tensor inside the autograd graph is refused (PyTorch rebases the base's history; we do not)
-    _is_view = False
-
     def _view(self, shape, stride, offset=None):
         """A tensor sharing storage with self (no autograd bookkeeping)."""
-        t = Tensor._make(self._storage, shape, stride, self._offset if offset is None else offset,
-                         self.dtype, self.device, self._base_ptr)
-        t._is_view = True
-        return t
+        return Tensor._make(self._storage, shape, stride, self._offset if offset is None else offset,
+                            self.dtype, self.device, self._base_ptr)
 
     # -------------------------------------------------------------- metadata
     @property

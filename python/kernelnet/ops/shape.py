@@ -518,8 +518,6 @@ def setitem(x, idx, value):
     idx = _expand_ellipsis(x, idx)
     shape, stride, offset, _, _, adv = _basic_view(x, idx)
     v = x._view(shape, stride, offset)
-    from ..autograd import bump_version
-    bump_version(x)  # (before the write: the write may raise halfway, the storage is changed anyway)
     if not adv:
         assign(v, value)
         return
