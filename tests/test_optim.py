@@ -18,6 +18,10 @@ Y = rng.standard_normal((16, 3)).astype(np.float32)
 
 
 def _models():
+    # a fixed initialisation: unseeded, one run in a few dozen drew weights whose RMSprop
+    # trajectory has near-zero gradients, where g / sqrt(v) turns last-bit differences into 1e-5
+    # in the weights (a CI run failed so, passing in every rerun)
+    torch.manual_seed(0)
     tm = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
     km = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
     km.load_state_dict({k: to_kn(v) for k, v in tm.state_dict().items()})
