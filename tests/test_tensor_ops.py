@@ -972,6 +972,10 @@ def test_int_pow(device):
     assert (kn.tensor([2, 3], device=device) ** 2).dtype is kn.int64
     with pytest.raises(RuntimeError, match="negative integer powers"):
         kn.tensor([2], device=device) ** -1
+    # a tensor of exponents is computed, as PyTorch: 1 and -1 have integer powers, others give 0
+    t = kn.tensor([2, 1, -1, 0], device=device) ** kn.tensor([-1, -2, -3, -1], device=device)
+    assert t.tolist() == [0, 1, -1, 0]
+    assert (2 ** kn.tensor([-1, 2], device=device)).tolist() == [0, 4]
 
 
 def test_inplace_ops_that_keep_an_integer_dtype_are_not_refused():

@@ -454,11 +454,14 @@ def pow(a, b):
         if b == 2:
             return _unary(U_SQUARE, a)
         return _unary(U_POWS, a, float(b))
+    if (isinstance(a, Tensor) and a.dtype is D.int64 and isinstance(b, numbers.Integral)
+            and not isinstance(b, bool) and b < 0):
+        # PyTorch refuses a negative Python-int exponent; a tensor of exponents is computed
+        # (1 and -1 have integer powers, other bases give 0), and so it is here
+        raise RuntimeError(f"pow: integers to negative integer powers are not allowed (base {a.dtype} of shape "
+                           f"{tuple(a.shape)}, exponent {b})")
     a, b = _prep("pow", a, b)
     if a.dtype is not D.float32:
-        if a.dtype is D.int64 and b.numel() and bool(binary_kernel(LT, b, _as_tensor(0, D.int64, b.device)).any().item()):
-            raise RuntimeError("pow: integers to negative integer powers are not allowed "
-                               f"(base {a.dtype} of shape {tuple(a.shape)})")
         return binary_kernel(POW, a, b)
     return Pow.apply(a, b) if (a.requires_grad or b.requires_grad) else binary_kernel(POW, a, b)
 
