@@ -10,11 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define KN_HD __host__ __device__ __forceinline__
-#else
-#define KN_HD inline
-#endif
+#include "common/hd.h"
 
 namespace kn {
 

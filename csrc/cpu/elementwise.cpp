@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/kn.h"
+#include "common/division.h"
 #include "common/ops.h"
 #include "cpu/nd_iter.h"
 
@@ -165,23 +166,10 @@ void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
       case B_BIT_AND: return arith([](T x, T y) { return (T)(x & y); });
       case B_BIT_OR: return arith([](T x, T y) { return (T)(x | y); });
       case B_BIT_XOR: return arith([](T x, T y) { return (T)(x ^ y); });
-      case B_FMOD: return arith([](T x, T y) { return (T)((y == 0 || y == -1) ? 0 : x % y); });
-      case B_REMAINDER:
-        return arith([](T x, T y) {
-          if (y == 0 || y == -1) return (T)0;
-          const T r = x % y;
-          return (T)((r != 0 && ((r < 0) != (y < 0))) ? r + y : r);
-        });
-      case B_DIV:
-      case B_FLOOR_DIV:
-        // rounds toward -inf as Python's // (the Python layer uses it for //); INT64_MIN / -1 traps
-        // (SIGFPE) in hardware, so y == -1 is a wrapping negation
-        return arith([](T x, T y) {
-          if (y == 0) return (T)0;
-          if (y == -1) return (T)(0 - (U)x);
-          T q = x / y;
-          return (T)((x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q);
-        });
+      case B_FMOD: return arith([](T x, T y) { return fmod_int64(x, y); });
+      case B_REMAINDER: return arith([](T x, T y) { return remainder_int64(x, y); });
+      case B_DIV:  // rounds toward -inf as Python's // (the Python layer uses it for //)
+      case B_FLOOR_DIV: return arith([](T x, T y) { return floor_divide_int64(x, y); });
       case B_POW:
         // exact integer power by squaring, wrapping as PyTorch (a double pow loses bits past 2^53);
         // negative exponents: 1 and -1 have integer powers, |x| > 1 truncates to 0 (x = 0: refused
@@ -212,22 +200,10 @@ void binary_typed(int op, uptr out, uptr a, const std::vector<i64>& as, uptr b,
     case B_FMOD:
     case B_REMAINDER:
     case B_FLOOR_DIV:
-      if constexpr (std::is_floating_point_v<T>) {
+      if constexpr (std::is_same_v<T, float>) {
         if (op == B_FMOD) return arith([](T x, T y) { return std::fmod(x, y); });
-        if (op == B_REMAINDER)
-          return arith([](T x, T y) {
-            const T r = std::fmod(x, y);
-            return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
-          });
-        return arith([](T x, T y) {  // c10::div_floor_floating
-          if (y == 0) return x / y;
-          const T mod = std::fmod(x, y);
-          T div = (x - mod) / y;
-          if (mod != 0 && ((y < 0) != (mod < 0))) div -= 1;
-          if (div == 0) return std::copysign(T(0), x / y);
-          const T fl = std::floor(div);
-          return div - fl > T(0.5) ? fl + 1 : fl;
-        });
+        if (op == B_REMAINDER) return arith([](T x, T y) { return remainder_float(x, y); });
+        return arith([](T x, T y) { return floor_divide_float(x, y); });
       } else {
         throw ArgError(str_cat("binary: op ", op, " is not defined on bool"));
       }

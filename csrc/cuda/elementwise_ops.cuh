@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/division.h"
 #include "common/ops.h"
 
 namespace kn {
@@ -23,19 +24,8 @@ __device__ __forceinline__ float bin_arith<float>(int op, float a, float b) {
     case B_MAX: return (a != a || b != b) ? NAN : (a > b ? a : b);
     case B_MIN: return (a != a || b != b) ? NAN : (a < b ? a : b);
     case B_FMOD: return fmodf(a, b);
-    case B_REMAINDER: {
-      float r = fmodf(a, b);
-      return (r != 0.f && ((r < 0.f) != (b < 0.f))) ? r + b : r;
-    }
-    case B_FLOOR_DIV: {  // c10::div_floor_floating
-      if (b == 0.f) return a / b;
-      const float mod = fmodf(a, b);
-      float div = (a - mod) / b;
-      if (mod != 0.f && ((b < 0.f) != (mod < 0.f))) div -= 1.f;
-      if (div == 0.f) return copysignf(0.f, a / b);
-      float fl = floorf(div);
-      return div - fl > 0.5f ? fl + 1.f : fl;
-    }
+    case B_REMAINDER: return remainder_float(a, b);
+    case B_FLOOR_DIV: return floor_divide_float(a, b);
     default: return 0.f;
   }
 }
@@ -46,22 +36,12 @@ __device__ __forceinline__ int64_t bin_arith<int64_t>(int op, int64_t a, int64_t
     case B_ADD: return (int64_t)((uint64_t)a + (uint64_t)b);
     case B_SUB: return (int64_t)((uint64_t)a - (uint64_t)b);
     case B_MUL: return (int64_t)((uint64_t)a * (uint64_t)b);
-    case B_DIV: case B_FLOOR_DIV: {
-      if (b == 0) return 0;
-      if (b == -1) return (int64_t)(0 - (uint64_t)a);  // INT64_MIN / -1 overflows: wrap, as PyTorch
-      int64_t q = a / b;
-      if ((a % b != 0) && ((a < 0) != (b < 0))) --q;  // floor like Python //
-      return q;
-    }
+    case B_DIV: case B_FLOOR_DIV: return floor_divide_int64(a, b);
     case B_BIT_AND: return a & b;
     case B_BIT_OR: return a | b;
     case B_BIT_XOR: return a ^ b;
-    case B_FMOD: return (b == 0 || b == -1) ? 0 : a % b;
-    case B_REMAINDER: {
-      if (b == 0 || b == -1) return 0;
-      const int64_t r = a % b;
-      return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
-    }
+    case B_FMOD: return fmod_int64(a, b);
+    case B_REMAINDER: return remainder_int64(a, b);
     case B_POW: {
       if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
       int64_t r = 1, base = a;
