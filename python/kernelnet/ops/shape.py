@@ -552,14 +552,18 @@ def _ints_first(arr, np_idx):
 
 def index_select(x, dim, index):
     d = x._wrap_dim(dim)
-    if isinstance(index, Tensor) and index.dtype is D.int64:
+    if isinstance(index, Tensor) and index.dtype is D.int64 and x.dim():
         if index.dim() > 1:
             raise IndexError(f"index_select(): Index is supposed to be a vector, got shape {tuple(index.shape)}")
-        if index.dim() == 0:  # PyTorch keeps the dimension: a 0-d index selects one row of it
-            index = index.reshape(1)
-        _wrap_check_index(index, x._shape[d] if x.dim() else 1, d, negative=False)
-    idx = [slice(None)] * d + [index]
-    return getitem(x, tuple(idx))
+        # a 0-d index keeps the dimension (PyTorch); the index is checked once (on a GPU a check
+        # reads the index's range on the host) and gathered directly, not through x[..., index]
+        index = _to_index_tensor(index.reshape(-1), x.device)
+        _wrap_check_index(index, x._shape[d], d, negative=False)
+        from .copy import contiguous
+        before, n, after = _prod(x._shape[:d]), x._shape[d], _prod(x._shape[d + 1:])
+        out = IndexSelect.apply(reshape(contiguous(x), (before, n, after)), contiguous(index), before, n, after)
+        return reshape(out, x._shape[:d] + (index.numel(),) + x._shape[d + 1:])
+    return getitem(x, tuple([slice(None)] * d + [index]))
 
 
 def _check_bool_mask(op, mask):
