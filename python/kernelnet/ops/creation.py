@@ -1,5 +1,4 @@
 """Creating tensors: from data, filled, ranges, random (Philox, reproducible on CPU and GPU)."""
-import math
 import numbers
 
 import numpy as np
@@ -53,17 +52,9 @@ def fill_native(t, value):
     if isinstance(value, Tensor):
         value = value.item()  # a 0-d tensor's number (fill_(tensor), as PyTorch accepts)
     if t.dtype is D.int64:
-        if isinstance(value, numbers.Integral):
-            iv = int(value)
-        else:
-            f = float(value)
-            if not math.isfinite(f):
-                raise RuntimeError(f"value cannot be converted to type int64 without overflow: {f}")
-            iv = int(f)  # truncation toward zero, as a C cast
-        if not _INT64_MIN <= iv < _INT64_END:
-            raise RuntimeError(f"value cannot be converted to type int64 without overflow: {value}")
+        _check_int64_range(np.asarray(value))  # tensor()'s rule: NaN, inf and past 2**63 refused
         if n:
-            t._backend.fill_int64(t.data_ptr(), n, iv)
+            t._backend.fill_int64(t.data_ptr(), n, int(value))  # int(): exact, or truncating a float
     elif n:
         v = (1.0 if value else 0.0) if t.dtype is D.bool_ else float(value)
         t._backend.fill(t.dtype.code, t.data_ptr(), n, v)

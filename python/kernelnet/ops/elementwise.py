@@ -9,7 +9,7 @@ from .. import _dtype as D
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 from ._util import broadcast_shapes, broadcast_strides, coalesce, check_same_device, result_dtype
-from .copy import contiguous
+from .copy import _contiguous_copy, contiguous
 from .reduce import sum as _sum
 
 # op codes: csrc/common/ops.h
@@ -419,7 +419,7 @@ class Fmod(_Binary):
                 sum_to(neg(mul(g, div(a, b, rounding_mode="trunc"))), b.shape) if ctx.needs_input_grad[1] else None)
 
 
-def _integer_modulo(cls, a, b):
+def _division_op(cls, a, b):
     """floor_divide / remainder / fmod: one native kernel (PyTorch's float formulas, exact int64);
     an int64 division by zero raises as PyTorch does."""
     name = _NAMES[cls.op]
@@ -436,17 +436,17 @@ def _integer_modulo(cls, a, b):
 
 
 def floor_divide(a, b):
-    return _integer_modulo(FloorDivide, a, b)
+    return _division_op(FloorDivide, a, b)
 
 
 def remainder(a, b):
     """a - floor(a / b) b: the sign of b, as Python's %."""
-    return _integer_modulo(Remainder, a, b)
+    return _division_op(Remainder, a, b)
 
 
 def fmod(a, b):
     """C's fmod: the remainder takes the sign of a (remainder() takes the sign of b)."""
-    return _integer_modulo(Fmod, a, b)
+    return _division_op(Fmod, a, b)
 
 
 def pow(a, b):
@@ -599,7 +599,7 @@ def _int_unary(op, x):
         return binary_kernel(MUL, x, x)
     if op == U_SIGN:  # -1, 0, 1 are exact in float32 whatever x is
         return unary_kernel(U_SIGN, x.to(D.float32)).to(D.int64)
-    return binary_kernel(ADD, x, zero)  # floor, ceil, round of an integer: a copy of it
+    return _contiguous_copy(x)  # floor, ceil, round of an integer: a copy of it
 
 
 def _unary(op, x, p0=0.0, p1=0.0):
@@ -609,7 +609,7 @@ def _unary(op, x, p0=0.0, p1=0.0):
         return _int_unary(op, x)
     if x.dtype is D.bool_ and op in _BOOL_UNARY:  # PyTorch's bool rules: no float detour
         if op == U_SIGN:
-            return clone_bool(x)
+            return _contiguous_copy(x)
         if op == U_SQUARE:
             return x.to(D.int64)
         raise RuntimeError(f"{_UNARY_NAMES.get(op, 'unary op')}: not supported on bool tensors"
@@ -633,9 +633,6 @@ def _make_unary(name, op):
 _INT_UNARY_OPS = frozenset({U_NEG, U_RELU, U_SQUARE, U_SIGN, U_FLOOR, U_CEIL, U_ROUND})
 _BOOL_UNARY = frozenset({U_NEG, U_RELU, U_SQUARE, U_SIGN, U_FLOOR, U_CEIL, U_ROUND, U_ABS})
 
-
-def clone_bool(x):
-    return binary_kernel(AND, x, _scalar_tensor(True, D.bool_, x.device))  # a copy, in one kernel
 
 neg = _make_unary("neg", U_NEG)
 exp = _make_unary("exp", U_EXP)

@@ -327,7 +327,6 @@ def logsumexp(x, dim, keepdim=False):
     s = log(sum(exp(sub(x, m)), dim, keepdim=True))
     r = add(s, m)
     if not keepdim:
-        dims = _dims_arg(x, dim, "logsumexp")
         r = r.reshape(tuple(sz for i, sz in enumerate(x._shape) if i not in dims))
     return r
 

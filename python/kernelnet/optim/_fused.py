@@ -69,7 +69,7 @@ def step(kernel, params, *args):
                         "moving the model, or move its state with opt.load_state_dict(opt.state_dict())")
     # The kernels update flat float arrays: a non-contiguous parameter (nn.Parameter(w.T)) is updated
     # in a contiguous copy, written back after (its state tensors are dense in its logical order).
-    work = [p if p.is_contiguous() else p.contiguous() for p in params]
+    work = [dense(p, kernel, "parameters") for p in params]
     fn = None if os.environ.get("KERNELNET_OPTIM") == "reference" else getattr(backend, kernel, None)
     if fn is None:
         from . import _reference
