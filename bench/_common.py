@@ -125,6 +125,32 @@ def median_by_key(runs, key):
     return {lib: (statistics.median([r[key] for r in rs]) if rs else None) for lib, rs in runs.items()}
 
 
+def load_library(lib, threads, baseline=None):
+    """A worker's library: torch, this tree's kernelnet ("kernelnet"), or the kernelnet package in
+    the directory `baseline` ("before"), with `threads` threads."""
+    if lib == "torch":
+        import torch as L
+    else:
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, baseline if lib == "before" else os.path.join(os.path.dirname(here), "python"))
+        import kernelnet as L
+    L.set_num_threads(threads)
+    return L
+
+
+def compare_parser(threads):
+    """The command line of a compare_cases script: --worker (internal), --procs, --threads,
+    --baseline DIR (an older kernelnet package, measured as "before"), --out FILE."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", choices=["kernelnet", "torch", "before"])
+    ap.add_argument("--procs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--baseline", default=None, help="a directory holding an older kernelnet package")
+    ap.add_argument("--out", default=None)
+    return ap
+
+
 def compare_cases(script, cases, worker_args, procs, baseline=None, unit="us", width=34, extra=None):
     """The usual CPU comparison: `script --worker LIB *worker_args` for kernelnet and torch (and
     "before", the package in `baseline`, when given) in alternating processes; per case the median

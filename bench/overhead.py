@@ -15,7 +15,6 @@ torch_time / kernelnet_time (> 1: kernelnet faster). --baseline DIR adds "before
 package found in DIR, for before/after comparisons in the same run.
 Results go to bench/results/overhead-cpu-<date>.json.
 """
-import argparse
 import json
 import os
 import sys
@@ -23,7 +22,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import compare_cases, cpu_name, load_average, results_path, time_call, write_json_atomic  # noqa: E402
+from _common import (compare_cases, compare_parser, cpu_name, load_average, load_library,  # noqa: E402
+                     results_path, time_call, write_json_atomic)
 
 CASES = ["a + b", "a * 0.5", "x + bias", "relu", "a @ w (w requires grad)", "view(-1)", "t()", "sum()",
          "zeros(32, 64)", "randn(32, 64)", "(a @ w).relu().sum().backward()", "hand-written MLP step",
@@ -84,13 +84,7 @@ def _cases(L):
 
 
 def worker(lib, threads, baseline):
-    if lib == "torch":
-        import torch as L
-    else:
-        path = baseline if lib == "before" else os.path.join(os.path.dirname(HERE), "python")
-        sys.path.insert(0, path)
-        import kernelnet as L
-    L.set_num_threads(threads)
+    L = load_library(lib, threads, baseline)
     res = {}
     for name, fn in _cases(L).items():
         time_call(fn, min_time=0.1)  # warm-up
@@ -99,13 +93,7 @@ def worker(lib, threads, baseline):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--worker", choices=["kernelnet", "torch", "before"])
-    ap.add_argument("--procs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--baseline", default=None, help="a directory holding an older kernelnet package")
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
+    a = compare_parser(threads=1).parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads, a.baseline)))
         return

@@ -10,7 +10,6 @@ the median over processes and torch_time / kernelnet_time (> 1: kernelnet faster
 adds a third library, "before": the kernelnet package found in DIR (e.g. a copy of an older tree),
 for before/after comparisons in the same run. Results go to bench/results/reduce-cpu-<date>.json.
 """
-import argparse
 import json
 import os
 import sys
@@ -20,7 +19,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import compare_cases, cpu_name, load_average, results_path, time_call, write_json_atomic  # noqa: E402
+from _common import (compare_cases, compare_parser, cpu_name, load_average, load_library,  # noqa: E402
+                     results_path, time_call, write_json_atomic)
 
 CASES = [  # (name, shape, dims: None = all)
     ("sum all 4096x128", (4096, 128), None),
@@ -33,13 +33,7 @@ CASES = [  # (name, shape, dims: None = all)
 
 
 def worker(lib, threads, baseline):
-    if lib == "torch":
-        import torch as L
-    else:
-        path = baseline if lib == "before" else os.path.join(os.path.dirname(HERE), "python")
-        sys.path.insert(0, path)
-        import kernelnet as L
-    L.set_num_threads(threads)
+    L = load_library(lib, threads, baseline)
     rng = np.random.default_rng(0)
     res = {}
     for name, shape, dims in CASES:
@@ -53,13 +47,7 @@ def worker(lib, threads, baseline):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--worker", choices=["kernelnet", "torch", "before"])
-    ap.add_argument("--procs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--baseline", default=None, help="a directory holding an older kernelnet package")
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
+    a = compare_parser(threads=2).parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads, a.baseline)))
         return
