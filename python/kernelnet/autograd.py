@@ -98,6 +98,12 @@ class Context:
     saved_tensors = ()
     needs_input_grad = ()
     non_differentiable = ()
+    # Which saved tensors the backward reads the values of (None: all). A forward that saves a
+    # tensor only for another input's gradient sets it from needs_input_grad (x @ w with x plain
+    # data reads only x), so an in-place write PyTorch allows (it would not have saved the tensor)
+    # is not refused here either.
+    saved_values_read = None
+    saved_versions = ()
 
     def save_for_backward(self, *tensors):
         self.saved_tensors = tensors
@@ -161,6 +167,8 @@ class Function:
             out = cls.forward(ctx, *args, **kwargs)
         if not track:
             return out
+        if ctx.saved_tensors:
+            _note_saved_versions(ctx)
         if type(out) is Tensor or not isinstance(out, tuple):  # one output (most ops)
             node = Node(cls, ctx, tuple([a if isinstance(a, Tensor) else None for a in args]), 1)
             if isinstance(out, Tensor) and out.dtype.is_floating_point and id(out) not in ctx.non_differentiable:
@@ -175,6 +183,34 @@ class Function:
                 o.grad_fn = node
                 o._output_nr = i
         return out
+
+
+def _note_saved_versions(ctx):
+    reads = ctx.saved_values_read
+    versions = []
+    for i, t in enumerate(ctx.saved_tensors):
+        if t is None or (reads is not None and not reads[i]):
+            versions.append(None)
+        else:
+            vc = t._vc
+            versions.append(vc[0] if vc is not None else 0)
+    ctx.saved_versions = versions
+
+
+def check_saved_versions(node):
+    """Refuse to run node's backward on a saved tensor written in place since its forward (an
+    optimizer step between two backwards of a retained graph, an input buffer refilled before
+    backward): its gradient would silently use the new values. PyTorch's check and message."""
+    ctx = node.ctx
+    for t, v in zip(ctx.saved_tensors, ctx.saved_versions):
+        if v is not None and t._version != v:
+            dt = {"float32": "FloatTensor", "int64": "LongTensor", "bool": "BoolTensor"}.get(str(t.dtype).split(".")[-1], "Tensor")
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{'cuda.' if t.device.type == 'cuda' else ''}{dt} {list(t._shape)}], which is "
+                f"saved by {node.name}Backward, is at version {t._version}; expected version {v} instead. "
+                "Hint: an in-place write (an optimizer step, x += ..., x[...] = ..., copy_) changed it "
+                "between the forward pass and backward(); write to a clone, or run the forward again.")
 
 
 def _topo_order(roots):
@@ -245,6 +281,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             out_grads = grads.pop(id(node), None)
             if out_grads is None:
                 continue
+            if node.ctx.saved_versions:
+                check_saved_versions(node)
             if node.retained:
                 for nr, t in node.retained.items():
                     if out_grads[nr] is not None:

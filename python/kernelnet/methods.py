@@ -136,6 +136,7 @@ def _inplace(name, fn):
                 raise RuntimeError(f"{name}: an argument requires grad, but in-place ops are not recorded "
                                    "by autograd; use the out-of-place version")
         ops.assign(self, result.detach() if isinstance(result, Tensor) else result)
+        self._bump_version()
         return self
     method.__name__ = name
     setattr(Tensor, name, method)
@@ -202,6 +203,7 @@ def _fill_(self, value):
         ops.creation.fill_native(self, value)
     else:
         ops.assign(self, ops.full((), value, dtype=self.dtype, device=self.device))
+    self._bump_version()
     return self
 
 
@@ -211,17 +213,22 @@ def _copy_(self, src, non_blocking=False):
         raise RuntimeError("copy_: the source requires grad, but in-place copies are not recorded by "
                            "autograd; use clone() or run under no_grad()")
     ops.assign(self, src.detach() if isinstance(src, Tensor) else src)
+    self._bump_version()
     return self
 
 
 def _uniform_(self, a=0.0, b=1.0, generator=None):
     _check_inplace(self, "uniform_")
-    return ops.uniform_(self, a, b, generator)
+    ops.uniform_(self, a, b, generator)
+    self._bump_version()
+    return self
 
 
 def _normal_(self, mean=0.0, std=1.0, generator=None):
     _check_inplace(self, "normal_")
-    return ops.normal_(self, mean, std, generator)
+    ops.normal_(self, mean, std, generator)
+    self._bump_version()
+    return self
 
 
 def _assign(self, src):

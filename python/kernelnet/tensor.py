@@ -68,7 +68,7 @@ class _CudaStorage:
 
 class Tensor:
     __slots__ = ("_storage", "_shape", "_stride", "_offset", "dtype", "device", "requires_grad",
-                 "grad", "grad_fn", "_output_nr", "_base_ptr", "_hooks", "__weakref__", "_is_param",
+                 "grad", "grad_fn", "_output_nr", "_base_ptr", "_hooks", "_vc", "__weakref__", "_is_param",
                  "__dict__")
 
     # True on a .grad buffer that autograd allocated for a sum of gradients: later gradients are
@@ -96,6 +96,7 @@ class Tensor:
         self.grad_fn = None
         self._output_nr = 0
         self._hooks = None
+        self._vc = None
 
     @classmethod
     def _make(cls, storage, shape, stride, offset, dtype, device, base_ptr):
@@ -112,6 +113,7 @@ class Tensor:
         t.grad_fn = None
         t._output_nr = 0
         t._hooks = None
+        t._vc = None
         return t
 
     @classmethod
@@ -149,6 +151,7 @@ class Tensor:
             t.grad_fn = None
             t._output_nr = 0
             t._hooks = None
+            t._vc = None
         else:
             st = _CudaStorage(n * dtype.itemsize, n)
             t = cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
@@ -157,9 +160,33 @@ class Tensor:
         return t
 
     def _view(self, shape, stride, offset=None):
-        """A tensor sharing storage with self (no autograd bookkeeping)."""
-        return Tensor._make(self._storage, shape, stride, self._offset if offset is None else offset,
-                            self.dtype, self.device, self._base_ptr)
+        """A tensor sharing storage with self (no autograd bookkeeping) and its version counter."""
+        t = Tensor._make(self._storage, shape, stride, self._offset if offset is None else offset,
+                         self.dtype, self.device, self._base_ptr)
+        vc = self._vc
+        if vc is None:
+            vc = self._vc = [0]
+        t._vc = vc
+        return t
+
+    # -------------------------------------------------------------- version counter
+    # PyTorch's version counter: every in-place write bumps it, shared by a tensor and all views of
+    # its storage made through _view (detach() included; .data gets its own, so writes through
+    # .data go unseen, as there). Function.apply notes the versions of the tensors a backward reads;
+    # backward refuses to run on values written since (autograd.check_saved_versions). A tensor with
+    # no views yet holds None: most tensors are never viewed or written, and a list per tensor would
+    # cost every op.
+    @property
+    def _version(self):
+        vc = self._vc
+        return vc[0] if vc is not None else 0
+
+    def _bump_version(self):
+        vc = self._vc
+        if vc is None:
+            self._vc = [1]
+        else:
+            vc[0] += 1
 
     # -------------------------------------------------------------- metadata
     @property
@@ -210,7 +237,10 @@ class Tensor:
 
     @property
     def data(self):
-        return self.detach()
+        v = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
+                         self._base_ptr)
+        v._vc = [0]  # a counter of its own: writes through .data are not seen by autograd (PyTorch)
+        return v
 
     @data.setter
     def data(self, value):

@@ -203,9 +203,11 @@ def binary_into_self(op, t, other):
         return True
     if other._shape == t._shape and other.is_contiguous():
         t._backend.binary(op, dt.code, t.data_ptr(), t.data_ptr(), [1], other.data_ptr(), [1], [n])
+        t._bump_version()
         return True
     sh, (sa, sb) = coalesce(t._shape, list(t._stride), broadcast_strides(other, t._shape))
     t._backend.binary(op, dt.code, t.data_ptr(), t.data_ptr(), sa, other.data_ptr(), sb, sh)
+    t._bump_version()
     return True
 
 
@@ -225,32 +227,50 @@ class _Binary(Function):
 
     @classmethod
     def forward(cls, ctx, a, b):
-        ctx.save_for_backward(a, b)
+        cls.save(ctx, a, b)
         return binary_kernel(cls.op, a, b)
 
+    @staticmethod
+    def save(ctx, a, b):
+        ctx.save_for_backward(a, b)
 
-class Add(_Binary):
+
+class _Additive(_Binary):
+    @staticmethod
+    def save(ctx, a, b):
+        # shapes only: the gradient does not depend on the values (nor is the memory held, nor is an
+        # in-place write to an input refused, as in PyTorch)
+        ctx.shapes = (a._shape, b._shape)
+
+
+class Add(_Additive):
     op = ADD
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
-                sum_to(g, b.shape) if ctx.needs_input_grad[1] else None)
+        sa, sb = ctx.shapes
+        return (sum_to(g, sa) if ctx.needs_input_grad[0] else None,
+                sum_to(g, sb) if ctx.needs_input_grad[1] else None)
 
 
-class Sub(_Binary):
+class Sub(_Additive):
     op = SUB
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
-                sum_to(neg(g), b.shape) if ctx.needs_input_grad[1] else None)
+        sa, sb = ctx.shapes
+        return (sum_to(g, sa) if ctx.needs_input_grad[0] else None,
+                sum_to(neg(g), sb) if ctx.needs_input_grad[1] else None)
 
 
 class Mul(_Binary):
     op = MUL
+
+    @staticmethod
+    def save(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        need = ctx.needs_input_grad
+        ctx.saved_values_read = (need[1], need[0])  # a's values make b's gradient, and the reverse
 
     @staticmethod
     def backward(ctx, g):
@@ -261,6 +281,11 @@ class Mul(_Binary):
 
 class Div(_Binary):
     op = DIV
+
+    @staticmethod
+    def save(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        ctx.saved_values_read = (ctx.needs_input_grad[1], True)  # a only for b's gradient
 
     @staticmethod
     def backward(ctx, g):
@@ -782,6 +807,7 @@ class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond, a, b)
+        ctx.saved_values_read = (True, False, False)  # a and b for their shapes only
         return where_kernel(cond, a, b)
 
     @staticmethod

@@ -95,6 +95,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0])  # a for b's gradient, b for a's
         return gemm_kernel(a, b)
 
     @staticmethod
@@ -179,6 +180,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
+        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0])  # x for w's gradient, w for x's
         ctx.has_bias = b is not None
         N, K = w._shape
         lead = x._shape[:-1]

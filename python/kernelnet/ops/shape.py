@@ -520,6 +520,7 @@ def setitem(x, idx, value):
     v = x._view(shape, stride, offset)
     if not adv:
         assign(v, value)
+        x._bump_version()  # (the counter is shared with every view of x)
         return
     # integer/boolean assignment: the scatter happens on the host array (CPU: in place)
     from .creation import tensor
@@ -533,6 +534,7 @@ def setitem(x, idx, value):
         sub, rest = _ints_first(arr, np_idx)
         sub[rest] = val
         assign(x, tensor(arr, device=x.device))
+    x._bump_version()
 
 
 def _is_int(i):

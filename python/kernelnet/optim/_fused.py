@@ -80,4 +80,6 @@ def step(kernel, params, *args):
     for p, w in zip(params, work):
         if w is not p:
             p.copy_(w)
+        else:
+            p._bump_version()  # written in place by the kernel (copy_ bumps the others)
     return result
