@@ -139,12 +139,24 @@ def test_inplace_write_after_forward_raises_where_pytorch_does(name):
             np.testing.assert_allclose(program(kn).numpy(), program(torch).numpy(), rtol=1e-6)
 
 
-def test_error_names_the_tensor_and_versions():
+def test_error_names_the_tensor_its_node_and_version():
     with pytest.raises(RuntimeError) as e:
         _mul_then_write_input(kn)
     msg = str(e.value)
-    assert "[FloatTensor [3]]" in msg and "MulBackward" in msg
-    assert "is at version 1; expected version 0" in msg
+    assert "[FloatTensor [3]]" in msg and "MulBackward" in msg and "now at version 1" in msg
+
+
+def test_writes_before_the_forward_or_to_unsaved_tensors_pass():
+    # writes happen all the time in a training loop (zero_grad, optimizer steps, buffers): only a
+    # write to a saved tensor after its forward is refused
+    w = kn.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x = kn.tensor([4.0, 5.0, 6.0])
+    x.mul_(2)  # before the forward
+    y = (w * x).sum()
+    unrelated = kn.zeros(3)
+    unrelated.add_(1)  # after it, to a tensor the graph does not hold
+    y.backward()
+    assert w.grad.numpy().tolist() == [8.0, 10.0, 12.0]
 
 
 def test_version_is_shared_by_views_and_detach_but_not_data():

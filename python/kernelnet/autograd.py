@@ -16,6 +16,12 @@ _Tensor = None
 _ops = None
 _capture_grad_hook = None  # set by kernelnet.graphs while capturing: sees every .grad assignment
 
+# Counts in-place writes to any tensor (Tensor._bump_version). A tensor's version counter also
+# keeps the count at its last write, so a backward tells whether a saved tensor was written since
+# its forward from one number noted at the forward (no per-tensor snapshot on every op), and skips
+# even that check when nothing at all was written in between (the common case).
+_write_epoch = [0]
+
 
 def _bind_late():
     global _Tensor, _ops
@@ -103,7 +109,7 @@ class Context:
     # data reads only x), so an in-place write PyTorch allows (it would not have saved the tensor)
     # is not refused here either.
     saved_values_read = None
-    saved_versions = ()
+    saved_epoch = None  # _write_epoch when the op ran (set when it saved tensors and was recorded)
 
     def save_for_backward(self, *tensors):
         self.saved_tensors = tensors
@@ -168,7 +174,7 @@ class Function:
         if not track:
             return out
         if ctx.saved_tensors:
-            _note_saved_versions(ctx)
+            ctx.saved_epoch = _write_epoch[0]  # backward checks the saved tensors if writes happen after
         if type(out) is Tensor or not isinstance(out, tuple):  # one output (most ops)
             node = Node(cls, ctx, tuple([a if isinstance(a, Tensor) else None for a in args]), 1)
             if isinstance(out, Tensor) and out.dtype.is_floating_point and id(out) not in ctx.non_differentiable:
@@ -185,32 +191,26 @@ class Function:
         return out
 
 
-def _note_saved_versions(ctx):
-    reads = ctx.saved_values_read
-    versions = []
-    for i, t in enumerate(ctx.saved_tensors):
-        if t is None or (reads is not None and not reads[i]):
-            versions.append(None)
-        else:
-            vc = t._vc
-            versions.append(vc[0] if vc is not None else 0)
-    ctx.saved_versions = versions
-
-
 def check_saved_versions(node):
     """Refuse to run node's backward on a saved tensor written in place since its forward (an
     optimizer step between two backwards of a retained graph, an input buffer refilled before
-    backward): its gradient would silently use the new values. PyTorch's check and message."""
+    backward): its gradient would silently use the new values. PyTorch's check; its message's
+    first words. Called only when some tensor was written since the forward (_write_epoch moved)."""
     ctx = node.ctx
-    for t, v in zip(ctx.saved_tensors, ctx.saved_versions):
-        if v is not None and t._version != v:
-            dt = {"float32": "FloatTensor", "int64": "LongTensor", "bool": "BoolTensor"}.get(str(t.dtype).split(".")[-1], "Tensor")
+    reads, since = ctx.saved_values_read, ctx.saved_epoch
+    for i, t in enumerate(ctx.saved_tensors):
+        if t is None or (reads is not None and not reads[i]):
+            continue
+        vc = t._vc
+        if vc is not None and vc[1] > since:
+            dt = {"float32": "FloatTensor", "int64": "LongTensor", "bool": "BoolTensor"}.get(
+                str(t.dtype).rsplit(".", 1)[-1], "Tensor")
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an inplace "
                 f"operation: [{'cuda.' if t.device.type == 'cuda' else ''}{dt} {list(t._shape)}], which is "
-                f"saved by {node.name}Backward, is at version {t._version}; expected version {v} instead. "
-                "Hint: an in-place write (an optimizer step, x += ..., x[...] = ..., copy_) changed it "
-                "between the forward pass and backward(); write to a clone, or run the forward again.")
+                f"saved by {node.name}Backward, was written in place after the forward pass saved it (it is "
+                f"now at version {vc[0]}). Hint: an in-place write (an optimizer step, x += ..., "
+                "x[...] = ..., copy_) changed it before backward(); write to a clone, or run the forward again.")
 
 
 def _topo_order(roots):
@@ -281,7 +281,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             out_grads = grads.pop(id(node), None)
             if out_grads is None:
                 continue
-            if node.ctx.saved_versions:
+            since = node.ctx.saved_epoch
+            if since is not None and _write_epoch[0] != since:
                 check_saved_versions(node)
             if node.retained:
                 for nr, t in node.retained.items():

@@ -11,6 +11,7 @@ import numpy as np
 from . import _dtype as D
 from ._device import _cpu, backend, to_device, CPU, device as Device
 from . import autograd
+from .autograd import _write_epoch
 
 # Every CPU buffer comes from the native allocator (csrc/cpu/host_memory.cpp): blocks of 64 KiB and
 # more from its cache, smaller ones from malloc, whose free lists fault no pages anyway.
@@ -165,28 +166,30 @@ class Tensor:
                          self.dtype, self.device, self._base_ptr)
         vc = self._vc
         if vc is None:
-            vc = self._vc = [0]
+            vc = self._vc = [0, 0]
         t._vc = vc
         return t
 
     # -------------------------------------------------------------- version counter
     # PyTorch's version counter: every in-place write bumps it, shared by a tensor and all views of
     # its storage made through _view (detach() included; .data gets its own, so writes through
-    # .data go unseen, as there). Function.apply notes the versions of the tensors a backward reads;
-    # backward refuses to run on values written since (autograd.check_saved_versions). A tensor with
-    # no views yet holds None: most tensors are never viewed or written, and a list per tensor would
-    # cost every op.
+    # .data go unseen, as there). The box is [version, autograd._write_epoch at the last write]:
+    # backward refuses a saved tensor written after its forward (autograd.check_saved_versions). A
+    # tensor with no views and no writes yet holds None: a list per tensor would cost every op.
     @property
     def _version(self):
         vc = self._vc
         return vc[0] if vc is not None else 0
 
     def _bump_version(self):
+        e = _write_epoch[0] + 1
+        _write_epoch[0] = e
         vc = self._vc
         if vc is None:
-            self._vc = [1]
+            self._vc = [1, e]
         else:
             vc[0] += 1
+            vc[1] = e
 
     # -------------------------------------------------------------- metadata
     @property
@@ -239,7 +242,7 @@ class Tensor:
     def data(self):
         v = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
                          self._base_ptr)
-        v._vc = [0]  # a counter of its own: writes through .data are not seen by autograd (PyTorch)
+        v._vc = [0, 0]  # a counter of its own: writes through .data are not seen by autograd (PyTorch)
         return v
 
     @data.setter
