@@ -119,14 +119,20 @@ class Context:
 
 
 class Node:
-    """One recorded op in the graph: the Function, its ctx, and the tensors it consumed."""
+    """One recorded op in the graph: the Function, its ctx, the tensors it consumed, and where each
+    input's gradient goes."""
 
-    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "retained", "__weakref__", "name")
+    __slots__ = ("fn", "ctx", "inputs", "edges", "n_outputs", "retained", "__weakref__", "name")
 
     def __init__(self, fn, ctx, inputs, n_outputs):
         self.fn = fn
         self.ctx = ctx
         self.inputs = inputs  # tensors (or None for non-tensor arguments)
+        # (node, output_nr) that produced each input when this op ran, None for leaves and
+        # non-tensors: fixed here, as PyTorch's edges are, because an in-place op later gives the
+        # input tensor a new history (grad_fn), which this op's gradient must not follow
+        self.edges = tuple([(t.grad_fn, t._output_nr) if t is not None and t.grad_fn is not None else None
+                            for t in inputs])
         self.n_outputs = n_outputs
         self.retained = None  # {output_nr: tensor} for retain_grad() on non-leaf outputs
         self.name = fn.__name__
@@ -135,8 +141,7 @@ class Node:
         return f"<{self.name}Backward>"
 
     def next_functions(self):
-        return tuple((t.grad_fn if t is not None and t.grad_fn is not None else None)
-                     for t in self.inputs)
+        return tuple(e[0] if e is not None else None for e in self.edges)
 
 
 class Function:
@@ -229,9 +234,9 @@ def _topo_order(roots):
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            for t in node.inputs:
-                if t is not None and t.grad_fn is not None and id(t.grad_fn) not in seen:
-                    stack.append((t.grad_fn, False))
+            for e in node.edges:
+                if e is not None and id(e[0]) not in seen:
+                    stack.append((e[0], False))
     order.reverse()  # roots first
     return order
 
@@ -298,18 +303,20 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                 in_grads = (in_grads,)
             if len(in_grads) < len(node.inputs):
                 in_grads = tuple(in_grads) + (None,) * (len(node.inputs) - len(in_grads))
-            for t, g in zip(node.inputs, in_grads):
-                if t is None or g is None or not t.requires_grad:
+            for t, e, g in zip(node.inputs, node.edges, in_grads):
+                if t is None or g is None:
+                    continue
+                if e is None and not t.requires_grad:
                     continue
                 if g._shape != t._shape:
                     raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
                                        f"{tuple(g.shape)} for an input of shape {tuple(t.shape)}")
-                if t.grad_fn is None:
+                if e is None:  # a leaf
                     if only is None or id(t) in only:
                         _accumulate(t, g, handed)
                 else:
-                    slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
-                    nr = t._output_nr
+                    fn, nr = e
+                    slot = grads.setdefault(id(fn), [None] * fn.n_outputs)
                     slot[nr] = g if slot[nr] is None else ops.add(slot[nr], g)
             if not retain_graph:
                 node.ctx = None

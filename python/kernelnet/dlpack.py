@@ -22,6 +22,7 @@ def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
             return arr.__dlpack__()
     from ._device import _load_cuda
     mod = _load_cuda()
+    self._mark_shared()  # the consumer aliases the storage
     if stream not in (None, -1, 1, 2):
         mod.synchronize()  # our kernels run on one stream; make its work visible to the consumer's
     return mod.to_dlpack(self.data_ptr(), list(self._shape), list(self._stride), self.dtype.code,
@@ -62,7 +63,9 @@ def from_dlpack(obj):
         dt = {0: D.float32, 1: D.int64, 2: D.bool_}[code]
         n = 1 + sum((s - 1) * st for s, st in zip(shape, strides)) if all(shape) else 0
         st = _CudaStorage(0, n, buf=None, ptr=ptr, owner=owner)
-        return Tensor._make(st, tuple(shape), tuple(strides), 0, dt, Device("cuda", dev_index), ptr)
+        t = Tensor._make(st, tuple(shape), tuple(strides), 0, dt, Device("cuda", dev_index), ptr)
+        t._mark_shared()  # the producer still sees the memory
+        return t
     raise TypeError(f"from_dlpack: unsupported device type {dev_type}")
 
 

@@ -110,6 +110,7 @@ Tensor.log_softmax = lambda self, dim: __import__("kernelnet.nn.functional", fro
 
 
 # ------------------------------------------------------------------ in-place ops
+from .ops import inplace as _inplace_ops  # noqa: E402
 _CAST_ORDER = {D.bool_: 0, D.int64: 1, D.float32: 2}
 
 
@@ -123,7 +124,10 @@ def _inplace_result_dtype(name, self, result, args, kwargs):
 
 def _inplace(name, fn):
     def method(self, *args, **kwargs):
-        _check_inplace(self, name)
+        _check_inplace(self, name, recordable=True)
+        if _inplace_ops.records(self, args, kwargs):  # in the graph: ops/inplace.py
+            return _inplace_ops.inplace_in_graph(
+                self, name, lambda old: fn(old, *[old if a is self else a for a in args], **kwargs))
         result = fn(self, *args, **kwargs)
         if (isinstance(result, Tensor)
                 and _CAST_ORDER[_inplace_result_dtype(name, self, result, args, kwargs)] > _CAST_ORDER[self.dtype]):
@@ -131,10 +135,6 @@ def _inplace(name, fn):
             # tensor would truncate silently)
             raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
                                f"{self.dtype}")
-        if isinstance(result, Tensor) and result.requires_grad:
-            if is_grad_enabled():  # an argument requires grad: the in-place result would lose it
-                raise RuntimeError(f"{name}: an argument requires grad, but in-place ops are not recorded "
-                                   "by autograd; use the out-of-place version")
         ops.assign(self, result.detach() if isinstance(result, Tensor) else result)
         self._bump_version()
         return self
@@ -142,7 +142,9 @@ def _inplace(name, fn):
     setattr(Tensor, name, method)
 
 
-def _check_inplace(t, name):
+def _check_inplace(t, name, recordable=False):
+    """Refuse what no in-place op may do; `recordable`: the op can be recorded in the graph
+    (ops/inplace.py), else one on a tensor in the graph is refused too."""
     if 0 in t._stride and t.numel() > 1 and any(st == 0 and sz > 1 for st, sz in zip(t._stride, t._shape)):
         # an expanded tensor: one memory location stands for several elements (PyTorch refuses too)
         raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor "
@@ -152,8 +154,9 @@ def _check_inplace(t, name):
         if t.grad_fn is None:
             raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
-        raise RuntimeError(f"{name}: in-place operations on tensors that are part of the autograd "
-                           "graph are not supported; use the out-of-place version")
+        if not recordable:
+            raise RuntimeError(f"{name}: this in-place operation on a tensor in the autograd graph is not "
+                               "recorded by kernelnet; use the out-of-place version")
 
 
 for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", "sqrt", "abs", "neg",

@@ -166,16 +166,21 @@ class Tensor:
                          self.dtype, self.device, self._base_ptr)
         vc = self._vc
         if vc is None:
-            vc = self._vc = [0, 0]
+            vc = self._vc = [0, 0, True]
+        else:
+            vc[2] = True
         t._vc = vc
         return t
 
     # -------------------------------------------------------------- version counter
     # PyTorch's version counter: every in-place write bumps it, shared by a tensor and all views of
     # its storage made through _view (detach() included; .data gets its own, so writes through
-    # .data go unseen, as there). The box is [version, autograd._write_epoch at the last write]:
-    # backward refuses a saved tensor written after its forward (autograd.check_saved_versions). A
-    # tensor with no views and no writes yet holds None: a list per tensor would cost every op.
+    # .data go unseen, as there). The box is [version, autograd._write_epoch at the last write,
+    # shared]: backward refuses a saved tensor written after its forward
+    # (autograd.check_saved_versions), and `shared` (set once another tensor, a NumPy array or a
+    # DLPack consumer sees the storage) keeps in-place ops inside the graph, which give the tensor
+    # the new values in a new storage (ops/inplace.py), to storages nobody else sees. A tensor with
+    # no views and no writes yet holds None: a list per tensor would cost every op.
     @property
     def _version(self):
         vc = self._vc
@@ -186,10 +191,18 @@ class Tensor:
         _write_epoch[0] = e
         vc = self._vc
         if vc is None:
-            self._vc = [1, e]
+            self._vc = [1, e, False]
         else:
             vc[0] += 1
             vc[1] = e
+
+    def _mark_shared(self):
+        """Another object now sees this tensor's storage (a view, .data, NumPy, DLPack)."""
+        vc = self._vc
+        if vc is None:
+            self._vc = [0, 0, True]
+        else:
+            vc[2] = True
 
     # -------------------------------------------------------------- metadata
     @property
@@ -242,7 +255,8 @@ class Tensor:
     def data(self):
         v = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
                          self._base_ptr)
-        v._vc = [0, 0]  # a counter of its own: writes through .data are not seen by autograd (PyTorch)
+        self._mark_shared()
+        v._vc = [0, 0, True]  # a counter of its own: writes through .data are not seen by autograd (PyTorch)
         return v
 
     @data.setter
@@ -255,6 +269,7 @@ class Tensor:
             # PyTorch allows a shape change through .data; so do we (storage swap)
             pass
         v = value.detach()
+        self._mark_shared()  # value (and its views) see this storage now
         self._storage, self._shape, self._stride = v._storage, v._shape, v._stride
         self._offset, self.dtype, self.device, self._base_ptr = v._offset, v.dtype, v.device, v._base_ptr
 
@@ -301,6 +316,7 @@ class Tensor:
             return self.cpu().numpy(force=True)
         isz = self.dtype.itemsize
         base = self._storage[self._offset:] if self.numel() > 0 else self._storage[:0]
+        self._mark_shared()  # the array aliases the storage
         return np.lib.stride_tricks.as_strided(base, shape=self._shape,
                                                strides=tuple(s * isz for s in self._stride))
 

@@ -11,6 +11,7 @@ import numbers
 import warnings
 
 import kernelnet as _kn
+from ..ops import inplace as _inplace_ops
 
 __all__ = ["relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "softplus", "tanh", "sigmoid", "softmax",
            "log_softmax", "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout",
@@ -78,16 +79,19 @@ def _reduce(loss, reduction):
 
 
 # ----------------------------------------------------------------------------- activations
-def _inplace_result(input, out, inplace):
-    """PyTorch's inplace=True writes into input; we do so when autograd is not involved."""
-    if inplace and not (input.requires_grad and _kn.is_grad_enabled()):
-        input.copy_(out)
-        return input
-    return out
+def _maybe_inplace(name, input, inplace, compute):
+    """compute(input), written into input when inplace=True (PyTorch's semantics: recorded by
+    autograd when input is in the graph, see ops/inplace.py)."""
+    if not inplace:
+        return compute(input)
+    if _inplace_ops.records(input, (), {}):
+        return _inplace_ops.inplace_in_graph(input, name, compute)
+    input.copy_(compute(input))
+    return input
 
 
 def relu(input, inplace=False):
-    return _inplace_result(input, _kn.relu(input), inplace)
+    return _maybe_inplace("relu_", input, inplace, _kn.relu)
 
 
 def relu_(input):
@@ -95,11 +99,11 @@ def relu_(input):
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _inplace_result(input, _kn.leaky_relu(input, negative_slope), inplace)
+    return _maybe_inplace("leaky_relu_", input, inplace, lambda x: _kn.leaky_relu(x, negative_slope))
 
 
 def elu(input, alpha=1.0, inplace=False):
-    return _inplace_result(input, _kn.elu(input, alpha), inplace)
+    return _maybe_inplace("elu_", input, inplace, lambda x: _kn.elu(x, alpha))
 
 
 def gelu(input, approximate="none"):
@@ -107,7 +111,7 @@ def gelu(input, approximate="none"):
 
 
 def silu(input, inplace=False):
-    return _inplace_result(input, _kn.silu(input), inplace)
+    return _maybe_inplace("silu_", input, inplace, _kn.silu)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -195,14 +199,14 @@ def dropout(input, p=0.5, training=True, inplace=False):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
-    mod = _layer_ops("dropout")
-    if mod is not None and hasattr(mod, "dropout"):
-        out = mod.dropout(input, p=p, training=True)
-    else:
+    def compute(x):
+        mod = _layer_ops("dropout")
+        if mod is not None and hasattr(mod, "dropout"):
+            return mod.dropout(x, p=p, training=True)
         keep = 1.0 - p
-        mask = _kn.bernoulli_mask(tuple(input.shape), keep, (1.0 / keep) if keep > 0 else 0.0, device=input.device)
-        out = input * mask
-    return _inplace_result(input, out, inplace)
+        mask = _kn.bernoulli_mask(tuple(x.shape), keep, (1.0 / keep) if keep > 0 else 0.0, device=x.device)
+        return x * mask
+    return _maybe_inplace("dropout_", input, inplace, compute)
 
 
 def flatten(input, start_dim=0, end_dim=-1):

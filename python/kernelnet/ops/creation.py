@@ -120,7 +120,9 @@ def from_numpy(arr):
     strides = tuple(s // isz for s in arr.strides)
     extent = 1 + sum((n - 1) * s for n, s in zip(arr.shape, strides))
     storage = np.lib.stride_tricks.as_strided(arr, shape=(extent,), strides=(isz,))
-    return Tensor._make(storage, arr.shape, strides, 0, dt, CPU, storage.ctypes.data)
+    t = Tensor._make(storage, arr.shape, strides, 0, dt, CPU, storage.ctypes.data)
+    t._mark_shared()  # arr aliases the storage
+    return t
 
 
 def _to_numpy_data(data, dtype):

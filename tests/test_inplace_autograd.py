@@ -1,0 +1,236 @@
+"""In-place ops inside the autograd graph (ops/inplace.py): `out += identity`, `x.relu_()`,
+`nn.ReLU(inplace=True)` on tensors autograd records, with PyTorch's values and gradients.
+
+Each program is written once for both libraries (L is kernelnet or torch) and returns the tensors
+to compare: outputs and gradients against PyTorch's CPU build when it is installed, and against
+finite differences of the same program where noted (so they also run without torch).
+"""
+import numpy as np
+import pytest
+
+import kernelnet as kn
+from _coreutil import torch
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal((4, 3)).astype(np.float32)
+W1 = RNG.standard_normal((3, 3)).astype(np.float32)
+W2 = RNG.standard_normal((3, 3)).astype(np.float32)
+
+
+def _leaves(L):
+    x = L.tensor(X.copy(), requires_grad=True)
+    w1 = L.tensor(W1.copy(), requires_grad=True)
+    w2 = L.tensor(W2.copy(), requires_grad=True)
+    return x, w1, w2
+
+
+def residual(L):  # ResNet's block: out = f(x); out += identity; relu
+    x, w1, w2 = _leaves(L)
+    out = (x @ w1).tanh() @ w2
+    out += x
+    out.relu_()
+    out.sum().backward()
+    return [out, x.grad, w1.grad, w2.grad]
+
+
+def chain_of_inplace_ops(L):
+    x, w1, w2 = _leaves(L)
+    y = x @ w1
+    y += 1.0
+    y *= x
+    y.sub_(x @ w2)
+    y.pow_(2)  # saves its input (the previous value), which stays intact
+    y.clamp_(-2.0, 3.0)
+    y.sigmoid_()  # saves its result: the last in-place op here
+    y.sum().backward()
+    return [y, x.grad, w1.grad, w2.grad]
+
+
+def consumers_before_the_write(L):  # ops recorded before keep the old history and values
+    x, w1, w2 = _leaves(L)
+    y = x @ w1
+    z = y * 3.0 + y.exp()  # exp saves its result only: y may be written afterwards (PyTorch too)
+    y.mul_(x)
+    (z.sum() + (y * y).sum()).backward()
+    return [z, y, x.grad, w1.grad]
+
+
+def plain_tensor_takes_a_gradient_path(L):  # acc = zeros; acc += w: acc joins the graph
+    x, w1, w2 = _leaves(L)
+    acc = L.zeros(4, 3)
+    for w in (w1, w2):
+        acc += x @ w
+    (acc * acc).sum().backward()
+    return [acc, x.grad, w1.grad, w2.grad]
+
+
+def retain_grad_follows_the_tensor(L):
+    x, w1, w2 = _leaves(L)
+    y = x @ w1
+    y.retain_grad()
+    y.mul_(2.0)
+    (y * y).sum().backward()
+    return [y.grad, w1.grad]
+
+
+def inplace_layers_in_a_model(L):
+    L.manual_seed(0)
+    nn = L.nn
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(inplace=True), nn.Linear(8, 8), nn.LeakyReLU(0.1, inplace=True),
+                          nn.Linear(8, 2), nn.ELU(inplace=True))
+    with L.no_grad():  # the same weights in both libraries
+        for i, p in enumerate(model.parameters()):
+            p.copy_(L.tensor(np.random.default_rng(i).standard_normal(tuple(p.shape)).astype(np.float32)))
+    x = L.tensor(X.copy(), requires_grad=True)
+    out = model(x)
+    out.sum().backward()
+    return [out, x.grad] + [p.grad for p in model.parameters()]
+
+
+PROGRAMS = [residual, chain_of_inplace_ops, consumers_before_the_write, plain_tensor_takes_a_gradient_path,
+            retain_grad_follows_the_tensor, inplace_layers_in_a_model]
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
+def test_matches_pytorch(program):
+    if torch is None:
+        pytest.skip("torch is not installed")
+    ours, ref = program(kn), program(torch)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _finite_difference_grad(f, x0, eps=1e-3):
+    g = np.zeros_like(x0, dtype=np.float64)
+    for i in np.ndindex(x0.shape):
+        xp, xm = x0.copy(), x0.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        g[i] = (f(xp) - f(xm)) / (2 * eps)
+    return g
+
+
+def test_residual_gradient_matches_finite_differences():
+    # the same residual program, differentiated numerically in float64 (runs without torch)
+    def loss(xv):
+        out = np.tanh(xv @ W1.astype(np.float64)) @ W2.astype(np.float64) + xv
+        return np.maximum(out, 0).sum()
+    got = residual(kn)[1].numpy()
+    np.testing.assert_allclose(got, _finite_difference_grad(loss, X.astype(np.float64)), rtol=1e-3, atol=1e-3)
+
+
+def test_the_tensor_keeps_its_identity_and_joins_the_graph():
+    x = kn.ones(3, requires_grad=True)
+    y = x * 2
+    ref = y
+    y += x
+    assert y is ref and y.grad_fn is not None and y._version == 1
+    assert y.numpy(force=True).tolist() == [3.0, 3.0, 3.0]
+    y.sum().backward()
+    assert x.grad.numpy().tolist() == [3.0, 3.0, 3.0]
+
+
+def test_writing_a_result_its_op_saved_refuses_backward():
+    # sigmoid_ saves its result; writing the tensor again changes what that backward reads (PyTorch
+    # raises too)
+    x = kn.ones(3, requires_grad=True)
+    y = x * 2
+    y.sigmoid_()
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    if torch is not None:
+        x = torch.ones(3, requires_grad=True)
+        y = x * 2
+        y.sigmoid_()
+        y.add_(1)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.sum().backward()
+
+
+def test_an_earlier_op_that_saved_the_old_values_refuses_backward():
+    x = kn.ones(3, requires_grad=True)
+    w = kn.ones(3, requires_grad=True)
+    y = x * 2
+    z = y * w  # saves y for w's gradient
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.sum().backward()
+
+
+@pytest.mark.parametrize("share", ["view", "base of a view", "detach", ".data"])
+def test_refused_when_the_memory_is_shared(share):
+    # PyTorch rewrites the history of the other tensors (views) too; kernelnet refuses with a clear
+    # error instead of leaving them with stale values
+    x = kn.ones(4, requires_grad=True)
+    y = x * 2
+    target = {"view": lambda: y[0:2], "base of a view": lambda: (y[0:2], y)[1],
+              "detach": lambda: (y.detach(), y)[1], ".data": lambda: (y.data, y)[1]}[share]()
+    with pytest.raises(RuntimeError, match="shares its memory"):
+        target.add_(1)
+
+
+def test_a_leaf_that_requires_grad_is_refused():
+    w = kn.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        w.add_(1)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        kn.nn.functional.relu(w, inplace=True)
+
+
+def test_shape_growing_inplace_op_is_refused():
+    y = kn.ones(3, requires_grad=True) * 1
+    with pytest.raises(RuntimeError, match="doesn't match the broadcast shape"):
+        y.add_(kn.ones(2, 3))
+
+
+def test_under_no_grad_the_write_is_a_plain_write():
+    x = kn.ones(3, requires_grad=True)
+    y = x * 2
+    with kn.no_grad():
+        y.add_(1)
+    assert y.grad_fn is not None and y._version == 1  # history unchanged, values written
+    assert y.numpy(force=True).tolist() == [3.0, 3.0, 3.0]
+
+
+def resnet_basic_block(L):
+    """torchvision's BasicBlock as written there: ReLU(inplace=True) and out += identity."""
+    nn = L.nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            identity = x
+            out = self.conv1(x)
+            out = self.bn1(out)
+            out = self.relu(out)
+            out = self.conv2(out)
+            out = self.bn2(out)
+            out += identity
+            out = self.relu(out)
+            return out
+
+    block = BasicBlock(4)
+    with L.no_grad():
+        for i, p in enumerate(block.parameters()):
+            p.copy_(L.tensor(np.random.default_rng(10 + i).standard_normal(tuple(p.shape)).astype(np.float32) * 0.5))
+    x = L.tensor(np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32), requires_grad=True)
+    out = block(x)
+    (out * out).sum().backward()
+    return [out, x.grad] + [p.grad for p in block.parameters()] + [block.bn1.running_mean, block.bn2.running_var]
+
+
+def test_resnet_basic_block_matches_pytorch():
+    if torch is None:
+        pytest.skip("torch is not installed")
+    ours, ref = resnet_basic_block(kn), resnet_basic_block(torch)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=2e-4, atol=2e-4)
