@@ -87,7 +87,41 @@ def inplace_layers_in_a_model(L):
     return [out, x.grad] + [p.grad for p in model.parameters()]
 
 
-PROGRAMS = [residual, chain_of_inplace_ops, consumers_before_the_write, plain_tensor_takes_a_gradient_path,
+def assignment_into_the_graph(L):  # y[idx] = v, as PyTorch records it (CopySlices / index_put_)
+    x, w1, w2 = _leaves(L)
+    v = L.tensor([5.0, -1.0, 2.0], requires_grad=True)
+    y = x @ w1
+    y[0] = v  # a row from a tensor that requires grad
+    y[:, 1] = 0.5  # a column from a number
+    y[L.tensor([2, 3]), 2] = (x @ w2)[0, :2]  # integer-array indices
+    y[y > 1.5] = 1.5  # a mask
+    z = L.zeros(4, 3)
+    z[1:3] = x[1:3] * 2  # a plain tensor written from the graph joins it
+    ((y + z) ** 2).sum().backward()
+    return [y, z, x.grad, w1.grad, w2.grad, v.grad]
+
+
+def advanced_index_then_inplace(L):  # y[idx] *= 2 reads a copy, writes it back
+    x, w1, _ = _leaves(L)
+    y = x @ w1
+    y[L.tensor([0, 0, 3])] *= 2.0
+    y.sum().backward()
+    return [y, x.grad, w1.grad]
+
+
+def overwrites_in_the_graph(L):  # zero_/fill_/copy_: the old values get no gradient, the source does
+    x, w1, w2 = _leaves(L)
+    y = x @ w1
+    y.zero_()
+    z = x @ w2
+    z.copy_((x * x)[0])  # broadcast from a row
+    u = x * 1.0
+    u.fill_(2.5)
+    ((y + 1) * z * u).sum().backward()
+    return [y, z, u, x.grad, w1.grad, w2.grad]
+
+
+PROGRAMS = [overwrites_in_the_graph, assignment_into_the_graph, advanced_index_then_inplace, residual, chain_of_inplace_ops, consumers_before_the_write, plain_tensor_takes_a_gradient_path,
             retain_grad_follows_the_tensor, inplace_layers_in_a_model]
 
 
@@ -165,10 +199,32 @@ def test_refused_when_the_memory_is_shared(share):
     # error instead of leaving them with stale values
     x = kn.ones(4, requires_grad=True)
     y = x * 2
-    target = {"view": lambda: y[0:2], "base of a view": lambda: (y[0:2], y)[1],
-              "detach": lambda: (y.detach(), y)[1], ".data": lambda: (y.data, y)[1]}[share]()
+    other = {"view": lambda: y[0:2], "base of a view": lambda: y[0:2], "detach": lambda: y.detach(),
+             ".data": lambda: y.data}[share]()  # kept alive: it would see stale values
+    target = other if share == "view" else y
     with pytest.raises(RuntimeError, match="shares its memory"):
         target.add_(1)
+
+
+def test_a_view_taken_and_dropped_no_longer_blocks():
+    x = kn.ones(4, requires_grad=True)
+    y = x * 2
+    v = y[0:2]
+    with pytest.raises(RuntimeError, match="shares its memory"):
+        y.add_(1)
+    del v
+    y.add_(1)  # nothing else sees y's memory now
+    y.sum().backward()
+    assert x.grad.numpy().tolist() == [2.0] * 4
+
+
+def test_a_numpy_export_blocks_for_good():
+    t = kn.zeros(3)
+    a = t.numpy()
+    w = kn.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="shares its memory"):
+        t += w  # a would not see the new values
+    assert a.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_a_leaf_that_requires_grad_is_refused():

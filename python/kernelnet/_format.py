@@ -3,7 +3,7 @@ import numpy as np
 
 
 def format_tensor(t):
-    arr = t.detach().cpu().numpy()
+    arr = t._host_array()
     extras = []
     if t.device.type != "cpu":
         extras.append(f"device='{t.device}'")

@@ -119,20 +119,20 @@ class Context:
 
 
 class Node:
-    """One recorded op in the graph: the Function, its ctx, the tensors it consumed, and where each
-    input's gradient goes."""
+    """One recorded op in the graph: the Function, its ctx, and where each input's gradient goes."""
 
-    __slots__ = ("fn", "ctx", "inputs", "edges", "n_outputs", "retained", "__weakref__", "name")
+    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "retained", "__weakref__", "name")
 
     def __init__(self, fn, ctx, inputs, n_outputs):
         self.fn = fn
         self.ctx = ctx
-        self.inputs = inputs  # tensors (or None for non-tensor arguments)
-        # (node, output_nr) that produced each input when this op ran, None for leaves and
-        # non-tensors: fixed here, as PyTorch's edges are, because an in-place op later gives the
-        # input tensor a new history (grad_fn), which this op's gradient must not follow
-        self.edges = tuple([(t.grad_fn, t._output_nr) if t is not None and t.grad_fn is not None else None
-                            for t in inputs])
+        # per positional input, from when the op ran (Function.apply builds it): None where no
+        # gradient goes (not a tensor, or one that does not require grad), the tensor itself for a
+        # leaf (its .grad receives the gradient), else (node, output_nr, shape) of the op that made
+        # it. Fixed here, as PyTorch's edges are: an in-place op later gives the input tensor a new
+        # grad_fn, which this op's gradient must not follow. Holding no intermediate tensor also
+        # frees those the backward does not read (only ctx keeps what it saved).
+        self.inputs = inputs
         self.n_outputs = n_outputs
         self.retained = None  # {output_nr: tensor} for retain_grad() on non-leaf outputs
         self.name = fn.__name__
@@ -141,7 +141,7 @@ class Node:
         return f"<{self.name}Backward>"
 
     def next_functions(self):
-        return tuple(e[0] if e is not None else None for e in self.edges)
+        return tuple(e[0] if type(e) is tuple else None for e in self.inputs)
 
 
 class Function:
@@ -180,14 +180,16 @@ class Function:
             return out
         if ctx.saved_tensors:
             ctx.saved_epoch = _write_epoch[0]  # backward checks the saved tensors if writes happen after
+        inputs = tuple([(a if a.grad_fn is None else (a.grad_fn, a._output_nr, a._shape)) if need else None
+                        for a, need in zip(args, needs)])
         if type(out) is Tensor or not isinstance(out, tuple):  # one output (most ops)
-            node = Node(cls, ctx, tuple([a if isinstance(a, Tensor) else None for a in args]), 1)
+            node = Node(cls, ctx, inputs, 1)
             if isinstance(out, Tensor) and out.dtype.is_floating_point and id(out) not in ctx.non_differentiable:
                 out.requires_grad = True
                 out.grad_fn = node
                 out._output_nr = 0
             return out
-        node = Node(cls, ctx, tuple([a if isinstance(a, Tensor) else None for a in args]), len(out))
+        node = Node(cls, ctx, inputs, len(out))
         for i, o in enumerate(out):
             if isinstance(o, Tensor) and o.dtype.is_floating_point and id(o) not in ctx.non_differentiable:
                 o.requires_grad = True
@@ -234,8 +236,8 @@ def _topo_order(roots):
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            for e in node.edges:
-                if e is not None and id(e[0]) not in seen:
+            for e in node.inputs:
+                if type(e) is tuple and id(e[0]) not in seen:
                     stack.append((e[0], False))
     order.reverse()  # roots first
     return order
@@ -303,21 +305,22 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                 in_grads = (in_grads,)
             if len(in_grads) < len(node.inputs):
                 in_grads = tuple(in_grads) + (None,) * (len(node.inputs) - len(in_grads))
-            for t, e, g in zip(node.inputs, node.edges, in_grads):
-                if t is None or g is None:
+            for e, g in zip(node.inputs, in_grads):
+                if e is None or g is None:
                     continue
-                if e is None and not t.requires_grad:
-                    continue
-                if g._shape != t._shape:
-                    raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
-                                       f"{tuple(g.shape)} for an input of shape {tuple(t.shape)}")
-                if e is None:  # a leaf
-                    if only is None or id(t) in only:
-                        _accumulate(t, g, handed)
-                else:
-                    fn, nr = e
+                if type(e) is tuple:  # the output of another recorded op
+                    fn, nr, shape = e
+                    if g._shape != shape:
+                        raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
+                                           f"{tuple(g.shape)} for an input of shape {shape}")
                     slot = grads.setdefault(id(fn), [None] * fn.n_outputs)
                     slot[nr] = g if slot[nr] is None else ops.add(slot[nr], g)
+                else:  # a leaf
+                    if g._shape != e._shape:
+                        raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
+                                           f"{tuple(g.shape)} for an input of shape {tuple(e.shape)}")
+                    if only is None or id(e) in only:
+                        _accumulate(e, g, handed)
             if not retain_graph:
                 node.ctx = None
 

@@ -135,7 +135,7 @@ def _inplace(name, fn):
             # tensor would truncate silently)
             raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
                                f"{self.dtype}")
-        ops.assign(self, result.detach() if isinstance(result, Tensor) else result)
+        ops.assign(self, result._alias() if isinstance(result, Tensor) else result)
         self._bump_version()
         return self
     method.__name__ = name
@@ -195,13 +195,23 @@ Tensor.__ior__ = Tensor.bitwise_or_
 Tensor.__ixor__ = Tensor.bitwise_xor_
 
 
+def _overwrite_in_graph(self, name, value):
+    """fill_/zero_/copy_ of a tensor autograd records: the new values come from value (a number,
+    or a tensor broadcast to self's shape, which receives the gradient) and the old ones get no
+    gradient, as in PyTorch."""
+    everywhere = ops.ones(self._shape, dtype=D.bool_, device=self.device)
+    return _inplace_ops.inplace_in_graph(self, name, lambda old: ops.where(everywhere, value, old))
+
+
 def _zero_(self):
-    _check_inplace(self, "zero_")
+    _check_inplace(self, "zero_", recordable=True)
     return _fill_(self, 0)
 
 
 def _fill_(self, value):
-    _check_inplace(self, "fill_")
+    _check_inplace(self, "fill_", recordable=True)
+    if _inplace_ops.records(self, (), {}):
+        return _overwrite_in_graph(self, "fill_", float(value))
     if self.is_contiguous():
         ops.creation.fill_native(self, value)
     else:
@@ -211,11 +221,12 @@ def _fill_(self, value):
 
 
 def _copy_(self, src, non_blocking=False):
-    _check_inplace(self, "copy_")
-    if isinstance(src, Tensor) and src.requires_grad and is_grad_enabled():
-        raise RuntimeError("copy_: the source requires grad, but in-place copies are not recorded by "
-                           "autograd; use clone() or run under no_grad()")
-    ops.assign(self, src.detach() if isinstance(src, Tensor) else src)
+    _check_inplace(self, "copy_", recordable=True)
+    if _inplace_ops.records(self, (src,), {}):
+        if not isinstance(src, Tensor):
+            src = ops.tensor(src, dtype=self.dtype, device=self.device)
+        return _overwrite_in_graph(self, "copy_", src.to(device=self.device, dtype=self.dtype))
+    ops.assign(self, src._alias() if isinstance(src, Tensor) else src)
     self._bump_version()
     return self
 

@@ -6,6 +6,8 @@ CUDA storage is a block from the caching allocator in `kernelnet._cuda`. View op
 permute, slicing, expand) only change the metadata; math runs in the native kernels (see ops/),
 chosen by device.
 """
+import weakref
+
 import numpy as np
 
 from . import _dtype as D
@@ -65,6 +67,27 @@ class _CudaStorage:
         self.ptr = buf.ptr if ptr is None else ptr
         self.size = size
         self.owner = owner  # keeps an imported (DLPack) producer alive
+
+
+_ref = weakref.ref
+
+
+def _always_shared():
+    return _always_shared
+
+
+_FOREVER = _always_shared  # a "weak reference" that never dies: an alias kernelnet cannot follow
+
+
+def _add_sharer(vc, base, t):
+    """Note in counter box vc that t sees base's memory (base too, on its first view)."""
+    refs = vc[2]
+    if refs is None:
+        vc[2] = [_ref(base), _ref(t)]
+        return
+    refs.append(_ref(t))
+    if len(refs) > 64:  # a long-lived tensor viewed every step (w.t() in each backward): drop the dead
+        vc[2] = [r for r in refs if r() is not None]
 
 
 class Tensor:
@@ -166,9 +189,8 @@ class Tensor:
                          self.dtype, self.device, self._base_ptr)
         vc = self._vc
         if vc is None:
-            vc = self._vc = [0, 0, True]
-        else:
-            vc[2] = True
+            vc = self._vc = [0, 0, None]
+        _add_sharer(vc, self, t)
         t._vc = vc
         return t
 
@@ -176,11 +198,11 @@ class Tensor:
     # PyTorch's version counter: every in-place write bumps it, shared by a tensor and all views of
     # its storage made through _view (detach() included; .data gets its own, so writes through
     # .data go unseen, as there). The box is [version, autograd._write_epoch at the last write,
-    # shared]: backward refuses a saved tensor written after its forward
-    # (autograd.check_saved_versions), and `shared` (set once another tensor, a NumPy array or a
-    # DLPack consumer sees the storage) keeps in-place ops inside the graph, which give the tensor
-    # the new values in a new storage (ops/inplace.py), to storages nobody else sees. A tensor with
-    # no views and no writes yet holds None: a list per tensor would cost every op.
+    # sharers]: backward refuses a saved tensor written after its forward
+    # (autograd.check_saved_versions); sharers (weak references to the tensors that see the memory,
+    # or _FOREVER for a NumPy or DLPack alias) keep in-place ops inside the graph, which give the
+    # tensor the new values in a new storage (ops/inplace.py), to memory no other live object sees.
+    # A tensor with no views and no writes yet holds None: a list per tensor would cost every op.
     @property
     def _version(self):
         vc = self._vc
@@ -191,18 +213,32 @@ class Tensor:
         _write_epoch[0] = e
         vc = self._vc
         if vc is None:
-            self._vc = [1, e, False]
+            self._vc = [1, e, None]
         else:
             vc[0] += 1
             vc[1] = e
 
     def _mark_shared(self):
-        """Another object now sees this tensor's storage (a view, .data, NumPy, DLPack)."""
+        """Something that cannot be tracked (a NumPy array, a DLPack consumer or producer, a storage
+        handed to another tensor by .data =) sees this tensor's memory from now on."""
         vc = self._vc
         if vc is None:
-            self._vc = [0, 0, True]
+            vc = self._vc = [0, 0, None]
+        if vc[2] is None:
+            vc[2] = [_FOREVER]
         else:
-            vc[2] = True
+            vc[2].append(_FOREVER)
+
+    def _shared_with_another(self):
+        """Whether a live object other than this tensor sees its memory."""
+        vc = self._vc
+        if vc is None or not vc[2]:
+            return False
+        for r in vc[2]:
+            o = r()
+            if o is not None and o is not self:
+                return True
+        return False
 
     # -------------------------------------------------------------- metadata
     @property
@@ -255,8 +291,11 @@ class Tensor:
     def data(self):
         v = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
                          self._base_ptr)
-        self._mark_shared()
-        v._vc = [0, 0, True]  # a counter of its own: writes through .data are not seen by autograd (PyTorch)
+        v._vc = [0, 0, None]  # a counter of its own
+        if self._vc is None:
+            self._vc = [0, 0, None]
+        _add_sharer(self._vc, self, v)
+        _add_sharer(v._vc, v, self)  # writes through .data are not seen by autograd (PyTorch)
         return v
 
     @data.setter
@@ -314,18 +353,37 @@ class Tensor:
                 raise TypeError(f"can't convert {self.device} device type tensor to numpy. "
                                 "Use Tensor.cpu() to copy the tensor to host memory first.")
             return self.cpu().numpy(force=True)
+        self._mark_shared()  # the array aliases the storage
+        return self._host_array()
+
+    def _host_array(self):
+        """The values as a NumPy array for kernelnet's own use (repr, tolist, pickling, host-side
+        indexing): CPU memory aliased without marking it shared (the array does not leave the
+        caller; numpy() marks it), a copy for a CUDA tensor."""
+        if _host_read_guard is not None:
+            _host_read_guard(self)
+        if self.device.type != "cpu":
+            return self._alias().cpu()._host_array()
         isz = self.dtype.itemsize
         base = self._storage[self._offset:] if self.numel() > 0 else self._storage[:0]
-        self._mark_shared()  # the array aliases the storage
         return np.lib.stride_tricks.as_strided(base, shape=self._shape,
                                                strides=tuple(s * isz for s in self._stride))
+
+    def _alias(self):
+        """A second, untracked tensor object for this memory and version counter, for kernelnet's
+        own transient reads (detach() would mark the memory shared, and an in-place op in the
+        graph would then be refused)."""
+        t = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
+                         self._base_ptr)
+        t._vc = self._vc
+        return t
 
     def __array__(self, dtype=None, copy=None):
         a = self.detach().cpu().numpy()
         return a.astype(dtype) if dtype is not None else a
 
     def tolist(self):
-        return self.detach().cpu().numpy().tolist()
+        return self._host_array().tolist()
 
     def item(self):
         if self.numel() != 1:
@@ -334,7 +392,7 @@ class Tensor:
             _host_read_guard(self)
         if self.device.type == "cpu":  # fast path: read the one element straight from storage
             return self._storage[self._offset].item()
-        return self.detach().cpu().numpy().reshape(()).item()
+        return self._host_array().reshape(()).item()
 
     def __float__(self):
         return float(self.item())
@@ -367,7 +425,7 @@ class Tensor:
 
     def __reduce__(self):
         # pickling (scikit-learn clones, multiprocessing): data as numpy, on its device
-        return (_rebuild, (self.detach().cpu().numpy().copy(), str(self.device), self.requires_grad))
+        return (_rebuild, (self._host_array().copy(), str(self.device), self.requires_grad))
 
     def __deepcopy__(self, memo):
         t = self.detach().clone()

@@ -37,8 +37,7 @@ def inplace_in_graph(t, name, compute):
     """t <- compute(old) as a recorded in-place op (see the module doc); returns t."""
     if t.requires_grad and t.grad_fn is None:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation.")
-    vc = t._vc
-    if vc is not None and vc[2]:
+    if t._shared_with_another():
         raise RuntimeError(
             f"{name}: in-place operation on a tensor that shares its memory with another tensor (a view of "
             "it, or the tensor it is a view of; also .data, numpy() or DLPack exports) while autograd records "
@@ -61,7 +60,7 @@ def inplace_in_graph(t, name, compute):
         raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output type {t.dtype}")
     if new.device != t.device:
         raise RuntimeError(f"{name}: expected the result on {t.device}, got {new.device}")
-    if new._storage is old._storage or (new._vc is not None and new._vc[2]):
+    if new._storage is old._storage or new._shared_with_another():
         new = new.clone()  # an op that returned a view: the tensor needs memory of its own
     # the tensor takes the result's memory and history; `old` keeps the previous values for the
     # nodes that saved them

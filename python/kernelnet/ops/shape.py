@@ -373,7 +373,7 @@ def _to_index_tensor(item, device):
 def nonzero(x, as_tuple=False):
     """Indices of nonzero elements (computed on the host: the output size depends on the data)."""
     from .creation import tensor
-    arr = x.detach().cpu().numpy()
+    arr = x._host_array()
     if arr.ndim == 0:  # PyTorch: a 0-d tensor has one (empty) index when it is nonzero
         nz = (np.zeros(int(arr != 0), np.int64),)
         if as_tuple:
@@ -501,40 +501,70 @@ def getitem(x, idx):
 
 
 def setitem(x, idx, value):
+    """x[idx] = value. In the autograd graph (x or value requires grad) the write is recorded as
+    SetItem through ops/inplace.py, as PyTorch records index_put_/copy_ into a view."""
+    if is_grad_enabled() and (x.requires_grad or (isinstance(value, Tensor) and value.requires_grad)):
+        from .inplace import inplace_in_graph
+        from .creation import tensor
+        v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype, device=x.device)
+        if v.dtype is not x.dtype:
+            v = v.to(x.dtype)
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        idx = _expand_ellipsis(x, idx)
+        inplace_in_graph(x, "setitem", lambda old: SetItem.apply(old, v, idx))
+        return
+    _write_items(x, idx, value)
+
+
+def _write_items(x, idx, value):
+    """x[idx] = value as a plain write (not recorded)."""
     from .copy import assign
-    if is_grad_enabled():
-        # kernelnet does not record in-place writes in the graph: refuse what would otherwise
-        # silently give wrong gradients (PyTorch records them)
-        if x.requires_grad and x.grad_fn is None:
-            raise RuntimeError("setitem: a leaf Variable that requires grad is being used in an in-place operation.")
-        if x.requires_grad:
-            raise RuntimeError("setitem: in-place assignment into a tensor that is part of the autograd graph "
-                               "is not supported; build the result with cat/stack/where instead")
-        if isinstance(value, Tensor) and value.requires_grad:
-            raise RuntimeError("setitem: the assigned value requires grad, but in-place assignment is not "
-                               "recorded by autograd; build the result with cat/stack/where, or assign under no_grad()")
     if not isinstance(idx, tuple):
         idx = (idx,)
     idx = _expand_ellipsis(x, idx)
     shape, stride, offset, _, _, adv = _basic_view(x, idx)
-    v = x._view(shape, stride, offset)
     if not adv:
+        v = x._alias()._view(shape, stride, offset)  # (an alias: x's memory is not handed out)
         assign(v, value)
         x._bump_version()  # (the counter is shared with every view of x)
         return
     # integer/boolean assignment: the scatter happens on the host array (CPU: in place)
     from .creation import tensor
-    val = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
-    np_idx = tuple(i.detach().cpu().numpy() if isinstance(i, Tensor) else i for i in idx)
-    if x.device.type == "cpu":
-        sub, rest = _ints_first(x.detach().numpy(), np_idx)
-        sub[rest] = val
-    else:
-        arr = x.detach().cpu().numpy()
-        sub, rest = _ints_first(arr, np_idx)
-        sub[rest] = val
+    val = value._host_array() if isinstance(value, Tensor) else value
+    np_idx = tuple(i._host_array() if isinstance(i, Tensor) else i for i in idx)
+    arr = x._host_array()  # CPU: x's memory; CUDA: a copy, written back below
+    sub, rest = _ints_first(arr, np_idx)
+    sub[rest] = val
+    if x.device.type != "cpu":
         assign(x, tensor(arr, device=x.device))
     x._bump_version()
+
+
+class SetItem(Function):
+    """y = x with y[idx] = value: `x[idx] = value` on a tensor in the graph, recorded (ops/inplace.py
+    then gives x the result). x's gradient is g with the written elements zeroed, value's is g[idx]
+    summed back to value's shape (broadcasting)."""
+
+    @staticmethod
+    def forward(ctx, x, value, idx):
+        from .copy import _contiguous_copy
+        out = _contiguous_copy(x)
+        _write_items(out, idx, value)
+        ctx.idx, ctx.value_shape = idx, value._shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        from .copy import _contiguous_copy
+        from .elementwise import sum_to
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = _contiguous_copy(g)
+            _write_items(gx, ctx.idx, 0.0)
+        if ctx.needs_input_grad[1]:
+            gv = sum_to(getitem(g, ctx.idx), ctx.value_shape)
+        return gx, gv, None
 
 
 def _is_int(i):
