@@ -17,10 +17,21 @@ W1 = RNG.standard_normal((3, 3)).astype(np.float32)
 W2 = RNG.standard_normal((3, 3)).astype(np.float32)
 
 
+_KN_DEVICE = ["cpu"]  # where the kernelnet side runs (the `device` fixture sets it); torch runs on the CPU
+
+
+def _dev(L):
+    return _KN_DEVICE[0] if L is kn else "cpu"
+
+
+def _t(L, data, **kw):
+    return L.tensor(data, device=_dev(L), **kw)
+
+
 def _leaves(L):
-    x = L.tensor(X.copy(), requires_grad=True)
-    w1 = L.tensor(W1.copy(), requires_grad=True)
-    w2 = L.tensor(W2.copy(), requires_grad=True)
+    x = _t(L, X.copy(), requires_grad=True)
+    w1 = _t(L, W1.copy(), requires_grad=True)
+    w2 = _t(L, W2.copy(), requires_grad=True)
     return x, w1, w2
 
 
@@ -57,7 +68,7 @@ def consumers_before_the_write(L):  # ops recorded before keep the old history a
 
 def plain_tensor_takes_a_gradient_path(L):  # acc = zeros; acc += w: acc joins the graph
     x, w1, w2 = _leaves(L)
-    acc = L.zeros(4, 3)
+    acc = L.zeros(4, 3, device=_dev(L))
     for w in (w1, w2):
         acc += x @ w
     (acc * acc).sum().backward()
@@ -77,11 +88,11 @@ def inplace_layers_in_a_model(L):
     L.manual_seed(0)
     nn = L.nn
     model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(inplace=True), nn.Linear(8, 8), nn.LeakyReLU(0.1, inplace=True),
-                          nn.Linear(8, 2), nn.ELU(inplace=True))
+                          nn.Linear(8, 2), nn.ELU(inplace=True)).to(_dev(L))
     with L.no_grad():  # the same weights in both libraries
         for i, p in enumerate(model.parameters()):
-            p.copy_(L.tensor(np.random.default_rng(i).standard_normal(tuple(p.shape)).astype(np.float32)))
-    x = L.tensor(X.copy(), requires_grad=True)
+            p.copy_(_t(L, np.random.default_rng(i).standard_normal(tuple(p.shape)).astype(np.float32)))
+    x = _t(L, X.copy(), requires_grad=True)
     out = model(x)
     out.sum().backward()
     return [out, x.grad] + [p.grad for p in model.parameters()]
@@ -89,13 +100,13 @@ def inplace_layers_in_a_model(L):
 
 def assignment_into_the_graph(L):  # y[idx] = v, as PyTorch records it (CopySlices / index_put_)
     x, w1, w2 = _leaves(L)
-    v = L.tensor([5.0, -1.0, 2.0], requires_grad=True)
+    v = _t(L, [5.0, -1.0, 2.0], requires_grad=True)
     y = x @ w1
     y[0] = v  # a row from a tensor that requires grad
     y[:, 1] = 0.5  # a column from a number
-    y[L.tensor([2, 3]), 2] = (x @ w2)[0, :2]  # integer-array indices
+    y[_t(L, [2, 3]), 2] = (x @ w2)[0, :2]  # integer-array indices
     y[y > 1.5] = 1.5  # a mask
-    z = L.zeros(4, 3)
+    z = L.zeros(4, 3, device=_dev(L))
     z[1:3] = x[1:3] * 2  # a plain tensor written from the graph joins it
     ((y + z) ** 2).sum().backward()
     return [y, z, x.grad, w1.grad, w2.grad, v.grad]
@@ -104,7 +115,7 @@ def assignment_into_the_graph(L):  # y[idx] = v, as PyTorch records it (CopySlic
 def advanced_index_then_inplace(L):  # y[idx] *= 2 reads a copy, writes it back
     x, w1, _ = _leaves(L)
     y = x @ w1
-    y[L.tensor([0, 0, 3])] *= 2.0
+    y[_t(L, [0, 0, 3])] *= 2.0
     y.sum().backward()
     return [y, x.grad, w1.grad]
 
@@ -125,14 +136,21 @@ PROGRAMS = [overwrites_in_the_graph, assignment_into_the_graph, advanced_index_t
             retain_grad_follows_the_tensor, inplace_layers_in_a_model]
 
 
+@pytest.fixture
+def on_device(device):
+    _KN_DEVICE[0] = device
+    yield device
+    _KN_DEVICE[0] = "cpu"
+
+
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
-def test_matches_pytorch(program):
+def test_matches_pytorch(program, on_device):
     if torch is None:
         pytest.skip("torch is not installed")
     ours, ref = program(kn), program(torch)
     assert len(ours) == len(ref)
     for a, b in zip(ours, ref):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.detach().cpu().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
 def _finite_difference_grad(f, x0, eps=1e-3):
@@ -274,19 +292,19 @@ def resnet_basic_block(L):
             out = self.relu(out)
             return out
 
-    block = BasicBlock(4)
+    block = BasicBlock(4).to(_dev(L))
     with L.no_grad():
         for i, p in enumerate(block.parameters()):
-            p.copy_(L.tensor(np.random.default_rng(10 + i).standard_normal(tuple(p.shape)).astype(np.float32) * 0.5))
-    x = L.tensor(np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32), requires_grad=True)
+            p.copy_(_t(L, np.random.default_rng(10 + i).standard_normal(tuple(p.shape)).astype(np.float32) * 0.5))
+    x = _t(L, np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32), requires_grad=True)
     out = block(x)
     (out * out).sum().backward()
     return [out, x.grad] + [p.grad for p in block.parameters()] + [block.bn1.running_mean, block.bn2.running_var]
 
 
-def test_resnet_basic_block_matches_pytorch():
+def test_resnet_basic_block_matches_pytorch(on_device):
     if torch is None:
         pytest.skip("torch is not installed")
     ours, ref = resnet_basic_block(kn), resnet_basic_block(torch)
     for a, b in zip(ours, ref):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(a.detach().cpu().numpy(), b.detach().numpy(), rtol=2e-4, atol=2e-4)
