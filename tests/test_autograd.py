@@ -501,3 +501,18 @@ def test_grads_are_dense_so_in_place_edits_touch_one_element():
     w.sum().backward()
     w.grad[0, 0] = 9.0
     assert w.grad.tolist() == [[9.0, 1.0, 1.0], [1.0, 1.0, 1.0]] and z.grad.tolist() == [[1.0] * 3] * 2
+
+
+def test_backward_again_without_retain_graph_only_where_nothing_was_saved():
+    # PyTorch frees saved tensors after backward; a graph whose nodes saved nothing runs again
+    for L in ([kn, torch] if torch is not None else [kn]):
+        x = L.ones(3, requires_grad=True)
+        y = (x + 1).sum()
+        y.backward()
+        y.backward()
+        assert x.grad.tolist() == [2.0, 2.0, 2.0]
+        w = L.ones(3, requires_grad=True)
+        z = (x * w).sum()  # Mul saved x and w
+        z.backward()
+        with pytest.raises(RuntimeError, match="second time"):
+            z.backward()

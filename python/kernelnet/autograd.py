@@ -150,6 +150,10 @@ class Function:
 
     backward returns one gradient per positional input (None where there is none)."""
 
+    # False for Functions whose ctx keeps no tensor (shapes, dims, flags only): their node may run
+    # backward again without retain_graph=True, as PyTorch allows for nodes that saved nothing
+    ctx_holds_tensors = True
+
     @staticmethod
     def forward(ctx, *args, **kwargs):
         raise NotImplementedError
@@ -321,8 +325,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                                            f"{tuple(g.shape)} for an input of shape {tuple(e.shape)}")
                     if only is None or id(e) in only:
                         _accumulate(e, g, handed)
-            if not retain_graph:
-                node.ctx = None
+            if not retain_graph and (node.fn.ctx_holds_tensors or node.ctx.saved_tensors):
+                node.ctx = None  # frees what it saved; running it again raises (PyTorch's rule)
 
 
 def _accumulate(leaf, g, handed):

@@ -17,6 +17,8 @@ def _contiguous_copy(t):
 
 
 class Contiguous(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x):
         return _contiguous_copy(x)
@@ -33,6 +35,8 @@ def contiguous(t):
 
 
 class Clone(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x):
         return _contiguous_copy(x)
@@ -74,6 +78,8 @@ def _to_device(t, dev):
 
 
 class To(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, dtype, dev):
         ctx.src = (x.dtype, x.device)

@@ -236,6 +236,8 @@ class _Binary(Function):
 
 
 class _Additive(_Binary):
+    ctx_holds_tensors = False
+
     @staticmethod
     def save(ctx, a, b):
         # shapes only: the gradient does not depend on the values (nor is the memory held, nor is an

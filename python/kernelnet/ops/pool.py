@@ -88,6 +88,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 class AvgPool2d(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, k, s, p, P, Q, count_include_pad, divisor):
         N, C, H, W = x._shape
@@ -119,6 +121,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 class AdaptiveAvgPool2d(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, P, Q):
         N, C, H, W = x._shape

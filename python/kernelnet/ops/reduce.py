@@ -97,6 +97,8 @@ def _expand_back(g, x_shape, dims, keepdim):
 
 
 class Sum(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = x._shape, dims, keepdim
@@ -108,6 +110,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = x._shape, dims, keepdim

@@ -63,6 +63,8 @@ def _view_strides(x, shape):
 
 
 class View(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, shape, strides):
         ctx.shape = x._shape
@@ -116,6 +118,8 @@ def unflatten(x, dim, sizes):
 
 
 class Permute(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, perm):
         if ctx is not None:  # None: called directly for an untracked view (permute, transpose)
@@ -160,6 +164,8 @@ def t(x):
 
 
 class Expand(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, x, shape):
         if ctx is not None:  # None: called directly for an untracked view (expand)
@@ -279,6 +285,8 @@ class BasicIndex(Function):
     """x[ints, slices, None, ...]: a view; the backward writes g into the same view of a dense
     zero gradient (gstride/goffset: that view's strides/offset on a contiguous tensor of x's
     shape, computed by _basic_view)."""
+
+    ctx_holds_tensors = False
 
     @staticmethod
     def forward(ctx, x, shape, stride, offset, gstride, goffset):
@@ -726,6 +734,8 @@ def scatter_add(x, dim, index, src):
 
 # ------------------------------------------------------------------ joining / splitting
 class Cat(Function):
+    ctx_holds_tensors = False
+
     @staticmethod
     def forward(ctx, dim, *xs):
         from .copy import assign
