@@ -107,7 +107,19 @@ def _saved_output_written_under_no_grad(L):  # exp saves its result
     return w.grad
 
 
+def _relu_input_written(L):  # relu's backward reads its result, as PyTorch's
+    w = L.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    x = L.tensor([4.0, 5.0, 6.0])
+    y = w * x
+    z = y.relu()
+    with L.no_grad():
+        y.mul_(3)
+    z.sum().backward()
+    return w.grad
+
+
 CASES = {
+    "relu, input written": (_relu_input_written, False),
     # name: (program, PyTorch raises)
     "mul, input written": (_mul_then_write_input, True),
     "add, input written": (_add_then_write_input, False),

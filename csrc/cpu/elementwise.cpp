@@ -330,7 +330,8 @@ void unary_backward(int op, uptr gi_, uptr go_, uptr x_, uptr y_, i64 n, double 
     case U_LOG: return run([=](float g, float xv, float yv) { return g / xv; });
     case U_TANH: return run([=](float g, float xv, float yv) { return g * (1.f - yv * yv); });
     case U_SIGMOID: return run([=](float g, float xv, float yv) { return g * yv * (1.f - yv); });
-    case U_RELU: return run([=](float g, float xv, float yv) { return xv > 0.f ? g : 0.f; });
+    // from the result, as PyTorch (relu(x) > 0 exactly when x > 0): the input may be freed or written
+    case U_RELU: return run([=](float g, float xv, float yv) { return yv > 0.f ? g : 0.f; });
     case U_SQRT: return run([=](float g, float xv, float yv) { return g * 0.5f / yv; });
     case U_ABS: return run([=](float g, float xv, float yv) { return g * (float)((xv > 0.f) - (xv < 0.f)); });
     case U_POWS:

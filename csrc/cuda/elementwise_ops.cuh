@@ -141,7 +141,7 @@ __device__ __forceinline__ float un_grad(int op, float g, float x, float y, floa
     case U_LOG: return g / x;
     case U_TANH: return g * (1.f - y * y);
     case U_SIGMOID: return g * y * (1.f - y);
-    case U_RELU: return x > 0.f ? g : 0.f;
+    case U_RELU: return y > 0.f ? g : 0.f;  // from the result, as PyTorch (and the CPU kernel)
     case U_SQRT: return g / (2.f * y);
     case U_ABS: return g * (float)((x > 0.f) - (x < 0.f));
     case U_POWS: return p0 == 0.f ? 0.f : g * p0 * powf(x, p0 - 1.f);

@@ -365,6 +365,10 @@ class Graphed:
             a = args[i]
             s = a.detach().clone()
             s.requires_grad = a.requires_grad
+            # replays copy new inputs into this memory, which the recorded kernels read: an in-place
+            # op on the input inside the function must write here (ops/inplace.py), not move the
+            # tensor to new memory
+            s._mark_shared()
             self._static[i] = s
         for _ in range(int(warmup)):
             fn(*self._static)

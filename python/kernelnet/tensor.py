@@ -229,16 +229,18 @@ class Tensor:
         else:
             vc[2].append(_FOREVER)
 
-    def _shared_with_another(self):
-        """Whether a live object other than this tensor sees its memory."""
+    def _live_sharers(self):
+        """The live objects other than this tensor that see its memory (tensors, or _FOREVER for
+        an alias kernelnet cannot follow)."""
         vc = self._vc
         if vc is None or not vc[2]:
-            return False
+            return []
+        out = []
         for r in vc[2]:
             o = r()
             if o is not None and o is not self:
-                return True
-        return False
+                out.append(o)
+        return out
 
     # -------------------------------------------------------------- metadata
     @property
@@ -370,9 +372,12 @@ class Tensor:
                                                strides=tuple(s * isz for s in self._stride))
 
     def _alias(self):
-        """A second, untracked tensor object for this memory and version counter, for kernelnet's
-        own transient reads (detach() would mark the memory shared, and an in-place op in the
-        graph would then be refused)."""
+        """A second tensor object for this memory and version counter that is not counted as a
+        sharer: for kernelnet's own use (a transient read or write; a Function keeping an output
+        it returns, to read in backward, which must not follow the user's object when an in-place
+        op gives that object new memory)."""
+        if self._vc is None:
+            self._vc = [0, 0, None]
         t = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
                          self._base_ptr)
         t._vc = self._vc

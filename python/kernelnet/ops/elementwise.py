@@ -581,16 +581,16 @@ def isfinite(a):
 
 # ------------------------------------------------------------------ unary
 # (input, result): whose values each op's backward reads (csrc/cpu/elementwise.cpp unary_backward,
-# csrc/cuda/elementwise_ops.cuh un_grad), for the version check; ELU reads both. As PyTorch's
-# derivatives save the result of exp, tanh, sigmoid, sqrt, rsqrt, reciprocal and expm1, writing
-# their input in place afterwards is allowed (h = x.sigmoid(); x.mul_(h)), and writing the result
-# of the input-reading ones (y = x.relu(); y.add_(1)) is too.
+# csrc/cuda/elementwise_ops.cuh un_grad); ELU reads both. The input is saved only where it is read
+# (as PyTorch saves the result of relu, exp, tanh, sigmoid, sqrt, rsqrt, reciprocal, expm1: their
+# input is freed once nothing else holds it, and writing it in place afterwards is allowed), and
+# the version check covers only what is read.
 _NO_VALUES, _INPUT, _RESULT = (False, False), (True, False), (False, True)
 _UNARY_READS = {U_NEG: _NO_VALUES, U_SIGN: _NO_VALUES, U_FLOOR: _NO_VALUES, U_CEIL: _NO_VALUES,
                 U_ROUND: _NO_VALUES,
                 U_EXP: _RESULT, U_TANH: _RESULT, U_SIGMOID: _RESULT, U_SQRT: _RESULT, U_RSQRT: _RESULT,
                 U_RECIP: _RESULT, U_EXPM1: _RESULT,
-                U_LOG: _INPUT, U_RELU: _INPUT, U_ABS: _INPUT, U_POWS: _INPUT, U_CLAMP: _INPUT, U_SIN: _INPUT,
+                U_RELU: _RESULT, U_LOG: _INPUT, U_ABS: _INPUT, U_POWS: _INPUT, U_CLAMP: _INPUT, U_SIN: _INPUT,
                 U_COS: _INPUT, U_LEAKY_RELU: _INPUT, U_GELU: _INPUT, U_GELU_TANH: _INPUT, U_SQUARE: _INPUT,
                 U_LOG1P: _INPUT, U_SOFTPLUS: _INPUT, U_SILU: _INPUT, U_ERF: _INPUT}
 
@@ -600,14 +600,15 @@ class Unary(Function):
     def forward(ctx, x, op, p0=0.0, p1=0.0):
         y = unary_kernel(op, x, p0, p1)
         ctx.op, ctx.p = op, (p0, p1)
-        ctx.save_for_backward(x, y)
-        ctx.saved_values_read = _UNARY_READS.get(op)
+        reads = _UNARY_READS.get(op)
+        ctx.save_for_backward(x if reads is None or reads[0] else None, y)
+        ctx.saved_values_read = reads
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        g, x = contiguous(g), contiguous(x)
+        g, x = contiguous(g), (y if x is None else contiguous(x))  # (an unread input: any pointer)
         gi = Tensor._empty(x._shape, D.float32, x.device)
         if gi.numel():
             x._backend.unary_backward(ctx.op, gi.data_ptr(), g.data_ptr(), x.data_ptr(), y.data_ptr(),

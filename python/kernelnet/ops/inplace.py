@@ -1,24 +1,29 @@
-"""In-place ops that autograd records (`out += identity`, `x.relu_()`, `nn.ReLU(inplace=True)` on a
-tensor in the graph), with PyTorch's semantics.
+"""In-place ops that autograd records (`out += identity`, `x.relu_()`, `nn.ReLU(inplace=True)`,
+`y[:, 0] = v` on a tensor in the graph), with PyTorch's semantics.
 
 PyTorch writes the new values into the tensor's memory and rebases its history: the tensor's
-grad_fn becomes the in-place op's node, whose input is the tensor's previous value. We get the
-same observable result without writing over anything a backward still needs:
+grad_fn becomes the in-place op's node, whose input is the tensor's previous value (cloned where
+that node needs it). Here:
 
-1. `old`, a second tensor object for the current value (same storage, same history), goes into the
-   out-of-place op, which autograd records as usual (its node saves `old`, never the tensor the
+1. `old`, a second tensor object for the current value (same memory, same history), goes into the
+   out-of-place op, which autograd records as usual (its node saves `old`, never the object the
    user holds);
-2. the tensor takes the result's storage and history (grad_fn) and shares its version counter with
-   the result; its version is bumped, so an earlier op that saved it (its old values) refuses to
-   run backward, as does the op itself if it saved its result and the tensor is written again
-   (sigmoid_ then add_), as in PyTorch.
+2. the tensor takes the result's values and history (grad_fn). When no other live object sees its
+   memory, it simply takes the result's memory (no copy) and a new version counter, one step
+   ahead, shared with the result. When other objects see the memory without requiring grad (a
+   detached alias kept by a forward hook, .data, a NumPy array), the values are written into it,
+   as in PyTorch, after `old` got a copy of its own if its node saved it, and the shared counter
+   is bumped.
 
-Nodes recorded before keep their edges to the previous history (autograd.Node.edges). Taking the
-result's storage instead of copying into the old one is only equivalent while nobody else sees
-the old storage: a view, a tensor views were taken from, .data, a NumPy array or a DLPack
-consumer. Those are refused (PyTorch's view rebasing, CopySlices, is not implemented), as is an
-in-place op on a leaf that requires grad (PyTorch refuses it too).
+Either way an op recorded earlier that saved the tensor refuses to run backward (its counter
+moved), as in PyTorch; nodes recorded earlier keep their edges to the previous history
+(autograd.Node.inputs). Refused with a clear error: a tensor whose memory a live tensor that
+requires grad also sees (a view in the graph, or the base of one: PyTorch rewrites the other
+tensor's history, CopySlices, which is not implemented here), and a leaf that requires grad
+(PyTorch refuses it too).
 """
+import sys
+
 from .. import autograd
 from ..tensor import Tensor
 
@@ -37,19 +42,17 @@ def inplace_in_graph(t, name, compute):
     """t <- compute(old) as a recorded in-place op (see the module doc); returns t."""
     if t.requires_grad and t.grad_fn is None:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation.")
-    if t._shared_with_another():
+    sharers = t._live_sharers()
+    if any(isinstance(o, Tensor) and o.requires_grad for o in sharers):
         raise RuntimeError(
-            f"{name}: in-place operation on a tensor that shares its memory with another tensor (a view of "
-            "it, or the tensor it is a view of; also .data, numpy() or DLPack exports) while autograd records "
-            "it is not supported: kernelnet cannot rewrite the other tensor's history as PyTorch does. Use "
-            "the out-of-place version (x = x + y instead of x += y)")
+            f"{name}: in-place operation on a tensor whose memory another tensor in the autograd graph also "
+            "sees (a view of it that is still alive, or the tensor it is a view of) is not supported: "
+            "kernelnet cannot rewrite the other tensor's history as PyTorch does. Use the out-of-place "
+            "version (x = x + y instead of x += y), or drop the view first")
     old = Tensor._make(t._storage, t._shape, t._stride, t._offset, t.dtype, t.device, t._base_ptr)
     old.requires_grad, old.grad_fn, old._output_nr = t.requires_grad, t.grad_fn, t._output_nr
-    # the write happens now: earlier ops that saved t (its old values) will refuse their backward.
-    # Bumped before the op runs so that the op's own saved result, which shares t's counter from
-    # here on, counts as written only by later writes to t (PyTorch: sigmoid_ saves its result, and
-    # a later y += 1 makes its backward raise)
-    t._bump_version()
+    # the write happens now: ops recorded from here on (this one included) saw its counter's state
+    epoch = autograd._write_epoch[0] = autograd._write_epoch[0] + 1
     new = compute(old)
     if not isinstance(new, Tensor):
         raise TypeError(f"{name}: expected a tensor result, got {type(new).__name__}")
@@ -60,15 +63,26 @@ def inplace_in_graph(t, name, compute):
         raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output type {t.dtype}")
     if new.device != t.device:
         raise RuntimeError(f"{name}: expected the result on {t.device}, got {new.device}")
-    if new._storage is old._storage or new._shared_with_another():
-        new = new.clone()  # an op that returned a view: the tensor needs memory of its own
-    # the tensor takes the result's memory and history; `old` keeps the previous values for the
-    # nodes that saved them
     retained = t.grad_fn is not None and t.grad_fn.retained and t.grad_fn.retained.get(t._output_nr) is t
     if retained:  # retain_grad() follows the tensor to its new value, as in PyTorch
         del t.grad_fn.retained[t._output_nr]
-    t._storage, t._stride, t._offset, t._base_ptr = new._storage, new._stride, new._offset, new._base_ptr
-    new._vc = t._vc  # one memory, one counter
+    if sharers:
+        # others see this memory: write the values into it. `old` is referenced by more than this
+        # frame and getrefcount's argument only when the node saved it: then it gets a copy
+        if sys.getrefcount(old) > 2:
+            from .copy import _contiguous_copy
+            c = _contiguous_copy(old)
+            old._storage, old._stride, old._offset, old._base_ptr = c._storage, c._stride, c._offset, c._base_ptr
+        from .copy import assign
+        assign(t._alias(), new)
+        t._bump_version()
+    else:
+        if new._storage is old._storage or new._live_sharers():
+            new = new.clone()  # an op that returned a view: the tensor needs memory of its own
+        # take the result's memory; the old memory stays with `old` (and the nodes that saved it)
+        # under the old counter, which nothing moves
+        t._storage, t._stride, t._offset, t._base_ptr = new._storage, new._stride, new._offset, new._base_ptr
+        t._vc = new._vc = [t._version + 1, epoch, None]  # one memory, one counter
     t.requires_grad, t.grad_fn, t._output_nr = new.requires_grad, new.grad_fn, new._output_nr
     if retained and t.grad_fn is not None:
         t.retain_grad()

@@ -135,7 +135,13 @@ class _Sequence:
         return self.len_t.ctypes.data if self.len_t is not None else 0
 
     def outputs(self):
-        return (self.out, self.h_n, self.c_n) if self.mode == "LSTM" else (self.out, self.h_n)
+        # backward reads h_n and c_n: the caller gets other objects for the same memory (_alias), so
+        # an in-place op in the graph that gives the caller's tensor new memory leaves these as they
+        # are, and a plain write into the memory moves the counter the version check reads
+        h_n = self.h_n._alias()
+        if self.mode == "LSTM":
+            return self.out, h_n, self.c_n._alias()
+        return self.out, h_n
 
     def backward(self, g_out, g_hn, g_cn, want_w, want_db_x, want_db_h):
         """-> dxg, dW_hh (or None), db_x (sums of dxg), db_h (sums of dhg), dh0, dc0."""
@@ -172,7 +178,7 @@ class _Recurrence(Function):
     @staticmethod
     def forward(ctx, xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
         ctx.seq = _Sequence(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse)
-        ctx.save_for_backward(w_hh)  # read through ctx.seq; saved here for the version check
+        ctx.save_for_backward(w_hh, ctx.seq.h_n, ctx.seq.c_n)  # read through ctx.seq; here for the version check
         ctx.has_bias = b_hh is not None
         return ctx.seq.outputs()
 
@@ -201,16 +207,16 @@ class _RecurrentLayer(Function):
         be.sgemm(1, False, True, T * B, GH, I, 1.0, x.data_ptr(), I, 0, w_ih.data_ptr(), I, 0, 0.0,
                  xg.data_ptr(), GH, 0, _ptr(bias), 1 if bias is not None else 0, 0)
         ctx.seq = _Sequence(xg, w_hh, b_hh if gru else None, h0, c0, mode, lengths, reverse)
-        # w_hh is read through ctx.seq; saved here too for the version check. x's values make w_ih's
-        # gradient, w_ih's make x's (PyTorch saves each only then)
-        ctx.save_for_backward(x, w_ih, w_hh)
-        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0], True)
+        # w_hh, h_n and c_n are read through ctx.seq; saved here too for the version check. x's values
+        # make w_ih's gradient, w_ih's make x's (PyTorch saves each only then)
+        ctx.save_for_backward(x, w_ih, w_hh, ctx.seq.h_n, ctx.seq.c_n)
+        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0], True, True, True)
         ctx.has_bias, ctx.gru = b_ih is not None, gru
         return ctx.seq.outputs()
 
     @staticmethod
     def backward(ctx, g_out, g_hn, g_cn=None):
-        x, w_ih, _ = ctx.saved_tensors
+        x, w_ih = ctx.saved_tensors[:2]
         be = x._backend
         T, B, I = x._shape
         GH = w_ih._shape[0]
