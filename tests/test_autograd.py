@@ -516,3 +516,38 @@ def test_backward_again_without_retain_graph_only_where_nothing_was_saved():
         z.backward()
         with pytest.raises(RuntimeError, match="second time"):
             z.backward()
+
+
+def test_addcmul_addcdiv_and_their_inplace_forms_match_torch():
+    a, b, c = (RNG.standard_normal(5) for _ in range(3))
+    c = np.abs(c) + 0.5
+    torch_check(lambda x, y, z: x.addcmul(y, z, value=-0.7), [make(a, requires_grad=True),
+                make(b, requires_grad=True), make(c, requires_grad=True)])
+    torch_check(lambda x, y, z: x.addcdiv(y, z, value=2.0), [make(a, requires_grad=True),
+                make(b, requires_grad=True), make(c, requires_grad=True)])
+    p = kn.tensor(a.astype(np.float32))
+    p.addcmul_(kn.tensor(b.astype(np.float32)), kn.tensor(c.astype(np.float32)), value=0.5)
+    close(p, a + 0.5 * b * c)
+
+
+def test_div_with_a_rounding_mode_has_a_zero_gradient():
+    # PyTorch: div(rounding_mode=...) differentiates to zero; floor_divide() itself raises
+    for mode in ("floor", "trunc"):
+        x = kn.tensor([3.0, -5.0], requires_grad=True)
+        y = x * 1
+        y.div_(2, rounding_mode=mode)
+        y.sum().backward()
+        assert x.grad.tolist() == [0.0, 0.0]
+    x = kn.tensor([3.0, -5.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="floor_divide"):
+        kn.floor_divide(x, 2).sum().backward()
+
+
+def test_leaf_hook_sees_the_summed_gradient_once():
+    # PyTorch runs a leaf's hooks once per backward, on the gradient summed over every path
+    for L in ([kn, torch] if torch is not None else [kn]):
+        seen = []
+        x = L.ones(3, requires_grad=True)
+        x.register_hook(lambda g: seen.append(g.tolist()))
+        (x * 1 + x * 2).sum().backward()
+        assert seen == [[3.0, 3.0, 3.0]] and x.grad.tolist() == [3.0, 3.0, 3.0]

@@ -259,6 +259,18 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
     only = None if inputs is None else {id(t) for t in inputs}
     roots = []
     handed = set()  # storages already given to a leaf as .grad in this pass: clone, never alias
+    # each leaf's gradient, summed over the paths that reach it, goes into .grad once at the end:
+    # its hooks see the total once, as PyTorch's AccumulateGrad does
+    leaf_grads = {}
+
+    def to_leaf(leaf, g):
+        if only is not None and id(leaf) not in only:
+            return
+        entry = leaf_grads.get(id(leaf))
+        if entry is None:
+            leaf_grads[id(leaf)] = [leaf, g]
+        else:
+            entry[1] = ops.add(entry[1], g)
     for t, g in zip(tensors, grad_tensors):
         if not t.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
@@ -274,8 +286,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
         if tuple(g.shape) != tuple(t.shape):
             raise RuntimeError(f"backward: gradient shape {tuple(g.shape)} does not match tensor shape {tuple(t.shape)}")
         if t.grad_fn is None:  # a leaf
-            if only is None or id(t) in only:
-                _accumulate(t, g, handed)
+            to_leaf(t, g)
             continue
         slot = grads.setdefault(id(t.grad_fn), [None] * t.grad_fn.n_outputs)
         nr = t._output_nr
@@ -323,10 +334,11 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                     if g._shape != e._shape:
                         raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
                                            f"{tuple(g.shape)} for an input of shape {tuple(e.shape)}")
-                    if only is None or id(e) in only:
-                        _accumulate(e, g, handed)
+                    to_leaf(e, g)
             if not retain_graph and (node.fn.ctx_holds_tensors or node.ctx.saved_tensors):
                 node.ctx = None  # frees what it saved; running it again raises (PyTorch's rule)
+        for leaf, g in leaf_grads.values():
+            _accumulate(leaf, g, handed)
 
 
 def _accumulate(leaf, g, handed):

@@ -21,7 +21,7 @@ for _name in ["add", "sub", "mul", "div", "true_divide", "divide", "multiply", "
               "log10", "exp2", "tanh", "sigmoid", "relu", "sqrt", "rsqrt", "sin", "cos",
               "reciprocal", "square", "log1p", "expm1", "floor", "ceil", "round", "abs", "sign", "erf", "erfinv",
               "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
-              "clamp", "clip", "lerp", "sum", "mean", "max", "min", "amax", "amin", "argmax",
+              "clamp", "clip", "lerp", "addcmul", "addcdiv", "sum", "mean", "max", "min", "amax", "amin", "argmax",
               "argmin", "prod", "any", "all", "var", "std", "logsumexp", "norm", "count_nonzero",
               "view", "reshape", "flatten", "unflatten", "permute", "transpose", "swapaxes",
               "swapdims", "t", "expand", "expand_as", "broadcast_to", "squeeze", "unsqueeze",
@@ -161,7 +161,7 @@ def _check_inplace(t, name, recordable=False):
 
 for _name in ["add", "sub", "mul", "div", "pow", "clamp", "clip", "exp", "log", "sqrt", "abs", "neg",
               "relu", "sigmoid", "tanh", "floor", "ceil", "round", "sign", "reciprocal", "square",
-              "masked_fill", "lerp", "maximum", "minimum", "floor_divide", "remainder", "fmod",
+              "masked_fill", "lerp", "addcmul", "addcdiv", "maximum", "minimum", "floor_divide", "remainder", "fmod",
               "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"]:
     _inplace(_name + "_", getattr(ops, _name))
 

@@ -13,7 +13,7 @@ from .elementwise import (add, sub, rsub, mul, div, true_divide, divide, multipl
                           logical_not, neg, negative, exp, log, log2, log10, exp2, tanh, sigmoid,
                           relu, sqrt, rsqrt, sin, cos, reciprocal, square, log1p, expm1, floor,
                           ceil, round, silu, erf, erfinv, abs, bitwise_and, bitwise_or, bitwise_xor, bitwise_not, sign, leaky_relu, elu, gelu, softplus,
-                          clamp, clip, where, lerp, sum_to)
+                          clamp, clip, where, lerp, addcmul, addcdiv, sum_to)
 from .reduce import (sum, mean, max, min, amax, amin, argmax, argmin, prod, any, all, var, std,
                      var_mean, std_mean, logsumexp, norm, count_nonzero)
 from .shape import (view, reshape, flatten, unflatten, permute, transpose, swapaxes, swapdims, t,

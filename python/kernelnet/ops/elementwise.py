@@ -396,7 +396,7 @@ def mul(a, b, out=None):
 
 def div(a, b, rounding_mode=None, out=None):
     if rounding_mode == "floor":
-        return floor_divide(a, b)
+        return _division_op(_FloorQuotient, a, b)
     if rounding_mode == "trunc":
         if result_dtype(a, b) is D.int64:  # exact: the floor quotient, +1 where it rounded down
             a, b = _prep("div", a, b)
@@ -424,6 +424,24 @@ class FloorDivide(_Binary):
     def backward(ctx, g):
         raise RuntimeError("derivative for floor_divide is not implemented (as in PyTorch: the result is "
                            "piecewise constant; detach() it, or use div() for a gradient)")
+
+
+class _FloorQuotient(_Binary):
+    """div(a, b, rounding_mode="floor"): the floor_divide kernel with PyTorch's zero gradient for
+    div's rounding modes (floor_divide itself has none)."""
+    op = FLOOR_DIV
+    ctx_holds_tensors = False
+
+    @staticmethod
+    def save(ctx, a, b):
+        ctx.shapes = (a._shape, b._shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        from .creation import zeros
+        sa, sb = ctx.shapes
+        return (zeros(sa, device=g.device) if ctx.needs_input_grad[0] else None,
+                zeros(sb, device=g.device) if ctx.needs_input_grad[1] else None)
 
 
 class Remainder(_Binary):
@@ -866,6 +884,16 @@ def where(cond, a=None, b=None):
     if a.dtype is D.float32 and (a.requires_grad or b.requires_grad):
         return Where.apply(cond, a, b)
     return where_kernel(cond, a, b)
+
+
+def addcmul(input, tensor1, tensor2, value=1):
+    """input + value * tensor1 * tensor2 (PyTorch's addcmul; custom optimizers use addcmul_)."""
+    return add(input, mul(mul(tensor1, tensor2), value))
+
+
+def addcdiv(input, tensor1, tensor2, value=1):
+    """input + value * tensor1 / tensor2."""
+    return add(input, mul(div(tensor1, tensor2), value))
 
 
 def lerp(a, b, w):
