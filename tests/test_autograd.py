@@ -551,3 +551,24 @@ def test_leaf_hook_sees_the_summed_gradient_once():
         x.register_hook(lambda g: seen.append(g.tolist()))
         (x * 1 + x * 2).sum().backward()
         assert seen == [[3.0, 3.0, 3.0]] and x.grad.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_hooks_on_non_leaf_tensors_match_torch():
+    def program(L):
+        seen = []
+        x = L.tensor([1.0, -2.0, 3.0], requires_grad=True)
+        y = x * 2
+        h = y.register_hook(lambda g: seen.append(g.tolist()) or g * 10)  # scales what flows back
+        y.retain_grad()
+        z = (y * y).sum()
+        z.backward(retain_graph=True)
+        h.remove()
+        x.grad = None
+        z.backward()
+        return seen, x.grad.tolist(), y.grad.tolist()
+    ours = program(kn)
+    assert ours[0] == [[4.0, -8.0, 12.0]]  # once: removed before the second backward
+    if torch is not None:
+        assert ours == program(torch)
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        kn.ones(2).register_hook(lambda g: g)

@@ -121,7 +121,7 @@ class Context:
 class Node:
     """One recorded op in the graph: the Function, its ctx, and where each input's gradient goes."""
 
-    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "retained", "__weakref__", "name")
+    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "retained", "hooks", "__weakref__", "name")
 
     def __init__(self, fn, ctx, inputs, n_outputs):
         self.fn = fn
@@ -135,6 +135,7 @@ class Node:
         self.inputs = inputs
         self.n_outputs = n_outputs
         self.retained = None  # {output_nr: tensor} for retain_grad() on non-leaf outputs
+        self.hooks = None  # {output_nr: [hook]}: Tensor.register_hook on non-leaf outputs
         self.name = fn.__name__
 
     def __repr__(self):
@@ -306,6 +307,15 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             since = node.ctx.saved_epoch
             if since is not None and _write_epoch[0] != since:
                 check_saved_versions(node)
+            if node.hooks:  # before retain_grad's copy, as PyTorch runs it last
+                for nr, hooks in node.hooks.items():
+                    g = out_grads[nr]
+                    if g is not None:
+                        for h in list(hooks):
+                            r = h(g)
+                            if r is not None:
+                                g = r
+                        out_grads[nr] = g
             if node.retained:
                 for nr, t in node.retained.items():
                     if out_grads[nr] is not None:

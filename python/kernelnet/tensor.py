@@ -72,6 +72,17 @@ class _CudaStorage:
 _ref = weakref.ref
 
 
+class _HookHandle:
+    """What register_hook returns (PyTorch's RemovableHandle): remove() detaches the hook."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
 def _always_shared():
     return _always_shared
 
@@ -468,11 +479,23 @@ class Tensor:
         self.grad_fn.retained[self._output_nr] = self
 
     def register_hook(self, hook):
+        """Call hook(grad) with the gradient w.r.t. this tensor during backward; a returned tensor
+        replaces it. A leaf's hook sees the gradient summed over all paths, once; a non-leaf's is
+        attached to the node that made the tensor (so an in-place op afterwards leaves it on the
+        previous value, as in PyTorch). Returns a handle whose remove() detaches it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is not None:
-            raise NotImplementedError("hooks on non-leaf tensors are not supported yet")
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(hook)
+            node = self.grad_fn
+            if node.hooks is None:
+                node.hooks = {}
+            hooks = node.hooks.setdefault(self._output_nr, [])
+        else:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
 
     # -------------------------------------------------------------- repr
     def __repr__(self):
