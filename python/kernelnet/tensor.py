@@ -199,10 +199,11 @@ class Tensor:
         t = Tensor._make(self._storage, shape, stride, self._offset if offset is None else offset,
                          self.dtype, self.device, self._base_ptr)
         vc = self._vc
-        if vc is None:
-            vc = self._vc = [0, 0, None]
-        _add_sharer(vc, self, t)
-        t._vc = vc
+        if vc is None:  # the first view: both are sharers (_add_sharer's common case, inline)
+            self._vc = t._vc = [0, 0, [_ref(self), _ref(t)]]
+        else:
+            _add_sharer(vc, self, t)
+            t._vc = vc
         return t
 
     # -------------------------------------------------------------- version counter
