@@ -399,3 +399,85 @@ def test_graphed_function_writing_its_input_in_place():
     w.grad = None
     eager = step(kn.tensor([5.0, 7.0])).item(), w.grad.tolist()
     assert replayed == eager == (541.0, [100.0, 294.0])
+
+
+def test_self_passed_by_keyword_is_the_old_value():
+    # y.addcmul_(tensor1=y, ...) reads y before the write, as a positional y does
+    x = kn.ones(3, requires_grad=True)
+    w = kn.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    y.addcmul_(tensor1=y, tensor2=w)  # y + y * w
+    y.sum().backward()
+    assert w.grad.tolist() == [2.0, 2.0, 2.0] and x.grad.tolist() == [4.0, 6.0, 8.0]
+
+
+def test_graphed_function_updating_a_state_in_place():
+    # a tensor that outlives the call (a recurrent state) is written where it is while capturing,
+    # so replays update the same memory the caller holds
+    def make():
+        w = kn.nn.Parameter(kn.tensor([0.5, 2.0]))
+        state = kn.zeros(2)
+
+        def step(x):
+            w.grad = None
+            state.mul_(w)
+            state.add_(x)
+            loss = (state * state).sum()
+            loss.backward()
+            state.detach_()
+            return loss
+        return state, step
+    state, step = make()
+    eager = [step(kn.tensor([1.0, 1.0])).item() for _ in range(4)] + state.tolist()
+    state, step = make()
+    g = kn.graphed(step, kn.tensor([1.0, 1.0]))
+    replayed = [g.outputs.item()] + [g(kn.tensor([1.0, 1.0])).item() for _ in range(3)] + state.tolist()
+    assert replayed == eager
+
+
+def test_fill_with_a_tensor_that_requires_grad():
+    for L in ([kn, torch] if torch is not None else [kn]):
+        x = L.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = x * 1
+        y.fill_(x[1] * 2)
+        b = L.zeros(3)
+        b.fill_(x[0])
+        ((y * y).sum() + b.sum()).backward()
+        assert x.grad.tolist() == [3.0, 48.0, 0.0] and b.requires_grad
+
+
+def test_numpy_in_a_loop_does_not_grow_the_sharers():
+    t = kn.zeros(3)
+    for _ in range(1000):
+        t.numpy()
+    assert len(t._vc[2]) <= 2
+
+
+def test_gradient_accumulation_keeps_the_grad_object():
+    # PyTorch adds later gradients into the .grad tensor a first backward made (here a sum over
+    # two paths): a reference kept to it sees the total
+    x = kn.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    g = x.grad
+    y.backward()
+    assert g is x.grad and g.tolist() == [4.0, 8.0]
+
+
+def test_retain_grad_leaves_no_reference_cycle():
+    import gc
+    m = kn.nn.Linear(8, 8)
+    x = kn.randn(4, 8)
+    gc.collect()
+    gc.disable()
+    try:
+        before = sum(1 for o in gc.get_objects() if type(o).__name__ == "Node")
+        for _ in range(50):
+            h = m(x)
+            h.retain_grad()
+            h.relu().sum().backward()
+        del h
+        after = sum(1 for o in gc.get_objects() if type(o).__name__ == "Node")
+    finally:
+        gc.enable()
+    assert after - before <= 2  # freed by reference counting, without the cycle collector

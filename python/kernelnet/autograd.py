@@ -21,6 +21,7 @@ _capture_grad_hook = None  # set by kernelnet.graphs while capturing: sees every
 # its forward from one number noted at the forward (no per-tensor snapshot on every op), and skips
 # even that check when nothing at all was written in between (the common case).
 _write_epoch = [0]
+_saved_watch = None  # [tensor, saved?] while ops/inplace.py runs an op on `old`
 
 
 def _bind_late():
@@ -113,6 +114,10 @@ class Context:
 
     def save_for_backward(self, *tensors):
         self.saved_tensors = tensors
+        if _saved_watch is not None:  # ops/inplace.py asks whether its `old` is saved
+            for t in tensors:
+                if t is _saved_watch[0]:
+                    _saved_watch[1] = True
 
     def mark_non_differentiable(self, *tensors):
         self.non_differentiable = tuple(id(t) for t in tensors)
@@ -134,7 +139,9 @@ class Node:
         # frees those the backward does not read (only ctx keeps what it saved).
         self.inputs = inputs
         self.n_outputs = n_outputs
-        self.retained = None  # {output_nr: tensor} for retain_grad() on non-leaf outputs
+        # {output_nr: weak reference to the tensor} for retain_grad() on non-leaf outputs (weak: the
+        # tensor points at this node through grad_fn, and a cycle would wait for the collector)
+        self.retained = None
         self.hooks = None  # {output_nr: [hook]}: Tensor.register_hook on non-leaf outputs
         self.name = fn.__name__
 
@@ -269,9 +276,10 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             return
         entry = leaf_grads.get(id(leaf))
         if entry is None:
-            leaf_grads[id(leaf)] = [leaf, g]
+            leaf_grads[id(leaf)] = [leaf, g, False]
         else:
             entry[1] = ops.add(entry[1], g)
+            entry[2] = True  # a sum autograd made: it may become .grad and take later sums in place
     for t, g in zip(tensors, grad_tensors):
         if not t.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
@@ -317,8 +325,9 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                                 g = r
                         out_grads[nr] = g
             if node.retained:
-                for nr, t in node.retained.items():
-                    if out_grads[nr] is not None:
+                for nr, ref in node.retained.items():
+                    t = ref()
+                    if t is not None and out_grads[nr] is not None:
                         if t.grad is None:
                             g0 = out_grads[nr]  # dense, as a leaf's .grad (see _accumulate)
                             t.grad = g0 if g0.is_contiguous() else ops.copy._contiguous_copy(g0)
@@ -347,11 +356,12 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                     to_leaf(e, g)
             if not retain_graph and (node.fn.ctx_holds_tensors or node.ctx.saved_tensors):
                 node.ctx = None  # frees what it saved; running it again raises (PyTorch's rule)
-        for leaf, g in leaf_grads.values():
-            _accumulate(leaf, g, handed)
+        for leaf, g, own in leaf_grads.values():
+            _accumulate(leaf, g, handed, own)
 
 
-def _accumulate(leaf, g, handed):
+def _accumulate(leaf, g, handed, own=False):
+    """Put gradient g into leaf.grad; own: g is a buffer autograd made for this leaf alone."""
     ops = _ops
     if leaf._hooks:
         for h in leaf._hooks:
@@ -367,7 +377,11 @@ def _accumulate(leaf, g, handed):
         # gradient (sum's backward is an expand: every element one address) is made dense, or
         # x.grad[0] = 0 / x.grad.add_(t) would write every element at once (PyTorch's grads are dense).
         key = id(g._storage)
-        leaf.grad = ops.copy._contiguous_copy(g) if key in handed or not g.is_contiguous() else g.detach()
+        if own and g.is_contiguous() and not g.requires_grad and g.device == leaf.device:
+            leaf.grad = g
+            g._accum_buffer = True  # later gradients are added into it, as into the sum below
+        else:
+            leaf.grad = ops.copy._contiguous_copy(g) if key in handed or not g.is_contiguous() else g.detach()
         handed.add(key)
     # grad += g in place, as PyTorch's AccumulateGrad does (no new buffer per accumulation; a
     # reference to .grad sees the sum, as there), where one kernel can (ops.elementwise's

@@ -127,7 +127,8 @@ def _inplace(name, fn):
         _check_inplace(self, name, recordable=True)
         if _inplace_ops.records(self, args, kwargs):  # in the graph: ops/inplace.py
             return _inplace_ops.inplace_in_graph(
-                self, name, lambda old: fn(old, *[old if a is self else a for a in args], **kwargs))
+                self, name, lambda old: fn(old, *[old if a is self else a for a in args],
+                                           **{k: old if v is self else v for k, v in kwargs.items()}))
         result = fn(self, *args, **kwargs)
         if (isinstance(result, Tensor)
                 and _CAST_ORDER[_inplace_result_dtype(name, self, result, args, kwargs)] > _CAST_ORDER[self.dtype]):
@@ -210,6 +211,13 @@ def _zero_(self):
 
 def _fill_(self, value):
     _check_inplace(self, "fill_", recordable=True)
+    if isinstance(value, Tensor):  # a 0-d tensor (PyTorch): its gradient flows when it has one
+        if value.dim() != 0:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                               f"{value.dim()} dimensions.")
+        if _inplace_ops.records(self, (value,), {}):
+            return _overwrite_in_graph(self, "fill_", value.to(device=self.device, dtype=self.dtype))
+        value = value.item()
     if _inplace_ops.records(self, (), {}):
         return _overwrite_in_graph(self, "fill_", float(value))
     if self.is_contiguous():

@@ -237,8 +237,8 @@ class Tensor:
         if vc is None:
             vc = self._vc = [0, 0, None]
         if vc[2] is None:
-            vc[2] = [_FOREVER]
-        else:
+            vc[2] = [_ref(self), _FOREVER]  # (self first: the memory's first owner, see _add_sharer)
+        elif _FOREVER not in vc[2]:  # once: numpy() in a logging loop must not grow the list
             vc[2].append(_FOREVER)
 
     def _live_sharers(self):
@@ -477,7 +477,7 @@ class Tensor:
             return
         if self.grad_fn.retained is None:
             self.grad_fn.retained = {}
-        self.grad_fn.retained[self._output_nr] = self
+        self.grad_fn.retained[self._output_nr] = _ref(self)
 
     def register_hook(self, hook):
         """Call hook(grad) with the gradient w.r.t. this tensor during backward; a returned tensor

@@ -25,7 +25,8 @@ tensor's history, CopySlices, which is not implemented here), and a leaf that re
 import sys
 
 from .. import autograd
-from ..tensor import Tensor
+from .. import graphs as _graphs
+from ..tensor import Tensor, _FOREVER
 
 
 def records(t, args, kwargs):
@@ -43,6 +44,11 @@ def inplace_in_graph(t, name, compute):
     if t.requires_grad and t.grad_fn is None:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation.")
     sharers = t._live_sharers()
+    if not sharers and _graphs._capture is not None and _graphs.active() is not None:
+        # while a graph is captured, the recorded kernels keep the addresses they were given: a
+        # tensor that outlives the call (a recurrent state, a module buffer) must be written where
+        # it is, not moved to the result's memory
+        sharers = [_FOREVER]
     if any(isinstance(o, Tensor) and o.requires_grad for o in sharers):
         raise RuntimeError(
             f"{name}: in-place operation on a tensor whose memory another tensor in the autograd graph also "
@@ -53,7 +59,11 @@ def inplace_in_graph(t, name, compute):
     old.requires_grad, old.grad_fn, old._output_nr = t.requires_grad, t.grad_fn, t._output_nr
     # the write happens now: ops recorded from here on (this one included) saw its counter's state
     epoch = autograd._write_epoch[0] = autograd._write_epoch[0] + 1
-    new = compute(old)
+    watch = autograd._saved_watch = [old, False]  # save_for_backward reports saving `old`
+    try:
+        new = compute(old)
+    finally:
+        autograd._saved_watch = None
     if not isinstance(new, Tensor):
         raise TypeError(f"{name}: expected a tensor result, got {type(new).__name__}")
     if new._shape != t._shape:
@@ -63,13 +73,15 @@ def inplace_in_graph(t, name, compute):
         raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output type {t.dtype}")
     if new.device != t.device:
         raise RuntimeError(f"{name}: expected the result on {t.device}, got {new.device}")
-    retained = t.grad_fn is not None and t.grad_fn.retained and t.grad_fn.retained.get(t._output_nr) is t
+    ref = t.grad_fn.retained.get(t._output_nr) if t.grad_fn is not None and t.grad_fn.retained else None
+    retained = ref is not None and ref() is t
     if retained:  # retain_grad() follows the tensor to its new value, as in PyTorch
         del t.grad_fn.retained[t._output_nr]
     if sharers:
-        # others see this memory: write the values into it. `old` is referenced by more than this
-        # frame and getrefcount's argument only when the node saved it: then it gets a copy
-        if sys.getrefcount(old) > 2:
+        # others see this memory: write the values into it, after `old` got a copy if an op saved
+        # it (save_for_backward says so; a Function keeping it as a ctx attribute shows in the
+        # reference count: more than this frame's and getrefcount's argument's)
+        if watch[1] or sys.getrefcount(old) > 3:
             from .copy import _contiguous_copy
             c = _contiguous_copy(old)
             old._storage, old._stride, old._offset, old._base_ptr = c._storage, c._stride, c._offset, c._base_ptr

@@ -135,12 +135,13 @@ class _Sequence:
         return self.len_t.ctypes.data if self.len_t is not None else 0
 
     def outputs(self):
-        # backward reads h_n and c_n: the caller gets other objects for the same memory (_alias), so
-        # an in-place op in the graph that gives the caller's tensor new memory leaves these as they
-        # are, and a plain write into the memory moves the counter the version check reads
-        h_n = self.h_n._alias()
+        # backward reads h_n and c_n: the caller gets copies ([B, H], small next to the step), so
+        # whatever it does to them (in-place ops, writes through a detached alias or NumPy) leaves
+        # what the backward reads alone, where PyTorch's composite cells compute too
+        from .copy import _contiguous_copy
+        h_n = _contiguous_copy(self.h_n)
         if self.mode == "LSTM":
-            return self.out, h_n, self.c_n._alias()
+            return self.out, h_n, _contiguous_copy(self.c_n)
         return self.out, h_n
 
     def backward(self, g_out, g_hn, g_cn, want_w, want_db_x, want_db_h):
