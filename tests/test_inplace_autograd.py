@@ -214,27 +214,63 @@ def test_an_earlier_op_that_saved_the_old_values_refuses_backward():
         z.sum().backward()
 
 
-@pytest.mark.parametrize("which", ["the view", "the base"])
-def test_refused_while_a_view_in_the_graph_is_alive(which):
-    # PyTorch rewrites the view's history too (CopySlices); kernelnet refuses with a clear error
-    # instead of leaving the view with a stale history
-    x = kn.ones(4, requires_grad=True)
-    y = x * 2
-    v = y[0:2]
-    with pytest.raises(RuntimeError, match="another tensor in the autograd graph also sees"):
-        (v if which == "the view" else y).add_(1)
+def views_and_bases_written(L):
+    """In-place ops through views (PyTorch's CopySlices): the base's history and every live view's
+    follow the write."""
+    x, w1, w2 = _leaves(L)
+    y = x @ w1
+    row = y[0]  # a view kept alive while its base is written
+    y.add_(1.0)
+    col = y[:, 1]
+    col.mul_(w2[0, 1])  # a view written: y and row follow
+    y[:, 2] *= 2.0  # getitem, in-place, setitem
+    buf = L.zeros(2, 4, 3, device=_dev(L))
+    buf[0].copy_(x * 2)  # a plain buffer filled through views joins the graph
+    buf[1, :, 1:].add_(y[:, :2])
+    flat = buf.view(-1)
+    flat[:3] = w2[1]  # a view of a view
+    loss = (y * y).sum() + (row * 3).sum() + (buf * buf).sum() + flat[5:9].sum()
+    loss.backward()
+    return [y, row, col, buf, x.grad, w1.grad, w2.grad]
 
 
-def test_a_view_taken_and_dropped_no_longer_blocks():
-    x = kn.ones(4, requires_grad=True)
-    y = x * 2
-    v = y[0:2]
-    with pytest.raises(RuntimeError, match="another tensor in the autograd graph also sees"):
-        y.add_(1)
-    del v
-    y.add_(1)  # nothing else sees y's memory now
-    y.sum().backward()
-    assert x.grad.numpy().tolist() == [2.0] * 4
+def rnn_states_into_a_buffer(L):
+    """An RNN loop writing each step's state into a preallocated output (outs[t].copy_(h))."""
+    cell = L.nn.RNNCell(3, 4).to(_dev(L))
+    with L.no_grad():
+        for i, p in enumerate(cell.parameters()):
+            p.copy_(_t(L, np.random.RandomState(i).randn(*p.shape).astype(np.float32) * 0.5))
+    x = _t(L, np.random.RandomState(9).randn(5, 2, 3).astype(np.float32))
+    outs, h = L.zeros(5, 2, 4, device=_dev(L)), L.zeros(2, 4, device=_dev(L))
+    for step in range(5):
+        h = cell(x[step], h)
+        outs[step].copy_(h)
+    (outs * outs).sum().backward()
+    return [outs] + [p.grad for p in cell.parameters()]
+
+
+@pytest.mark.parametrize("program", [views_and_bases_written, rnn_states_into_a_buffer], ids=lambda p: p.__name__)
+def test_writes_through_views_match_pytorch(program, on_device):
+    if torch is None:
+        pytest.skip("torch is not installed")
+    for a, b in zip(program(kn), program(torch)):
+        np.testing.assert_allclose(a.detach().cpu().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_writes_through_views_refused_where_not_expressible():
+    w = kn.ones(4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        w[0:2].add_(1)
+    w = kn.ones(4, requires_grad=True)
+    d = kn.zeros(4, 3).t().data  # a base of its own, non-contiguous
+    with pytest.raises(RuntimeError, match="non-contiguous"):
+        d[0].add_(w)
+    base = kn.ones(3, 4, requires_grad=True) * 2
+    y = base.t()
+    v = y[0]
+    del base  # freed while two of its views are alive: their histories cannot be rebased
+    with pytest.raises(RuntimeError, match="was freed"):
+        v.add_(1)
 
 
 def _aliases_see_the_write(L, alias):

@@ -103,7 +103,7 @@ def _add_sharer(vc, base, t):
 
 class Tensor:
     __slots__ = ("_storage", "_shape", "_stride", "_offset", "dtype", "device", "requires_grad",
-                 "grad", "grad_fn", "_output_nr", "_base_ptr", "_hooks", "_vc", "__weakref__", "_is_param",
+                 "grad", "grad_fn", "_output_nr", "_base_ptr", "_hooks", "_vc", "_vbase", "__weakref__", "_is_param",
                  "__dict__")
 
     # True on a .grad buffer that autograd allocated for a sum of gradients: later gradients are
@@ -132,6 +132,7 @@ class Tensor:
         self._output_nr = 0
         self._hooks = None
         self._vc = None
+        self._vbase = None
 
     @classmethod
     def _make(cls, storage, shape, stride, offset, dtype, device, base_ptr):
@@ -149,6 +150,7 @@ class Tensor:
         t._output_nr = 0
         t._hooks = None
         t._vc = None
+        t._vbase = None
         return t
 
     @classmethod
@@ -187,6 +189,7 @@ class Tensor:
             t._output_nr = 0
             t._hooks = None
             t._vc = None
+            t._vbase = None
         else:
             st = _CudaStorage(n * dtype.itemsize, n)
             t = cls._make(st, shape, _contig_strides(shape), 0, dtype, device, st.ptr)
@@ -204,7 +207,15 @@ class Tensor:
         else:
             _add_sharer(vc, self, t)
             t._vc = vc
+        # the tensor whose views these are (PyTorch's view base): an in-place op on one of them in
+        # the graph rewrites the base's history and every live view's (ops/inplace.py)
+        t._vbase = self._vbase if self._vbase is not None else _ref(self)
         return t
+
+    def _view_base(self):
+        """The base this tensor is a view of (itself if it is none), or None if that was freed."""
+        vb = self._vbase
+        return self if vb is None else vb()
 
     # -------------------------------------------------------------- version counter
     # PyTorch's version counter: every in-place write bumps it, shared by a tensor and all views of
@@ -457,7 +468,9 @@ class Tensor:
         autograd.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     def detach(self):
-        return self._view(self._shape, self._stride)
+        t = self._view(self._shape, self._stride)
+        t._vbase = None  # not a view for autograd: a base of its own (its writes are values only)
+        return t
 
     def detach_(self):
         self.grad_fn = None

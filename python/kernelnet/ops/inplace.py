@@ -26,6 +26,7 @@ import sys
 
 from .. import autograd
 from .. import graphs as _graphs
+from ..autograd import Function
 from ..tensor import Tensor, _FOREVER
 
 
@@ -39,22 +40,65 @@ def records(t, args, kwargs):
         any(isinstance(a, Tensor) and a.requires_grad for a in kwargs.values())
 
 
+class _WriteView(Function):
+    """The base after an in-place op on one of its views (PyTorch's CopySlices): the base's values
+    with the view's region replaced by the op's result. The values are written into the base's
+    memory by inplace_in_graph; this node only routes the gradient: the region's part to the
+    result, the rest to the base's previous value."""
+
+    @staticmethod
+    def forward(ctx, old_base, new_view, shape, stride, offset):
+        ctx.geometry = (shape, stride, offset)
+        return Tensor._make(old_base._storage, old_base._shape, old_base._stride, old_base._offset,
+                            old_base.dtype, old_base.device, old_base._base_ptr)
+
+    @staticmethod
+    def backward(ctx, g):
+        from .copy import _contiguous_copy, assign
+        shape, stride, offset = ctx.geometry
+        g = _contiguous_copy(g)
+        region = g._view(shape, stride, g._offset + offset)
+        g_view = _contiguous_copy(region) if ctx.needs_input_grad[1] else None
+        g_base = None
+        if ctx.needs_input_grad[0]:
+            assign(region, 0.0)
+            g_base = g
+        return g_base, g_view, None, None, None
+
+
+def _family(t):
+    """(base, live views of it other than t, value-only aliases) for t's memory: the views share
+    t's autograd base (Tensor._view_base; None when it was freed); detached tensors, .data, NumPy
+    and DLPack see values only."""
+    base = t._view_base()
+    key = t._vbase if t._vbase is not None else None
+    views, aliases = [], []
+    for o in t._live_sharers():
+        if isinstance(o, Tensor) and (o is base or (key is not None and o._vbase is key)
+                                      or (base is t and o._vbase is not None and o._view_base() is t)):
+            views.append(o)
+        else:
+            aliases.append(o)
+    return base, views, aliases
+
+
 def inplace_in_graph(t, name, compute):
     """t <- compute(old) as a recorded in-place op (see the module doc); returns t."""
     if t.requires_grad and t.grad_fn is None:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation.")
-    sharers = t._live_sharers()
-    if not sharers and _graphs._capture is not None and _graphs.active() is not None:
+    base, views, aliases = _family(t)
+    if base is None and views:
+        raise RuntimeError(f"{name}: in-place operation in the autograd graph on a view whose base tensor was "
+                           "freed while other views of it are alive: their histories cannot be rebased. "
+                           "Keep the base alive, or clone() the view first")
+    through_views = base is not None and (base is not t or bool(views))
+    if through_views:
+        _check_rebase(name, t, base, views)
+    elif not aliases and _graphs._capture is not None and _graphs.active() is not None:
         # while a graph is captured, the recorded kernels keep the addresses they were given: a
         # tensor that outlives the call (a recurrent state, a module buffer) must be written where
         # it is, not moved to the result's memory
-        sharers = [_FOREVER]
-    if any(isinstance(o, Tensor) and o.requires_grad for o in sharers):
-        raise RuntimeError(
-            f"{name}: in-place operation on a tensor whose memory another tensor in the autograd graph also "
-            "sees (a view of it that is still alive, or the tensor it is a view of) is not supported: "
-            "kernelnet cannot rewrite the other tensor's history as PyTorch does. Use the out-of-place "
-            "version (x = x + y instead of x += y), or drop the view first")
+        aliases = [_FOREVER]
     old = Tensor._make(t._storage, t._shape, t._stride, t._offset, t.dtype, t.device, t._base_ptr)
     old.requires_grad, old.grad_fn, old._output_nr = t.requires_grad, t.grad_fn, t._output_nr
     # the write happens now: ops recorded from here on (this one included) saw its counter's state
@@ -77,10 +121,10 @@ def inplace_in_graph(t, name, compute):
     retained = ref is not None and ref() is t
     if retained:  # retain_grad() follows the tensor to its new value, as in PyTorch
         del t.grad_fn.retained[t._output_nr]
-    if sharers:
+    if through_views or aliases:
         # others see this memory: write the values into it, after `old` got a copy if an op saved
         # it (save_for_backward says so; a Function keeping it as a ctx attribute shows in the
-        # reference count: more than this frame's and getrefcount's argument's)
+        # reference count: more than this frame's, `watch`'s and getrefcount's argument's)
         if watch[1] or sys.getrefcount(old) > 3:
             from .copy import _contiguous_copy
             c = _contiguous_copy(old)
@@ -95,7 +139,49 @@ def inplace_in_graph(t, name, compute):
         # under the old counter, which nothing moves
         t._storage, t._stride, t._offset, t._base_ptr = new._storage, new._stride, new._offset, new._base_ptr
         t._vc = new._vc = [t._version + 1, epoch, None]  # one memory, one counter
-    t.requires_grad, t.grad_fn, t._output_nr = new.requires_grad, new.grad_fn, new._output_nr
+    if through_views:
+        _rebase(t, base, views, new)
+    else:
+        t.requires_grad, t.grad_fn, t._output_nr = new.requires_grad, new.grad_fn, new._output_nr
     if retained and t.grad_fn is not None:
         t.retain_grad()
     return t
+
+
+def _check_rebase(name, t, base, views):
+    """Refuse what _rebase cannot express, before anything is written."""
+    if base.requires_grad and base.grad_fn is None:
+        raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an in-place "
+                           "operation.")
+    if not base.is_contiguous():
+        raise RuntimeError(f"{name}: in-place operation in the autograd graph on a view of a non-contiguous "
+                           "tensor (or on such a tensor while views of it are alive) is not supported; "
+                           "call .contiguous() on it first")
+    for v in views + [t]:
+        if any(st == 0 and n > 1 for st, n in zip(v._stride, v._shape)):
+            raise RuntimeError(f"{name}: in-place operation in the autograd graph while an expanded view of "
+                               "the same memory is alive is not supported; clone() it first")
+
+
+def _rebase(t, base, views, new):
+    """After t's memory was written with `new` (t a view of base, or base with live views): the
+    base's history becomes the write (through _WriteView unless t is the base), and every live view
+    (t included) becomes a view of that new history, as PyTorch rebases views (CopySlices)."""
+    from .shape import BasicIndex
+    if base is t:
+        new_base = new
+    else:
+        old_base = Tensor._make(base._storage, base._shape, base._stride, base._offset, base.dtype, base.device,
+                                base._base_ptr)
+        old_base.requires_grad, old_base.grad_fn, old_base._output_nr = \
+            base.requires_grad, base.grad_fn, base._output_nr
+        new_base = _WriteView.apply(old_base, new, t._shape, t._stride, t._offset - base._offset)
+    base.requires_grad, base.grad_fn, base._output_nr = new_base.requires_grad, new_base.grad_fn, new_base._output_nr
+    if not base.requires_grad:
+        return
+    for v in views + ([t] if t is not base else []):
+        if v is base:
+            continue
+        rel = v._offset - base._offset
+        step = BasicIndex.apply(base, v._shape, v._stride, v._offset, v._stride, rel)
+        v.requires_grad, v.grad_fn, v._output_nr = True, step.grad_fn, 0
