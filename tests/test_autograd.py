@@ -572,3 +572,19 @@ def test_hooks_on_non_leaf_tensors_match_torch():
         assert ours == program(torch)
     with pytest.raises(RuntimeError, match="doesn't require gradient"):
         kn.ones(2).register_hook(lambda g: g)
+
+
+def test_gradients_with_respect_to_intermediate_tensors():
+    def program(L):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        h = x * 3
+        y = (h * h).sum()
+        y.backward(inputs=[h], retain_graph=True)
+        h_grad, x_grad = h.grad.tolist(), x.grad
+        (gh,) = L.autograd.grad(y, h, retain_graph=True)
+        gx, gh2 = L.autograd.grad(y, [x, h])
+        return h_grad, x_grad, gh.tolist(), gx.tolist(), gh2.tolist()
+    ours = program(kn)
+    assert ours == ([6.0, 12.0], None, [6.0, 12.0], [18.0, 36.0], [6.0, 12.0])
+    if torch is not None:
+        assert ours == program(torch)

@@ -265,6 +265,12 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
     # backward(inputs=...) and autograd.grad(): only these leaves get a gradient (PyTorch leaves the
     # .grad of every other leaf as it is)
     only = None if inputs is None else {id(t) for t in inputs}
+    # inputs that are not leaves get the gradient w.r.t. them in .grad when their node is reached
+    # (before its backward runs), as PyTorch's backward(inputs=...) and autograd.grad() give it
+    targets = {}
+    for t in inputs or ():
+        if t.grad_fn is not None:
+            targets[(id(t.grad_fn), t._output_nr)] = t
     roots = []
     handed = set()  # storages already given to a leaf as .grad in this pass: clone, never alias
     # each leaf's gradient, summed over the paths that reach it, goes into .grad once at the end:
@@ -315,6 +321,11 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             since = node.ctx.saved_epoch
             if since is not None and _write_epoch[0] != since:
                 check_saved_versions(node)
+            if targets:
+                for nr, g in enumerate(out_grads):
+                    t = targets.get((id(node), nr))
+                    if t is not None and g is not None:
+                        t.grad = ops.copy._contiguous_copy(g) if t.grad is None else ops.add(t.grad, g)
             if node.hooks:  # before retain_grad's copy, as PyTorch runs it last
                 for nr, hooks in node.hooks.items():
                     g = out_grads[nr]
