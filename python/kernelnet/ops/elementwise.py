@@ -270,15 +270,18 @@ class Mul(_Binary):
 
     @staticmethod
     def save(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # a's values make b's gradient and the reverse: each is kept only when needed (as PyTorch
+        # does), so x * mask does not hold x, and writing an unread input in place is allowed
         need = ctx.needs_input_grad
-        ctx.saved_values_read = (need[1], need[0])  # a's values make b's gradient, and the reverse
+        ctx.save_for_backward(a if need[1] else None, b if need[0] else None)
+        ctx.shapes = (a._shape, b._shape)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return (sum_to(mul(g, b), a.shape) if ctx.needs_input_grad[0] else None,
-                sum_to(mul(g, a), b.shape) if ctx.needs_input_grad[1] else None)
+        sa, sb = ctx.shapes
+        return (sum_to(mul(g, b), sa) if ctx.needs_input_grad[0] else None,
+                sum_to(mul(g, a), sb) if ctx.needs_input_grad[1] else None)
 
 
 class Div(_Binary):
@@ -286,13 +289,13 @@ class Div(_Binary):
 
     @staticmethod
     def save(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        ctx.saved_values_read = (ctx.needs_input_grad[1], True)  # a only for b's gradient
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)  # a only for b's gradient
+        ctx.a_shape = a._shape
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        ga = sum_to(div(g, b), a.shape) if ctx.needs_input_grad[0] else None
+        ga = sum_to(div(g, b), ctx.a_shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(neg(div(mul(g, a), mul(b, b))), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
 
@@ -843,16 +846,17 @@ def logical_not(x):
 class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
-        ctx.save_for_backward(cond, a, b)
-        ctx.saved_values_read = (True, False, False)  # a and b for their shapes only
+        ctx.save_for_backward(cond)  # a and b only for their shapes
+        ctx.shapes = (a._shape, b._shape)
         return where_kernel(cond, a, b)
 
     @staticmethod
     def backward(ctx, g):
-        cond, a, b = ctx.saved_tensors
+        (cond,) = ctx.saved_tensors
+        sa, sb = ctx.shapes
         zero = _as_tensor(0.0, D.float32, g.device)
-        ga = sum_to(where_kernel(cond, g, zero), a.shape) if ctx.needs_input_grad[1] else None
-        gb = sum_to(where_kernel(cond, zero, g), b.shape) if ctx.needs_input_grad[2] else None
+        ga = sum_to(where_kernel(cond, g, zero), sa) if ctx.needs_input_grad[1] else None
+        gb = sum_to(where_kernel(cond, zero, g), sb) if ctx.needs_input_grad[2] else None
         return None, ga, gb
 
 

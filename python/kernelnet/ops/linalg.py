@@ -94,18 +94,20 @@ def gemm_kernel(a, b, bias=None, bias_mode=BIAS_NONE, act=0):
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0])  # a for b's gradient, b for a's
+        need = ctx.needs_input_grad
+        ctx.save_for_backward(a if need[1] else None, b if need[0] else None)  # a for b's gradient, b for a's
+        ctx.shapes = (a._shape, b._shape)
         return gemm_kernel(a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
+        sa, sb = ctx.shapes
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = sum_to(gemm_kernel(g, b.transpose(-1, -2)), a.shape)
+            ga = sum_to(gemm_kernel(g, b.transpose(-1, -2)), sa)
         if ctx.needs_input_grad[1]:
-            gb = sum_to(gemm_kernel(a.transpose(-1, -2), g), b.shape)
+            gb = sum_to(gemm_kernel(a.transpose(-1, -2), g), sb)
         return ga, gb
 
 
