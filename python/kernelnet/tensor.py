@@ -97,7 +97,10 @@ def _add_sharer(vc, base, t):
         vc[2] = [_ref(base), _ref(t)]
         return
     refs.append(_ref(t))
-    if len(refs) > 64:  # a long-lived tensor viewed every step (w.t() in each backward): drop the dead
+    n = len(refs)
+    if n >= 64 and not n & (n - 1):
+        # a long-lived tensor viewed every step (w.t() in each backward): drop the dead, at each
+        # power of two only, so that many live views cost amortised O(1) per view, not a rescan
         vc[2] = [r for r in refs if r() is not None]
 
 
@@ -207,15 +210,16 @@ class Tensor:
         else:
             _add_sharer(vc, self, t)
             t._vc = vc
-        # the tensor whose views these are (PyTorch's view base): an in-place op on one of them in
-        # the graph rewrites the base's history and every live view's (ops/inplace.py)
-        t._vbase = self._vbase if self._vbase is not None else _ref(self)
+        # the tensor whose views these are (PyTorch's view ._base, held as strongly): an in-place op
+        # on one of them in the graph rewrites the base's history and every live view's
+        # (ops/inplace.py)
+        t._vbase = self._vbase if self._vbase is not None else self
         return t
 
     def _view_base(self):
-        """The base this tensor is a view of (itself if it is none), or None if that was freed."""
+        """The base this tensor is a view of (itself if it is none)."""
         vb = self._vbase
-        return self if vb is None else vb()
+        return self if vb is None else vb
 
     # -------------------------------------------------------------- version counter
     # PyTorch's version counter: every in-place write bumps it, shared by a tensor and all views of
@@ -473,6 +477,9 @@ class Tensor:
         return t
 
     def detach_(self):
+        if self._vbase is not None and (self.requires_grad or self._vbase.requires_grad):
+            raise RuntimeError("Can't detach views in-place. Use detach() instead. (kernelnet would otherwise "
+                               "keep rebasing this view on its base's history, as PyTorch refuses to)")
         self.grad_fn = None
         self.requires_grad = False
         return self

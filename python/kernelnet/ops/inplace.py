@@ -28,6 +28,7 @@ from .. import autograd
 from .. import graphs as _graphs
 from ..autograd import Function
 from ..tensor import Tensor, _FOREVER
+from .shape import BasicIndex
 
 
 def records(t, args, kwargs):
@@ -66,20 +67,51 @@ class _WriteView(Function):
         return g_base, g_view, None, None, None
 
 
+def _extent(t):
+    """First and last storage element t can reach (strides are non-negative for our views)."""
+    return t._offset, t._offset + sum((n - 1) * st for n, st in zip(t._shape, t._stride) if n)
+
+
+class _ViewOfBase(BasicIndex):
+    """A view's new history after its base was written (BasicIndex's gradient); the forward makes
+    no registered view: its output only carries the node, which the live view takes over."""
+
+    @staticmethod
+    def forward(ctx, x, shape, stride, offset, gstride, goffset):
+        ctx.x_shape = x._shape
+        ctx.gview = (shape, gstride, goffset)
+        return Tensor._make(x._storage, shape, stride, offset, x.dtype, x.device, x._base_ptr)
+
+
 def _family(t):
     """(base, live views of it other than t, value-only aliases) for t's memory: the views share
-    t's autograd base (Tensor._view_base; None when it was freed); detached tensors, .data, NumPy
-    and DLPack see values only."""
+    t's autograd base (Tensor._view_base); detached tensors, .data, views made without grad mode,
+    NumPy and DLPack see values only."""
     base = t._view_base()
-    key = t._vbase if t._vbase is not None else None
     views, aliases = [], []
     for o in t._live_sharers():
-        if isinstance(o, Tensor) and (o is base or (key is not None and o._vbase is key)
-                                      or (base is t and o._vbase is not None and o._view_base() is t)):
+        if isinstance(o, Tensor) and o._view_base() is base:
             views.append(o)
         else:
             aliases.append(o)
     return base, views, aliases
+
+
+def _retained_by_node(t):
+    """Whether retain_grad() on t registered it with its node (it then follows t's new history)."""
+    fn = t.grad_fn
+    ref = fn.retained.get(t._output_nr) if fn is not None and fn.retained else None
+    if ref is not None and ref() is t:
+        del fn.retained[t._output_nr]
+        return True
+    return False
+
+
+def _set_history(t, requires_grad, grad_fn, output_nr):
+    retained = _retained_by_node(t)
+    t.requires_grad, t.grad_fn, t._output_nr = requires_grad, grad_fn, output_nr
+    if retained and grad_fn is not None:
+        t.retain_grad()
 
 
 def inplace_in_graph(t, name, compute):
@@ -87,11 +119,7 @@ def inplace_in_graph(t, name, compute):
     if t.requires_grad and t.grad_fn is None:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation.")
     base, views, aliases = _family(t)
-    if base is None and views:
-        raise RuntimeError(f"{name}: in-place operation in the autograd graph on a view whose base tensor was "
-                           "freed while other views of it are alive: their histories cannot be rebased. "
-                           "Keep the base alive, or clone() the view first")
-    through_views = base is not None and (base is not t or bool(views))
+    through_views = base is not t or bool(views)
     if through_views:
         _check_rebase(name, t, base, views)
     elif not aliases and _graphs._capture is not None and _graphs.active() is not None:
@@ -117,10 +145,6 @@ def inplace_in_graph(t, name, compute):
         raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output type {t.dtype}")
     if new.device != t.device:
         raise RuntimeError(f"{name}: expected the result on {t.device}, got {new.device}")
-    ref = t.grad_fn.retained.get(t._output_nr) if t.grad_fn is not None and t.grad_fn.retained else None
-    retained = ref is not None and ref() is t
-    if retained:  # retain_grad() follows the tensor to its new value, as in PyTorch
-        del t.grad_fn.retained[t._output_nr]
     if through_views or aliases:
         # others see this memory: write the values into it, after `old` got a copy if an op saved
         # it (save_for_backward says so; a Function keeping it as a ctx attribute shows in the
@@ -139,12 +163,11 @@ def inplace_in_graph(t, name, compute):
         # under the old counter, which nothing moves
         t._storage, t._stride, t._offset, t._base_ptr = new._storage, new._stride, new._offset, new._base_ptr
         t._vc = new._vc = [t._version + 1, epoch, None]  # one memory, one counter
+    # the new history; retain_grad() follows each tensor to its new value, as in PyTorch
     if through_views:
         _rebase(t, base, views, new)
     else:
-        t.requires_grad, t.grad_fn, t._output_nr = new.requires_grad, new.grad_fn, new._output_nr
-    if retained and t.grad_fn is not None:
-        t.retain_grad()
+        _set_history(t, new.requires_grad, new.grad_fn, new._output_nr)
     return t
 
 
@@ -167,7 +190,6 @@ def _rebase(t, base, views, new):
     """After t's memory was written with `new` (t a view of base, or base with live views): the
     base's history becomes the write (through _WriteView unless t is the base), and every live view
     (t included) becomes a view of that new history, as PyTorch rebases views (CopySlices)."""
-    from .shape import BasicIndex
     if base is t:
         new_base = new
     else:
@@ -176,12 +198,20 @@ def _rebase(t, base, views, new):
         old_base.requires_grad, old_base.grad_fn, old_base._output_nr = \
             base.requires_grad, base.grad_fn, base._output_nr
         new_base = _WriteView.apply(old_base, new, t._shape, t._stride, t._offset - base._offset)
-    base.requires_grad, base.grad_fn, base._output_nr = new_base.requires_grad, new_base.grad_fn, new_base._output_nr
+    _set_history(base, new_base.requires_grad, new_base.grad_fn, new_base._output_nr)
     if not base.requires_grad:
         return
+    lo, hi = _extent(t)
     for v in views + ([t] if t is not base else []):
         if v is base:
             continue
+        if v is not t and base is not t:
+            vlo, vhi = _extent(v)
+            if vhi < lo or vlo > hi:
+                # the write did not touch this view's memory: its values, and the history they
+                # came from, are unchanged (rebasing it would route the same gradient through the
+                # write; skipping keeps T writes to T row views linear instead of quadratic)
+                continue
         rel = v._offset - base._offset
-        step = BasicIndex.apply(base, v._shape, v._stride, v._offset, v._stride, rel)
-        v.requires_grad, v.grad_fn, v._output_nr = True, step.grad_fn, 0
+        step = _ViewOfBase.apply(base, v._shape, v._stride, v._offset, v._stride, rel)
+        _set_history(v, True, step.grad_fn, 0)
