@@ -588,3 +588,12 @@ def test_gradients_with_respect_to_intermediate_tensors():
     assert ours == ([6.0, 12.0], None, [6.0, 12.0], [18.0, 36.0], [6.0, 12.0])
     if torch is not None:
         assert ours == program(torch)
+
+
+def test_leaf_that_stops_requiring_grad_after_the_forward_gets_no_gradient():
+    for L in ([kn, torch] if torch is not None else [kn]):
+        w = L.ones(3, requires_grad=True)
+        y = (w * L.tensor([1.0, 2.0, 3.0])).sum()
+        w.requires_grad_(False)
+        y.backward()
+        assert w.grad is None

@@ -278,8 +278,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
     leaf_grads = {}
 
     def to_leaf(leaf, g):
-        if only is not None and id(leaf) not in only:
-            return
+        if (only is not None and id(leaf) not in only) or not leaf.requires_grad:
+            return  # (requires_grad_(False) after the forward: PyTorch's AccumulateGrad skips it too)
         entry = leaf_grads.get(id(leaf))
         if entry is None:
             leaf_grads[id(leaf)] = [leaf, g, False]
