@@ -9,6 +9,7 @@ then `worker.ask(request)` sends one JSON line and reads one JSON line back. The
 `serve(handler)`, which answers each request line with handler(request).
 """
 import json
+import glob
 import os
 import platform
 import statistics
@@ -132,7 +133,11 @@ def load_library(lib, threads, baseline=None):
         import torch as L
     else:
         here = os.path.dirname(os.path.abspath(__file__))
-        sys.path.insert(0, baseline if lib == "before" else os.path.join(os.path.dirname(here), "python"))
+        tree = os.path.join(os.path.dirname(here), "python")
+        if lib == "before":
+            sys.path.insert(0, baseline)
+        elif glob.glob(os.path.join(tree, "kernelnet", "_cpu*.so")):
+            sys.path.insert(0, tree)  # this tree, built in place (tools/dev_build.sh); else the installed one
         import kernelnet as L
     L.set_num_threads(threads)
     return L

@@ -1,6 +1,6 @@
 """Course CNN training step on the CPU: kernelnet vs PyTorch, samples/s.
 
-    python bench/train_step.py [--batches 32 128] [--steps 20] [--rounds 3]
+    python bench/train_step.py [--batches 32 128] [--steps 20] [--rounds 3] [--baseline DIR]
 
 The model is the course's listing (Conv 1->32, Conv 32->64, max-pool, dropout, FC 9216->128->10)
 with Adam (lr 1e-3) and cross-entropy on random 28x28 inputs. Each library runs in its own
@@ -20,10 +20,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_name, load_average, median, write_json_atomic  # noqa: E402
+from _common import cpu_name, load_average, load_library, median, write_json_atomic  # noqa: E402
 
 
-def worker(lib, batch, steps, threads):
+def worker(lib, batch, steps, threads, baseline=None):
     if lib == "torch":
         import torch as T
         import torch.nn as nn
@@ -31,11 +31,8 @@ def worker(lib, batch, steps, threads):
         import torch.optim as optim
         T.set_num_threads(threads)
     else:
-        import kernelnet as T
-        import kernelnet.nn as nn
-        import kernelnet.nn.functional as F
-        import kernelnet.optim as optim
-        T.set_num_threads(threads)
+        T = load_library(lib, threads, baseline)  # this tree's package, or --baseline's as "before"
+        nn, F, optim = T.nn, T.nn.functional, T.optim
     T.manual_seed(0)
 
     class Net(nn.Module):
@@ -87,12 +84,13 @@ def main():
                     help="timed steps per process (default: 2000 / batch, at least 20: ~2 s each)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--worker", choices=["kernelnet", "torch"])
+    ap.add_argument("--worker", choices=["kernelnet", "torch", "before"])
+    ap.add_argument("--baseline", help="a directory holding an older kernelnet package, timed as 'before'")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--out")
     a = ap.parse_args()
     if a.worker:
-        worker(a.worker, a.batch, a.steps, a.threads)
+        worker(a.worker, a.batch, a.steps, a.threads, a.baseline)
         return
     rows = []
     print(f"CPU: {cpu_name()}, threads {a.threads}, load average at start {load_average()}")
@@ -101,20 +99,27 @@ def main():
     print("(ratio: median over rounds of torch ms / kernelnet ms; > 1 means kernelnet is faster)")
     for b in a.batches:
         steps = a.steps or max(20, 2000 // b)
-        res = {"kernelnet": [], "torch": []}
+        libs = ["kernelnet", "torch"] + (["before"] if a.baseline else [])
+        res = {lib: [] for lib in libs}
         for r in range(a.rounds):
-            order = ["kernelnet", "torch"] if r % 2 == 0 else ["torch", "kernelnet"]
+            order = libs if r % 2 == 0 else libs[::-1]
             for lib in order:
-                out = subprocess.run([sys.executable, __file__, "--worker", lib, "--batch", str(b),
-                                      "--steps", str(steps), "--threads", str(a.threads)],
-                                     capture_output=True, text=True, check=True)
+                cmd = [sys.executable, __file__, "--worker", lib, "--batch", str(b), "--steps", str(steps),
+                       "--threads", str(a.threads)] + (["--baseline", a.baseline] if a.baseline else [])
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 res[lib].append(json.loads(out.stdout.strip().splitlines()[-1])["step_ms"])
         kn, pt = median(res["kernelnet"]), median(res["torch"])
         ratio = median([t / k for k, t in zip(res["kernelnet"], res["torch"])])
-        rows.append({"batch": b, "kernelnet_step_ms": kn, "torch_step_ms": pt,
-                     "kernelnet_samples_per_s": b / kn * 1e3, "torch_samples_per_s": b / pt * 1e3,
-                     "ratio": ratio, "ratio_of_medians": pt / kn, "raw": res})
-        print(f"{b:>6} {kn:>13.1f} {pt:>9.1f} {b / kn * 1e3:>13.0f} {b / pt * 1e3:>16.0f} {ratio:>6.2f}")
+        row = {"batch": b, "kernelnet_step_ms": kn, "torch_step_ms": pt,
+               "kernelnet_samples_per_s": b / kn * 1e3, "torch_samples_per_s": b / pt * 1e3,
+               "ratio": ratio, "ratio_of_medians": pt / kn, "raw": res}
+        extra = ""
+        if a.baseline:
+            row["before_step_ms"] = median(res["before"])
+            row["before_over_now"] = median([p / k for k, p in zip(res["kernelnet"], res["before"])])
+            extra = f"   before {row['before_step_ms']:.1f} ms, before/now {row['before_over_now']:.2f}"
+        rows.append(row)
+        print(f"{b:>6} {kn:>13.1f} {pt:>9.1f} {b / kn * 1e3:>13.0f} {b / pt * 1e3:>16.0f} {ratio:>6.2f}{extra}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
     path = a.out or os.path.join(HERE, "results", f"train_step-{stamp}.json")
     write_json_atomic(path, {"cpu": cpu_name(), "threads": a.threads, "load_average_end": load_average(),
