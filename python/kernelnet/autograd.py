@@ -391,8 +391,12 @@ def _accumulate(leaf, g, handed, own=False):
         if own and g.is_contiguous() and not g.requires_grad and g.device == leaf.device:
             leaf.grad = g
             g._accum_buffer = True  # later gradients are added into it, as into the sum below
+        elif key in handed or not g.is_contiguous():
+            leaf.grad = ops.copy._contiguous_copy(g)
         else:
-            leaf.grad = ops.copy._contiguous_copy(g) if key in handed or not g.is_contiguous() else g.detach()
+            # the gradient tensor itself, as PyTorch's AccumulateGrad steals it (a detach() would
+            # make a view per leaf per step); `handed` gives any second taker of its memory a copy
+            leaf.grad = g.detach() if g.requires_grad else g
         handed.add(key)
     # grad += g in place, as PyTorch's AccumulateGrad does (no new buffer per accumulation; a
     # reference to .grad sees the sum, as there), where one kernel can (ops.elementwise's
