@@ -135,6 +135,8 @@ def load_library(lib, threads, baseline=None):
         here = os.path.dirname(os.path.abspath(__file__))
         tree = os.path.join(os.path.dirname(here), "python")
         if lib == "before":
+            if not glob.glob(os.path.join(baseline, "kernelnet", "_cpu*.so")):
+                raise SystemExit(f"--baseline {baseline}: no built kernelnet package there (kernelnet/_cpu*.so)")
             sys.path.insert(0, baseline)
         elif glob.glob(os.path.join(tree, "kernelnet", "_cpu*.so")):
             sys.path.insert(0, tree)  # this tree, built in place (tools/dev_build.sh); else the installed one

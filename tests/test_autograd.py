@@ -597,3 +597,23 @@ def test_leaf_that_stops_requiring_grad_after_the_forward_gets_no_gradient():
         w.requires_grad_(False)
         y.backward()
         assert w.grad is None
+
+
+def test_grad_kept_by_a_hook_is_not_the_grad_buffer():
+    # a hook that keeps its gradient must not see later in-place updates of .grad (clipping)
+    for L in ([kn, torch] if torch is not None else [kn]):
+        x = L.ones(2, requires_grad=True)
+        saved = []
+        x.register_hook(lambda g: saved.append(g))
+        (x * 3).sum().backward()
+        x.grad.mul_(0.5)
+        assert saved[0].tolist() == [3.0, 3.0] and x.grad.tolist() == [1.5, 1.5]
+
+
+def test_later_gradients_are_added_into_the_first_grad_object():
+    for L in ([kn, torch] if torch is not None else [kn]):
+        a = L.tensor([1.0, 2.0], requires_grad=True)
+        (a * 3).sum().backward()
+        kept = a.grad
+        (a * 3).sum().backward()
+        assert kept is a.grad and kept.tolist() == [6.0, 6.0]

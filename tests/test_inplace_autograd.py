@@ -531,3 +531,35 @@ def test_retain_grad_leaves_no_reference_cycle():
     finally:
         gc.enable()
     assert after - before <= 2  # freed by reference counting, without the cycle collector
+
+
+def _hook_on_base_after_a_sibling_view_write(L):
+    # every live view follows the base's new history, also one the write did not reach: a hook on
+    # the base sees its gradient
+    x = L.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = x * 1
+    r0, r1 = y[0], y[1]
+    r1.mul_(2)
+    y.register_hook(lambda g: g * 0.5)
+    ((r0 * 10).sum() + y.sum()).backward()
+    return x.grad.tolist()
+
+
+def test_hook_on_a_base_sees_every_view():
+    ours = _hook_on_base_after_a_sibling_view_write(kn)
+    assert ours == [[5.5, 5.5], [1.0, 1.0]]
+    if torch is not None:
+        assert ours == _hook_on_base_after_a_sibling_view_write(torch)
+
+
+def test_rnn_state_detached_in_place_each_step():
+    # the truncated-BPTT loop: h.detach_() on the returned state (a view of the layer's output)
+    kn.manual_seed(0)
+    lstm = kn.nn.LSTM(3, 4, batch_first=True)
+    state = None
+    for _ in range(3):
+        out, state = lstm(kn.randn(2, 5, 3), state)
+        out.sum().backward()
+        for s in state:
+            s.detach_()
+    assert not state[0].requires_grad and lstm.weight_hh_l0.grad is not None

@@ -382,6 +382,8 @@ def _accumulate(leaf, g, handed, own=False):
     if g.device != leaf.device:
         g = g.to(leaf.device)
     before = grad = leaf.grad
+    if leaf._hooks:
+        handed.add(id(g._storage))  # a hook saw (or returned) g and may keep it: .grad gets a copy
     if grad is None:
         # each leaf gets a buffer of its own: in-place updates of one .grad (clipping, zeroing)
         # must not leak into another leaf that received the same gradient tensor. A strided
@@ -393,10 +395,15 @@ def _accumulate(leaf, g, handed, own=False):
             g._accum_buffer = True  # later gradients are added into it, as into the sum below
         elif key in handed or not g.is_contiguous():
             leaf.grad = ops.copy._contiguous_copy(g)
+        elif g.requires_grad:
+            leaf.grad = g.detach()
         else:
             # the gradient tensor itself, as PyTorch's AccumulateGrad steals it (a detach() would
-            # make a view per leaf per step); `handed` gives any second taker of its memory a copy
-            leaf.grad = g.detach() if g.requires_grad else g
+            # make a view per leaf per step). Nobody else holds it (`handed` gives any second taker
+            # of its memory, the caller's gradient=, a retained .grad and hooks a copy), so later
+            # gradients may be added into it in place, as PyTorch does
+            leaf.grad = g
+            g._accum_buffer = True
         handed.add(key)
     # grad += g in place, as PyTorch's AccumulateGrad does (no new buffer per accumulation; a
     # reference to .grad sees the sum, as there), where one kernel can (ops.elementwise's

@@ -477,9 +477,10 @@ class Tensor:
         return t
 
     def detach_(self):
-        if self._vbase is not None and (self.requires_grad or self._vbase.requires_grad):
-            raise RuntimeError("Can't detach views in-place. Use detach() instead. (kernelnet would otherwise "
-                               "keep rebasing this view on its base's history, as PyTorch refuses to)")
+        # a view detached in place leaves its base's family: a later write through the base or
+        # another view must not give it a history again (PyTorch refuses detach_() on views; the
+        # usual h_n.detach_() of an RNN loop works here either way)
+        self._vbase = None
         self.grad_fn = None
         self.requires_grad = False
         return self

@@ -67,11 +67,6 @@ class _WriteView(Function):
         return g_base, g_view, None, None, None
 
 
-def _extent(t):
-    """First and last storage element t can reach (strides are non-negative for our views)."""
-    return t._offset, t._offset + sum((n - 1) * st for n, st in zip(t._shape, t._stride) if n)
-
-
 class _ViewOfBase(BasicIndex):
     """A view's new history after its base was written (BasicIndex's gradient); the forward makes
     no registered view: its output only carries the node, which the live view takes over."""
@@ -201,17 +196,11 @@ def _rebase(t, base, views, new):
     _set_history(base, new_base.requires_grad, new_base.grad_fn, new_base._output_nr)
     if not base.requires_grad:
         return
-    lo, hi = _extent(t)
+    # every live view, also those the write did not reach: their gradient must flow through the
+    # base's new history (hooks, retain_grad and autograd.grad on the base see it there)
     for v in views + ([t] if t is not base else []):
         if v is base:
             continue
-        if v is not t and base is not t:
-            vlo, vhi = _extent(v)
-            if vhi < lo or vlo > hi:
-                # the write did not touch this view's memory: its values, and the history they
-                # came from, are unchanged (rebasing it would route the same gradient through the
-                # write; skipping keeps T writes to T row views linear instead of quadratic)
-                continue
         rel = v._offset - base._offset
         step = _ViewOfBase.apply(base, v._shape, v._stride, v._offset, v._stride, rel)
         _set_history(v, True, step.grad_fn, 0)
