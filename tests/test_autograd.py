@@ -617,3 +617,14 @@ def test_later_gradients_are_added_into_the_first_grad_object():
         kept = a.grad
         (a * 3).sum().backward()
         assert kept is a.grad and kept.tolist() == [6.0, 6.0]
+
+
+def test_gradient_kept_by_a_non_leaf_hook_is_not_a_grad_buffer():
+    for L in ([kn, torch] if torch is not None else [kn]):
+        x = L.ones(2, requires_grad=True)
+        y = x.clone()
+        saved = []
+        y.register_hook(lambda g: saved.append(g))  # the same gradient flows on to x
+        (y * 3).sum().backward()
+        (y * 3).sum().backward()  # (nothing saved by clone: runs again) accumulates into x.grad
+        assert saved[0].tolist() == [3.0, 3.0] and x.grad.tolist() == [6.0, 6.0]

@@ -335,6 +335,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
                             if r is not None:
                                 g = r
                         out_grads[nr] = g
+                        handed.add(id(g._storage))  # a hook may keep it: a leaf's .grad gets a copy
             if node.retained:
                 for nr, ref in node.retained.items():
                     t = ref()
