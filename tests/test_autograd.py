@@ -628,3 +628,14 @@ def test_gradient_kept_by_a_non_leaf_hook_is_not_a_grad_buffer():
         (y * 3).sum().backward()
         (y * 3).sum().backward()  # (nothing saved by clone: runs again) accumulates into x.grad
         assert saved[0].tolist() == [3.0, 3.0] and x.grad.tolist() == [6.0, 6.0]
+
+
+def test_summed_gradient_kept_by_a_leaf_hook_is_not_the_grad_buffer():
+    # a leaf reached by two paths: the hook sees the sum, and may keep it
+    for L in ([kn, torch] if torch is not None else [kn]):
+        x = L.ones(2, requires_grad=True)
+        saved = []
+        x.register_hook(lambda g: saved.append(g))
+        (x * 1 + x * 2).sum().backward()
+        (x * 3).sum().backward()
+        assert saved[0].tolist() == [3.0, 3.0] and x.grad.tolist() == [6.0, 6.0]

@@ -282,10 +282,9 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             return  # (requires_grad_(False) after the forward: PyTorch's AccumulateGrad skips it too)
         entry = leaf_grads.get(id(leaf))
         if entry is None:
-            leaf_grads[id(leaf)] = [leaf, g, False]
+            leaf_grads[id(leaf)] = [leaf, g]
         else:
             entry[1] = ops.add(entry[1], g)
-            entry[2] = True  # a sum autograd made: it may become .grad and take later sums in place
     for t, g in zip(tensors, grad_tensors):
         if not t.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
@@ -354,47 +353,42 @@ def run_backward(tensors, grad_tensors, retain_graph=False, inputs=None):
             for e, g in zip(node.inputs, in_grads):
                 if e is None or g is None:
                     continue
-                if type(e) is tuple:  # the output of another recorded op
-                    fn, nr, shape = e
-                    if g._shape != shape:
-                        raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
-                                           f"{tuple(g.shape)} for an input of shape {shape}")
+                edge = type(e) is tuple  # the output of another recorded op, else a leaf
+                shape = e[2] if edge else e._shape
+                if g._shape != shape:
+                    raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
+                                       f"{tuple(g.shape)} for an input of shape {tuple(shape)}")
+                if edge:
+                    fn, nr = e[0], e[1]
                     slot = grads.setdefault(id(fn), [None] * fn.n_outputs)
                     slot[nr] = g if slot[nr] is None else ops.add(slot[nr], g)
-                else:  # a leaf
-                    if g._shape != e._shape:
-                        raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
-                                           f"{tuple(g.shape)} for an input of shape {tuple(e.shape)}")
+                else:
                     to_leaf(e, g)
             if not retain_graph and (node.fn.ctx_holds_tensors or node.ctx.saved_tensors):
                 node.ctx = None  # frees what it saved; running it again raises (PyTorch's rule)
-        for leaf, g, own in leaf_grads.values():
-            _accumulate(leaf, g, handed, own)
+        for leaf, g in leaf_grads.values():
+            _accumulate(leaf, g, handed)
 
 
-def _accumulate(leaf, g, handed, own=False):
-    """Put gradient g into leaf.grad; own: g is a buffer autograd made for this leaf alone."""
+def _accumulate(leaf, g, handed):
+    """Put gradient g into leaf.grad."""
     ops = _ops
     if leaf._hooks:
         for h in leaf._hooks:
             r = h(g)
             if r is not None:
                 g = r
+        handed.add(id(g._storage))  # a hook saw (or returned) g and may keep it: .grad gets a copy
     if g.device != leaf.device:
         g = g.to(leaf.device)
     before = grad = leaf.grad
-    if leaf._hooks:
-        handed.add(id(g._storage))  # a hook saw (or returned) g and may keep it: .grad gets a copy
     if grad is None:
         # each leaf gets a buffer of its own: in-place updates of one .grad (clipping, zeroing)
         # must not leak into another leaf that received the same gradient tensor. A strided
         # gradient (sum's backward is an expand: every element one address) is made dense, or
         # x.grad[0] = 0 / x.grad.add_(t) would write every element at once (PyTorch's grads are dense).
         key = id(g._storage)
-        if own and g.is_contiguous() and not g.requires_grad and g.device == leaf.device:
-            leaf.grad = g
-            g._accum_buffer = True  # later gradients are added into it, as into the sum below
-        elif key in handed or not g.is_contiguous():
+        if key in handed or not g.is_contiguous():
             leaf.grad = ops.copy._contiguous_copy(g)
         elif g.requires_grad:
             leaf.grad = g.detach()
