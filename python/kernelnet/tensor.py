@@ -227,9 +227,17 @@ class Tensor:
     # .data go unseen, as there). The box is [version, autograd._write_epoch at the last write,
     # sharers]: backward refuses a saved tensor written after its forward
     # (autograd.check_saved_versions); sharers (weak references to the tensors that see the memory,
-    # or _FOREVER for a NumPy or DLPack alias) keep in-place ops inside the graph, which give the
-    # tensor the new values in a new storage (ops/inplace.py), to memory no other live object sees.
-    # A tensor with no views and no writes yet holds None: a list per tensor would cost every op.
+    # or _FOREVER for a NumPy or DLPack alias) tell an in-place op in the graph (ops/inplace.py)
+    # whether it may give the tensor the result's memory or must write the shared one and rebase
+    # the live views. A tensor with no views and no writes yet holds None: a list per tensor would
+    # cost every op.
+    def _counter(self):
+        """This tensor's counter box, made on first need."""
+        vc = self._vc
+        if vc is None:
+            vc = self._vc = [0, 0, None]
+        return vc
+
     @property
     def _version(self):
         vc = self._vc
@@ -248,9 +256,7 @@ class Tensor:
     def _mark_shared(self):
         """Something that cannot be tracked (a NumPy array, a DLPack consumer or producer, a storage
         handed to another tensor by .data =) sees this tensor's memory from now on."""
-        vc = self._vc
-        if vc is None:
-            vc = self._vc = [0, 0, None]
+        vc = self._counter()
         if vc[2] is None:
             vc[2] = [_ref(self), _FOREVER]  # (self first: the memory's first owner, see _add_sharer)
         elif _FOREVER not in vc[2]:  # once: numpy() in a logging loop must not grow the list
@@ -321,9 +327,7 @@ class Tensor:
         v = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
                          self._base_ptr)
         v._vc = [0, 0, None]  # a counter of its own
-        if self._vc is None:
-            self._vc = [0, 0, None]
-        _add_sharer(self._vc, self, v)
+        _add_sharer(self._counter(), self, v)
         _add_sharer(v._vc, v, self)  # writes through .data are not seen by autograd (PyTorch)
         return v
 
@@ -403,11 +407,9 @@ class Tensor:
         sharer: for kernelnet's own use (a transient read or write; a Function keeping an output
         it returns, to read in backward, which must not follow the user's object when an in-place
         op gives that object new memory)."""
-        if self._vc is None:
-            self._vc = [0, 0, None]
         t = Tensor._make(self._storage, self._shape, self._stride, self._offset, self.dtype, self.device,
                          self._base_ptr)
-        t._vc = self._vc
+        t._vc = self._counter()
         return t
 
     def __array__(self, dtype=None, copy=None):

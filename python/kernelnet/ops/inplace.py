@@ -1,5 +1,5 @@
 """In-place ops that autograd records (`out += identity`, `x.relu_()`, `nn.ReLU(inplace=True)`,
-`y[:, 0] = v` on a tensor in the graph), with PyTorch's semantics.
+`y[:, 0] = v`, `outs[t].copy_(h)` on tensors in the graph), with PyTorch's semantics.
 
 PyTorch writes the new values into the tensor's memory and rebases its history: the tensor's
 grad_fn becomes the in-place op's node, whose input is the tensor's previous value (cloned where
@@ -8,19 +8,19 @@ that node needs it). Here:
 1. `old`, a second tensor object for the current value (same memory, same history), goes into the
    out-of-place op, which autograd records as usual (its node saves `old`, never the object the
    user holds);
-2. the tensor takes the result's values and history (grad_fn). When no other live object sees its
-   memory, it simply takes the result's memory (no copy) and a new version counter, one step
-   ahead, shared with the result. When other objects see the memory without requiring grad (a
-   detached alias kept by a forward hook, .data, a NumPy array), the values are written into it,
-   as in PyTorch, after `old` got a copy of its own if its node saved it, and the shared counter
-   is bumped.
+2. the tensor takes the result's values and history (grad_fn):
+   - no other live object sees its memory: it takes the result's memory (no copy) and a new
+     version counter, one step ahead, shared with the result;
+   - others see it (a detached alias kept by a forward hook, .data, a NumPy array; views; a graph
+     being captured): the values are written into it, as in PyTorch, after `old` got a copy of
+     its own if its node saved it, and the shared counter is bumped;
+   - it is a view, or has live views: the base's history becomes a _WriteView node (PyTorch's
+     CopySlices) and every live view is rebased onto it.
 
 Either way an op recorded earlier that saved the tensor refuses to run backward (its counter
 moved), as in PyTorch; nodes recorded earlier keep their edges to the previous history
-(autograd.Node.inputs). Refused with a clear error: a tensor whose memory a live tensor that
-requires grad also sees (a view in the graph, or the base of one: PyTorch rewrites the other
-tensor's history, CopySlices, which is not implemented here), and a leaf that requires grad
-(PyTorch refuses it too).
+(autograd.Node.inputs). Refused with a clear error: a leaf that requires grad, or a view of one
+(PyTorch refuses both), a view of a non-contiguous base, and writes while an expanded view is alive.
 """
 import sys
 
@@ -78,10 +78,18 @@ class _ViewOfBase(BasicIndex):
         return Tensor._make(x._storage, shape, stride, offset, x.dtype, x.device, x._base_ptr)
 
 
+def _snapshot(t):
+    """A second tensor object for t's memory and current history, with no counter: what t was
+    before an in-place op (the op's input), which keeps that history when t is given a new one."""
+    old = Tensor._make(t._storage, t._shape, t._stride, t._offset, t.dtype, t.device, t._base_ptr)
+    old.requires_grad, old.grad_fn, old._output_nr = t.requires_grad, t.grad_fn, t._output_nr
+    return old
+
+
 def _family(t):
     """(base, live views of it other than t, value-only aliases) for t's memory: the views share
-    t's autograd base (Tensor._view_base); detached tensors, .data, views made without grad mode,
-    NumPy and DLPack see values only."""
+    t's autograd base (Tensor._view_base); detached tensors, .data, NumPy and DLPack see values
+    only."""
     base = t._view_base()
     views, aliases = [], []
     for o in t._live_sharers():
@@ -122,8 +130,7 @@ def inplace_in_graph(t, name, compute):
         # tensor that outlives the call (a recurrent state, a module buffer) must be written where
         # it is, not moved to the result's memory
         aliases = [_FOREVER]
-    old = Tensor._make(t._storage, t._shape, t._stride, t._offset, t.dtype, t.device, t._base_ptr)
-    old.requires_grad, old.grad_fn, old._output_nr = t.requires_grad, t.grad_fn, t._output_nr
+    old = _snapshot(t)
     # the write happens now: ops recorded from here on (this one included) saw its counter's state
     epoch = autograd._write_epoch[0] = autograd._write_epoch[0] + 1
     watch = autograd._saved_watch = [old, False]  # save_for_backward reports saving `old`
@@ -188,11 +195,7 @@ def _rebase(t, base, views, new):
     if base is t:
         new_base = new
     else:
-        old_base = Tensor._make(base._storage, base._shape, base._stride, base._offset, base.dtype, base.device,
-                                base._base_ptr)
-        old_base.requires_grad, old_base.grad_fn, old_base._output_nr = \
-            base.requires_grad, base.grad_fn, base._output_nr
-        new_base = _WriteView.apply(old_base, new, t._shape, t._stride, t._offset - base._offset)
+        new_base = _WriteView.apply(_snapshot(base), new, t._shape, t._stride, t._offset - base._offset)
     _set_history(base, new_base.requires_grad, new_base.grad_fn, new_base._output_nr)
     if not base.requires_grad:
         return
