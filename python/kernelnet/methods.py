@@ -32,23 +32,22 @@ for _name in ["add", "sub", "mul", "div", "true_divide", "divide", "multiply", "
 
 Tensor.__getitem__ = ops.getitem
 Tensor.__setitem__ = ops.setitem
-Tensor.__add__ = lambda a, b: ops.add(a, b)
-Tensor.__radd__ = lambda a, b: ops.add(b, a)
-Tensor.__sub__ = lambda a, b: ops.sub(a, b)
-Tensor.__rsub__ = lambda a, b: ops.sub(b, a)
-Tensor.__mul__ = lambda a, b: ops.mul(a, b)
-Tensor.__rmul__ = lambda a, b: ops.mul(b, a)
-Tensor.__truediv__ = lambda a, b: ops.div(a, b)
-Tensor.__rtruediv__ = lambda a, b: ops.div(b, a)
-Tensor.__floordiv__ = lambda a, b: ops.floor_divide(a, b)
-Tensor.__rfloordiv__ = lambda a, b: ops.floor_divide(b, a)
-Tensor.__mod__ = lambda a, b: ops.remainder(a, b)
-Tensor.__rmod__ = lambda a, b: ops.remainder(b, a)
+
+
+def _operator_pair(name, fn):
+    """a <op> b and its reflection b <op> a (x + 1 and 1 + x) as fn(a, b) and fn(b, a)."""
+    setattr(Tensor, f"__{name}__", lambda a, b: fn(a, b))
+    setattr(Tensor, f"__r{name}__", lambda a, b: fn(b, a))
+
+
+# & | ^ are bitwise on integers, logical on bools (PyTorch: 6 & 3 is 2)
+for _name, _fn in [("add", ops.add), ("sub", ops.sub), ("mul", ops.mul), ("truediv", ops.div),
+                   ("floordiv", ops.floor_divide), ("mod", ops.remainder), ("matmul", ops.matmul),
+                   ("and", ops.bitwise_and), ("or", ops.bitwise_or), ("xor", ops.bitwise_xor)]:
+    _operator_pair(_name, _fn)
 Tensor.__contains__ = lambda a, v: bool(ops.eq(a, v).any().item())
 Tensor.__pow__ = lambda a, b: ops.pow(a, b)
 Tensor.__rpow__ = lambda a, b: ops.pow(ops.full((), b, dtype=a.dtype if a.dtype is D.float32 else None, device=a.device), a)
-Tensor.__matmul__ = lambda a, b: ops.matmul(a, b)
-Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
 Tensor.__neg__ = lambda a: ops.neg(a)  # int64 exactly; bool refused with a hint at ~
 
 
@@ -60,14 +59,8 @@ def _pos(a):
 
 Tensor.__pos__ = _pos
 Tensor.__abs__ = lambda a: ops.abs(a)
-# bitwise on integers, logical on bools (PyTorch: 6 & 3 is 2, ~5 is -6, ~mask flips a bool mask)
+# bitwise on integers, logical on bools (~5 is -6, ~mask flips a bool mask)
 Tensor.__invert__ = lambda a: ops.bitwise_not(a)
-Tensor.__and__ = lambda a, b: ops.bitwise_and(a, b)
-Tensor.__or__ = lambda a, b: ops.bitwise_or(a, b)
-Tensor.__xor__ = lambda a, b: ops.bitwise_xor(a, b)
-Tensor.__rand__ = lambda a, b: ops.bitwise_and(b, a)
-Tensor.__ror__ = lambda a, b: ops.bitwise_or(b, a)
-Tensor.__rxor__ = lambda a, b: ops.bitwise_xor(b, a)
 Tensor.__eq__ = lambda a, b: ops.eq(a, b) if isinstance(b, (Tensor, numbers.Number)) else NotImplemented
 Tensor.__ne__ = lambda a, b: ops.ne(a, b) if isinstance(b, (Tensor, numbers.Number)) else NotImplemented
 Tensor.__lt__ = lambda a, b: ops.lt(a, b)
@@ -136,7 +129,7 @@ def _inplace(name, fn):
             # tensor would truncate silently)
             raise RuntimeError(f"{name}: result type {result.dtype} can't be cast to the desired output type "
                                f"{self.dtype}")
-        ops.assign(self, result._alias() if isinstance(result, Tensor) else result)
+        ops.assign(self, result)
         self._bump_version()
         return self
     method.__name__ = name
@@ -205,21 +198,24 @@ def _overwrite_in_graph(self, name, value):
 
 
 def _zero_(self):
-    _check_inplace(self, "zero_", recordable=True)
-    return _fill_(self, 0)
+    return _fill(self, 0, "zero_")
 
 
 def _fill_(self, value):
-    _check_inplace(self, "fill_", recordable=True)
+    return _fill(self, value, "fill_")
+
+
+def _fill(self, value, name):
+    _check_inplace(self, name, recordable=True)
     if isinstance(value, Tensor):  # a 0-d tensor (PyTorch): its gradient flows when it has one
         if value.dim() != 0:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
                                f"{value.dim()} dimensions.")
         if _inplace_ops.records(self, (value,), {}):
-            return _overwrite_in_graph(self, "fill_", value.to(device=self.device, dtype=self.dtype))
+            return _overwrite_in_graph(self, name, value.to(device=self.device, dtype=self.dtype))
         value = value.item()
     if _inplace_ops.records(self, (), {}):
-        return _overwrite_in_graph(self, "fill_", float(value))
+        return _overwrite_in_graph(self, name, float(value))
     if self.is_contiguous():
         ops.creation.fill_native(self, value)
     else:
@@ -234,7 +230,7 @@ def _copy_(self, src, non_blocking=False):
         if not isinstance(src, Tensor):
             src = ops.tensor(src, dtype=self.dtype, device=self.device)
         return _overwrite_in_graph(self, "copy_", src.to(device=self.device, dtype=self.dtype))
-    ops.assign(self, src._alias() if isinstance(src, Tensor) else src)
+    ops.assign(self, src)  # (not recorded: grad mode is off, or nothing requires grad)
     self._bump_version()
     return self
 

@@ -511,16 +511,13 @@ def getitem(x, idx):
 def setitem(x, idx, value):
     """x[idx] = value. In the autograd graph (x or value requires grad) the write is recorded as
     SetItem through ops/inplace.py, as PyTorch records index_put_/copy_ into a view."""
-    if is_grad_enabled() and (x.requires_grad or (isinstance(value, Tensor) and value.requires_grad)):
-        from .inplace import inplace_in_graph
+    from . import inplace
+    if inplace.records(x, (value,), {}):
         from .creation import tensor
         v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype, device=x.device)
         if v.dtype is not x.dtype:
             v = v.to(x.dtype)
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        idx = _expand_ellipsis(x, idx)
-        inplace_in_graph(x, "setitem", lambda old: SetItem.apply(old, v, idx))
+        inplace.inplace_in_graph(x, "setitem", lambda old: SetItem.apply(old, v, idx))
         return
     _write_items(x, idx, value)
 
