@@ -235,7 +235,7 @@ class _Binary(Function):
         ctx.save_for_backward(a, b)
 
 
-class _Additive(_Binary):
+class _SavesShapes(_Binary):
     ctx_holds_tensors = False
 
     @staticmethod
@@ -245,7 +245,7 @@ class _Additive(_Binary):
         ctx.shapes = (a._shape, b._shape)
 
 
-class Add(_Additive):
+class Add(_SavesShapes):
     op = ADD
 
     @staticmethod
@@ -255,7 +255,7 @@ class Add(_Additive):
                 sum_to(g, sb) if ctx.needs_input_grad[1] else None)
 
 
-class Sub(_Additive):
+class Sub(_SavesShapes):
     op = SUB
 
     @staticmethod
@@ -429,15 +429,10 @@ class FloorDivide(_Binary):
                            "piecewise constant; detach() it, or use div() for a gradient)")
 
 
-class _FloorQuotient(_Binary):
+class _FloorQuotient(_SavesShapes):
     """div(a, b, rounding_mode="floor"): the floor_divide kernel with PyTorch's zero gradient for
     div's rounding modes (floor_divide itself has none)."""
     op = FLOOR_DIV
-    ctx_holds_tensors = False
-
-    @staticmethod
-    def save(ctx, a, b):
-        ctx.shapes = (a._shape, b._shape)
 
     @staticmethod
     def backward(ctx, g):
@@ -447,24 +442,30 @@ class _FloorQuotient(_Binary):
                 zeros(sb, device=g.device) if ctx.needs_input_grad[1] else None)
 
 
-class Remainder(_Binary):
+class _RemainderOf(_Binary):
+    """a - q(a / b) b for a rounding q: the gradient is g for a and -g q(a / b) for b."""
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, b = ctx.saved_tensors
+        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
+                sum_to(neg(mul(g, cls.quotient(a, b))), b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Remainder(_RemainderOf):
     op = REMAINDER
 
     @staticmethod
-    def backward(ctx, g):  # a - floor(a / b) b
-        a, b = ctx.saved_tensors
-        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
-                sum_to(neg(mul(g, floor_divide(a, b))), b.shape) if ctx.needs_input_grad[1] else None)
+    def quotient(a, b):  # floor
+        return floor_divide(a, b)
 
 
-class Fmod(_Binary):
+class Fmod(_RemainderOf):
     op = FMOD
 
     @staticmethod
-    def backward(ctx, g):  # a - trunc(a / b) b
-        a, b = ctx.saved_tensors
-        return (sum_to(g, a.shape) if ctx.needs_input_grad[0] else None,
-                sum_to(neg(mul(g, div(a, b, rounding_mode="trunc"))), b.shape) if ctx.needs_input_grad[1] else None)
+    def quotient(a, b):  # toward zero
+        return div(a, b, rounding_mode="trunc")
 
 
 def _division_op(cls, a, b):

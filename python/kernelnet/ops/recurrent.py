@@ -179,7 +179,7 @@ class _Recurrence(Function):
     @staticmethod
     def forward(ctx, xg, w_hh, b_hh, h0, c0, mode, lengths, reverse):
         ctx.seq = _Sequence(xg, w_hh, b_hh, h0, c0, mode, lengths, reverse)
-        ctx.save_for_backward(w_hh, ctx.seq.h_n, ctx.seq.c_n)  # read through ctx.seq; here for the version check
+        ctx.save_for_backward(w_hh)  # read through ctx.seq; saved here for the version check
         ctx.has_bias = b_hh is not None
         return ctx.seq.outputs()
 
@@ -208,10 +208,11 @@ class _RecurrentLayer(Function):
         be.sgemm(1, False, True, T * B, GH, I, 1.0, x.data_ptr(), I, 0, w_ih.data_ptr(), I, 0, 0.0,
                  xg.data_ptr(), GH, 0, _ptr(bias), 1 if bias is not None else 0, 0)
         ctx.seq = _Sequence(xg, w_hh, b_hh if gru else None, h0, c0, mode, lengths, reverse)
-        # w_hh, h_n and c_n are read through ctx.seq; saved here too for the version check. x's values
-        # make w_ih's gradient, w_ih's make x's (PyTorch saves each only then)
-        ctx.save_for_backward(x, w_ih, w_hh, ctx.seq.h_n, ctx.seq.c_n)
-        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0], True, True, True)
+        # w_hh is read through ctx.seq; saved here too for the version check (h_n and c_n, read too,
+        # are never handed out: outputs() returns copies). x's values make w_ih's gradient, w_ih's
+        # make x's (PyTorch saves each only then)
+        ctx.save_for_backward(x, w_ih, w_hh)
+        ctx.saved_values_read = (ctx.needs_input_grad[1], ctx.needs_input_grad[0], True)
         ctx.has_bias, ctx.gru = b_ih is not None, gru
         return ctx.seq.outputs()
 
