@@ -58,6 +58,22 @@ def write_json_atomic(path, obj):
         raise
 
 
+def course_cnn(lib):
+    """The course's CNN (Conv 1->32, Conv 32->64, max-pool 2, dropout, FC 9216->128->10) in lib
+    (kernelnet or torch), for the benchmarks that train or measure it."""
+    nn = lib.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(128, 10))
+
+
+def time_best(fn):
+    """The fastest call of fn over 0.2 s of calls, after 0.1 s of warm-up calls: per-op overhead
+    benchmarks, where the minimum is the op's own cost and the rest is the machine's noise."""
+    time_call(fn, min_time=0.1)
+    return time_call(fn, min_time=0.2, best=True)
+
+
 def time_call(fn, min_time=0.2, max_iters=1000, clock="wall", best=False):
     """Seconds per call of fn(): one warm-up call, then enough calls to fill about min_time.
 

@@ -19,26 +19,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import results_path, write_json_atomic  # noqa: E402
-
-
-def _course_cnn(L):
-    nn, F = L.nn, L.nn.functional
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
-            self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
-            self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
-
-        def forward(self, x):
-            x = F.relu(self.conv1(x))
-            x = F.relu(self.conv2(x))
-            x = self.dropout1(F.max_pool2d(x, 2))
-            x = F.relu(self.fc1(L.flatten(x, 1)))
-            return self.fc2(self.dropout2(x))
-    return Net()
+from _common import course_cnn, results_path, write_json_atomic  # noqa: E402
 
 
 def worker(lib, batch, path):
@@ -49,7 +30,7 @@ def worker(lib, batch, path):
     else:
         import kernelnet as L
     L.manual_seed(0)
-    model = _course_cnn(L)
+    model = course_cnn(L)
     x, y = L.randn(batch, 1, 28, 28), L.randint(0, 10, (batch,))
     if lib == "torch":
         saved = {}

@@ -10,7 +10,7 @@ write them (a + b, x + bias, relu, a @ w with grad, views, a sum, creation), one
 a 3-op graph, and two whole steps of a small MLP: hand-written (forward, loss.backward(), then
 `p -= lr * p.grad; p.grad.zero_()` under no_grad, as the course teaches the learning rule) and
 nn.Sequential + CrossEntropyLoss + Adam. Each time is the fastest call of 0.2 s of calls after
-0.1 s of warm-up (_common.time_call, best=True); the table shows the median over processes and
+0.1 s of warm-up (_common.time_best); the table shows the median over processes and
 torch_time / kernelnet_time (> 1: kernelnet faster). --baseline DIR adds "before": the kernelnet
 package found in DIR, for before/after comparisons in the same run.
 Results go to bench/results/overhead-cpu-<date>.json.
@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import (compare_cases, compare_parser, cpu_name, load_average, load_library,  # noqa: E402
-                     results_path, time_call, write_json_atomic)
+                     results_path, time_best, write_json_atomic)
 
 CASES = ["a + b", "a * 0.5", "x + bias", "relu", "a @ w (w requires grad)", "view(-1)", "t()", "sum()",
          "zeros(32, 64)", "randn(32, 64)", "(a @ w).relu().sum().backward()", "hand-written MLP step",
@@ -87,8 +87,7 @@ def worker(lib, threads, baseline):
     L = load_library(lib, threads, baseline)
     res = {}
     for name, fn in _cases(L).items():
-        time_call(fn, min_time=0.1)  # warm-up
-        res[name] = time_call(fn, min_time=0.2, best=True)
+        res[name] = time_best(fn)
     return res
 
 

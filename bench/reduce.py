@@ -3,7 +3,7 @@
     python bench/reduce.py [--procs 5] [--threads 2] [--baseline DIR] [--out FILE]
 
 Per case a worker times x.sum(...) as users call it (Python layer included; the result's shape
-as PyTorch gives it): the fastest call of 0.2 s of calls (at most 1000; _common.time_call) after
+as PyTorch gives it): the fastest call of 0.2 s of calls (at most 1000; _common.time_best) after
 0.1 s of warm-up, on shapes from training steps: a loss summed to a scalar, bias gradients (column
 sums), row sums, a long vector, and BatchNorm-style channel sums over (N, H, W). The table shows
 the median over processes and torch_time / kernelnet_time (> 1: kernelnet faster). --baseline DIR
@@ -20,7 +20,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import (compare_cases, compare_parser, cpu_name, load_average, load_library,  # noqa: E402
-                     results_path, time_call, write_json_atomic)
+                     results_path, time_best, write_json_atomic)
 
 CASES = [  # (name, shape, dims: None = all)
     ("sum all 4096x128", (4096, 128), None),
@@ -41,8 +41,7 @@ def worker(lib, threads, baseline):
 
         def call():
             return x.sum() if dims is None else x.sum(dims)
-        time_call(call, min_time=0.1)  # warm-up
-        res[name] = time_call(call, min_time=0.2, best=True)
+        res[name] = time_best(call)
     return res
 
 

@@ -20,42 +20,21 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_name, load_average, load_library, median, write_json_atomic  # noqa: E402
+from _common import course_cnn, cpu_name, load_average, load_library, median, write_json_atomic  # noqa: E402
 
 
 def worker(lib, batch, steps, threads, baseline=None):
     if lib == "torch":
         import torch as T
         import torch.nn as nn
-        import torch.nn.functional as F
         import torch.optim as optim
         T.set_num_threads(threads)
     else:
         T = load_library(lib, threads, baseline)  # this tree's package, or --baseline's as "before"
-        nn, F, optim = T.nn, T.nn.functional, T.optim
+        nn, optim = T.nn, T.optim
     T.manual_seed(0)
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 32, 3, 1)
-            self.conv2 = nn.Conv2d(32, 64, 3, 1)
-            self.dropout1 = nn.Dropout(0.25)
-            self.dropout2 = nn.Dropout(0.5)
-            self.fc1 = nn.Linear(9216, 128)
-            self.fc2 = nn.Linear(128, 10)
-
-        def forward(self, x):
-            x = F.relu(self.conv1(x))
-            x = F.relu(self.conv2(x))
-            x = F.max_pool2d(x, 2)
-            x = self.dropout1(x)
-            x = T.flatten(x, 1)
-            x = F.relu(self.fc1(x))
-            x = self.dropout2(x)
-            return self.fc2(x)
-
-    model = Net()
+    model = course_cnn(T)
     opt = optim.Adam(model.parameters(), lr=1e-3)
     crit = nn.CrossEntropyLoss()
     x = T.rand(batch, 1, 28, 28)

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for _common
-from _common import median_by_key, run_workers_alternating, write_json_atomic  # noqa: E402
+from _common import course_cnn, median_by_key, run_workers_alternating, write_json_atomic  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -48,13 +48,6 @@ def load_fmnist():
             return ((x - 0.2860) / 0.3530).astype(np.float32), idx(yi).astype(np.int64), "fashion-mnist"
     rng = np.random.default_rng(0)
     return rng.standard_normal((60000, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 60000).astype(np.int64), "random"
-
-
-def cnn(lib):
-    nn = lib.nn
-    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(128, 10))
 
 
 def mlp(lib, sizes):
@@ -132,11 +125,11 @@ def worker(libname, batches, steps, dev="cuda", epoch_limit=None):
         return B * steps / statistics.median(ts)
 
     for B in batches:
-        res[f"cnn/B{B}"] = throughput(cnn(lib), (1, 28, 28), 10, B)
+        res[f"cnn/B{B}"] = throughput(course_cnn(lib), (1, 28, 28), 10, B)
     if libname == "kernelnet":
         for B in batches:
             try:
-                res[f"cnn_graphed/B{B}"] = throughput_graphed(cnn(lib), (1, 28, 28), 10, B)
+                res[f"cnn_graphed/B{B}"] = throughput_graphed(course_cnn(lib), (1, 28, 28), 10, B)
             except Exception as e:  # report, and keep measuring the rest
                 res[f"cnn_graphed/B{B}"] = None
                 res["graphed_error"] = f"{type(e).__name__}: {e}"[:1000]
@@ -147,7 +140,7 @@ def worker(libname, batches, steps, dev="cuda", epoch_limit=None):
     X, Y, src = load_fmnist()
     if epoch_limit:  # (a quick dry run on the CPU)
         X, Y = X[:epoch_limit], Y[:epoch_limit]
-    model = cnn(lib).to(dev)
+    model = course_cnn(lib).to(dev)
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = lib.nn.CrossEntropyLoss()
     if libname == "torch":
