@@ -174,6 +174,17 @@ def compare_parser(threads):
     return ap
 
 
+def write_compare_results(out, stem, bench, device, threads, procs, stat, rows, errors):
+    """Write a compare_cases run as JSON (to `out`, or results_path's default for `stem`), with the
+    machine and run facts every such file carries, and say where."""
+    out = results_path(out, stem)
+    write_json_atomic(out, {"bench": bench, "device": device, "cpu": cpu_name(), "threads": threads,
+                            "procs_per_lib": procs, "load_average": load_average(),
+                            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "stat": stat,
+                            "rows": rows, "errors": errors})
+    print("wrote", out)
+
+
 def compare_cases(script, cases, worker_args, procs, baseline=None, unit="us", width=34, extra=None):
     """The usual CPU comparison: `script --worker LIB *worker_args` for kernelnet and torch (and
     "before", the package in `baseline`, when given) in alternating processes; per case the median

@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import compare_cases, cpu_name, load_average, results_path, write_json_atomic  # noqa: E402
+from _common import compare_cases, write_compare_results  # noqa: E402
 
 CASES = [  # (name, layer, input shape)
     ("BatchNorm2d conv1-sized", "bn2d", (32, 32, 26, 26)),
@@ -81,12 +81,8 @@ def main():
     shapes = {name: shape for name, _, shape in CASES}
     rows, errors = compare_cases(__file__, list(shapes), ["--threads", str(a.threads), "--device", a.device],
                                  a.procs, unit="ms", width=26, extra=lambda n: {"shape": list(shapes[n])})
-    out = results_path(a.out, f"norm-{a.device}")
-    write_json_atomic(out, {"bench": "norm", "device": a.device, "cpu": cpu_name(), "threads": a.threads,
-                            "procs_per_lib": a.procs, "load_average": load_average(),
-                            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "stat": "median over processes of the best of 30",
-                            "rows": rows, "errors": errors})
-    print("wrote", out)
+    write_compare_results(a.out, f"norm-{a.device}", "norm", a.device, a.threads, a.procs,
+                          "median over processes of the best of 30", rows, errors)
 
 
 if __name__ == "__main__":

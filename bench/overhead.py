@@ -18,12 +18,10 @@ Results go to bench/results/overhead-cpu-<date>.json.
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import (compare_cases, compare_parser, cpu_name, load_average, load_library,  # noqa: E402
-                     results_path, time_best, write_json_atomic)
+from _common import compare_cases, compare_parser, load_library, time_best, write_compare_results  # noqa: E402
 
 CASES = ["a + b", "a * 0.5", "x + bias", "relu", "a @ w (w requires grad)", "view(-1)", "t()", "sum()",
          "zeros(32, 64)", "randn(32, 64)", "(a @ w).relu().sum().backward()", "hand-written MLP step",
@@ -97,13 +95,8 @@ def main():
         print(json.dumps(worker(a.worker, a.threads, a.baseline)))
         return
     rows, errors = compare_cases(__file__, CASES, ["--threads", str(a.threads)], a.procs, a.baseline)
-    out = results_path(a.out, "overhead-cpu")
-    write_json_atomic(out, {"bench": "overhead", "device": "cpu", "cpu": cpu_name(), "threads": a.threads,
-                            "procs_per_lib": a.procs, "load_average": load_average(),
-                            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                            "stat": "median over processes of the fastest call of 0.2 s (at most 1000 calls)",
-                            "rows": rows, "errors": errors})
-    print("wrote", out)
+    write_compare_results(a.out, "overhead-cpu", "overhead", "cpu", a.threads, a.procs,
+                          "median over processes of the fastest call of 0.2 s (at most 1000 calls)", rows, errors)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,12 @@ for before/after comparisons in the same run. Results go to bench/results/reduce
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import (compare_cases, compare_parser, cpu_name, load_average, load_library,  # noqa: E402
-                     results_path, time_best, write_json_atomic)
+from _common import compare_cases, compare_parser, load_library, time_best, write_compare_results  # noqa: E402
 
 CASES = [  # (name, shape, dims: None = all)
     ("sum all 4096x128", (4096, 128), None),
@@ -53,13 +51,8 @@ def main():
     shapes = {name: (shape, dims) for name, shape, dims in CASES}
     rows, errors = compare_cases(__file__, list(shapes), ["--threads", str(a.threads)], a.procs, a.baseline,
                                  width=30, extra=lambda n: {"shape": list(shapes[n][0]), "dims": shapes[n][1]})
-    out = results_path(a.out, "reduce-cpu")
-    write_json_atomic(out, {"bench": "reduce", "device": "cpu", "cpu": cpu_name(), "threads": a.threads,
-                            "procs_per_lib": a.procs, "load_average": load_average(),
-                            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                            "stat": "median over processes of the fastest call of 0.2 s (at most 1000 calls)", "rows": rows,
-                            "errors": errors})
-    print("wrote", out)
+    write_compare_results(a.out, "reduce-cpu", "reduce", "cpu", a.threads, a.procs,
+                          "median over processes of the fastest call of 0.2 s (at most 1000 calls)", rows, errors)
 
 
 if __name__ == "__main__":
